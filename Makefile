@@ -1,0 +1,106 @@
+# ws-broadcaster -- GNU make.  `make help` lists the targets.
+
+CC        ?= cc
+PKGS      := libwebsockets hiredis libcjson msgpack libsystemd
+PY        := /usr/bin/python3
+SAN       ?=
+FUZZ_SECONDS ?= 30
+
+ifeq ($(SAN),1)
+BUILD     := build/san
+BIN       := bin/ws-broadcaster-san
+SANFLAGS  := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD     := build/release
+BIN       := bin/ws-broadcaster
+SANFLAGS  :=
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -Wformat=2 -Wpointer-arith
+CFLAGS    ?= -O2 -g
+ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP
+LDLIBS    := $(PKG_LIBS) -lm
+VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+SRCS      := $(wildcard src/common/*.c src/ingest/*.c src/worker/*.c src/supervisor/*.c)
+MAIN_SRC  := src/supervisor/main.c
+LIB_SRCS  := $(filter-out $(MAIN_SRC),$(SRCS))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
+MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+TOOL_SRCS := $(wildcard tests/tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=bin/%)
+
+.PHONY: all build deps run demo test test-unit test-integration asan clean format format-check help check-deps
+
+all: $(BIN) $(TOOL_BINS)
+
+build: all
+
+$(BIN): $(LIB_OBJS) $(MAIN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DWSB_VERSION='"$(VERSION)"' -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
+bin/%: tests/tools/%.c
+	@mkdir -p bin
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDLIBS)
+
+# Install what is missing (Debian packages), as root or through sudo.
+deps:
+	@sh tests/tools/deps.sh
+
+check-deps:
+	@sh tests/tools/deps.sh --check
+
+# Run the service against a local Redis (started if none answers at REDIS_URL).
+run: all
+	@sh tests/tools/run.sh
+
+# The same, plus a demo feed publishing changing NBA odds.
+demo: all
+	@DEMO=1 sh tests/tools/run.sh
+
+test: test-unit test-integration
+
+test-unit: $(UNIT_BINS)
+	@sh tests/unit/run.sh $(UNIT_BINS)
+
+test-integration: all
+	WSB_BIN=$(BIN) $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+asan:
+	$(MAKE) SAN=1 test
+
+format:
+	clang-format -i $(SRCS) $(wildcard src/*/*.h tests/unit/*.c tests/unit/*.h tests/tools/*.c)
+
+format-check:
+	clang-format --dry-run --Werror $(SRCS) $(wildcard src/*/*.h tests/unit/*.c tests/unit/*.h tests/tools/*.c)
+
+clean:
+	rm -rf build bin
+
+help:
+	@echo "make [all]          build bin/ws-broadcaster"
+	@echo "make deps           install missing Debian packages"
+	@echo "make run            build, start Redis if needed, run the service"
+	@echo "make demo           run, plus a demo feed of changing NBA odds"
+	@echo "make test           unit + integration tests (SAN=1: with ASan+UBSan)"
+	@echo "make test-unit | test-integration | asan | format | clean"
+
+-include $(shell find build -name '*.d' 2>/dev/null)

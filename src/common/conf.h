@@ -1,0 +1,109 @@
+/*
+ * conf: the service's settings, their defaults and their validation.
+ *
+ * Sources, in increasing precedence: built-in defaults, the config file
+ * (KEY=VALUE lines, '#' comments, blank lines; an optional "export " prefix
+ * and surrounding quotes are accepted so a .env file reads the same), then
+ * environment variables of the same names.  Every bad value is refused with
+ * a message that names the key.
+ *
+ * struct conf holds no pointers, so a copy is a snapshot: the supervisor
+ * forks children with its current copy and can parse a reload into a fresh
+ * one without touching the running configuration.  I/O-free apart from
+ * reading the file; never logs (errors go into the caller's buffer).
+ */
+#ifndef WSB_CONF_H
+#define WSB_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_MAX_SPORTS     32
+#define CONF_NAME_MAX       64  /* sport keys, consumer group and id */
+#define CONF_STREAM_MAX     128 /* stream names, with the terminating NUL */
+#define CONF_HOST_MAX       256
+#define CONF_MAX_WORKERS    64
+#define CONF_DEFAULT_PATH   "etc/ws-broadcaster.conf"
+#define CONF_ODDS_PREFIX    "odds.normalized."
+
+struct conf {
+    /* SERVER_ADDR: ":PORT" = all interfaces (host empty), or "HOST:PORT". */
+    char server_addr[CONF_HOST_MAX + 8];
+    char server_host[CONF_HOST_MAX];
+    int server_port;
+
+    /* REDIS_URL as given, and what it resolves to.  redis_unix non-empty
+     * means a unix socket; else redis_host:redis_port.  REDIS_PASSWORD, when
+     * set, wins over a password in the URL. */
+    char redis_url[512];
+    char redis_host[CONF_HOST_MAX];
+    int redis_port;
+    char redis_unix[108];
+    char redis_password[256];     /* REDIS_PASSWORD */
+    char redis_url_password[256]; /* from redis://:pw@host */
+    int redis_url_password_set;
+    int redis_db;
+
+    char sports[CONF_MAX_SPORTS][CONF_NAME_MAX];
+    int nsports;
+    char opportunities_stream[CONF_STREAM_MAX]; /* empty: disabled */
+    char consumer_group[CONF_NAME_MAX];
+    char consumer_id[CONF_NAME_MAX];
+
+    int workers;
+    uint32_t client_buffer;    /* messages queued per client before it is cut off */
+    uint32_t ring_size;        /* frames; a power of two */
+    uint32_t max_message_size; /* bytes of one client message */
+    uint32_t max_entry_size;   /* bytes of one stream entry's frame */
+    uint32_t max_filter_values; /* values per filter list */
+    uint32_t max_filter_value_len;
+    uint32_t read_count;       /* entries per XREADGROUP */
+    int log_level;             /* enum log_level */
+};
+
+/* One row per setting, in the order `-t` prints them and the docs list them. */
+struct conf_key {
+    const char *name;
+    const char *default_value;
+    int reloadable; /* 1: SIGHUP applies it; 0: needs a restart */
+    const char *help;
+};
+
+extern const struct conf_key conf_keys[];
+extern const size_t conf_nkeys;
+
+void conf_defaults(struct conf *c);
+
+/* Set one key from its text form.  Returns 0, or -1 with "KEY: why" in err
+ * (unknown keys included). */
+int conf_set(struct conf *c, const char *key, const char *value, char *err, size_t errlen);
+
+/* Read a config file into c.  Returns 0, or -1 with "PATH:LINE: KEY: why" in
+ * err.  A missing file is an error. */
+int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* Apply the environment variables that name a setting.  0 or -1 as above. */
+int conf_apply_env(struct conf *c, char *err, size_t errlen);
+
+/* Checks that involve more than one key.  0 or -1 with a message. */
+int conf_check(const struct conf *c, char *err, size_t errlen);
+
+/* Defaults, then the file (if path is NULL, CONF_DEFAULT_PATH when it
+ * exists), then the environment, then conf_check. */
+int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* The text form of one setting of c (as conf_set accepts it) into buf. */
+int conf_get(const struct conf *c, const char *key, char *buf, size_t size);
+
+/* Comma-separated names of the non-reloadable keys whose values differ
+ * between a and b; empty if none. */
+void conf_restart_keys_changed(const struct conf *a, const struct conf *b, char *buf,
+                               size_t size);
+
+/* The password to AUTH with: REDIS_PASSWORD, else the URL's; NULL if none. */
+const char *conf_redis_password(const struct conf *c);
+
+/* Stream name of sport i: "odds.normalized.<sport>". */
+int conf_sport_stream(const struct conf *c, int i, char *buf, size_t size);
+
+#endif

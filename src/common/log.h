@@ -1,0 +1,76 @@
+/*
+ * log: the only code that writes to stderr.
+ *
+ * One line per event: ISO-8601 UTC time with milliseconds, level, role and
+ * index, message.  Every process sets its role once, right after fork, so a
+ * line always says who wrote it:
+ *
+ *   2026-11-25T12:00:00.123Z INFO  worker 2: listening on fd 5
+ *
+ * Each call formats the whole line into one buffer and issues one write(), so
+ * lines from different processes sharing stderr never interleave.  Safe in
+ * every role; not async-signal-safe (it calls vsnprintf).
+ */
+#ifndef WSB_LOG_H
+#define WSB_LOG_H
+
+#include <stdarg.h>
+#include <stdint.h>
+
+enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+
+enum log_role { LOG_ROLE_SUPERVISOR = 0, LOG_ROLE_INGEST, LOG_ROLE_WORKER, LOG_ROLE_TOOL };
+
+/* Set the role once after fork; index is the worker number (from 1). */
+void log_set_role(enum log_role role, int index);
+
+/* Lines above this level are not written. */
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+
+/* Parse "error", "warn", "info" or "debug"; -1 if none of them. */
+int log_level_parse(const char *name);
+
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_vmsg(enum log_level level, const char *fmt, va_list ap);
+
+/* libwebsockets' log sink, installed with lws_set_log_level(). */
+void log_lws_emit(int lws_level, const char *line);
+
+#define LOG_ERROR(...) log_msg(LOG_LEVEL_ERROR, __VA_ARGS__)
+#define LOG_WARN(...)  log_msg(LOG_LEVEL_WARN, __VA_ARGS__)
+#define LOG_INFO(...)  log_msg(LOG_LEVEL_INFO, __VA_ARGS__)
+#define LOG_DEBUG(...)                                                                             \
+    do {                                                                                           \
+        if (log_get_level() >= LOG_LEVEL_DEBUG)                                                    \
+            log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                                 \
+    } while (0)
+
+/*
+ * Rate limiter for lines that bad input can trigger at will (a malformed
+ * stream entry, a hostile client): at most `burst` lines per `interval_ms`,
+ * then one summary of how many were suppressed.  Not shared between processes.
+ */
+struct log_ratelimit {
+    uint32_t interval_ms;
+    uint32_t burst;
+    uint64_t window_start_ms;
+    uint32_t printed;
+    uint64_t suppressed;
+};
+
+#define LOG_RATELIMIT_INIT(interval_ms, burst) {(interval_ms), (burst), 0, 0, 0}
+
+/* 1 if the caller may log now, 0 if this line is suppressed (and counted). */
+int log_ratelimit_allow(struct log_ratelimit *rl);
+
+/* Impossible states: log file:line and abort, in every build. */
+#define WSB_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            log_assert_failed(#cond, __FILE__, __LINE__);                                          \
+    } while (0)
+
+void log_assert_failed(const char *expr, const char *file, int line) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * shm: the one shared-memory region of an instance, and its layout.
+ *
+ * The supervisor maps it (MAP_SHARED | MAP_ANONYMOUS) before the first fork,
+ * so it outlives every child and a restarted child inherits it as it was.
+ * Everything in it is found by offset, never by pointer.
+ *
+ *   struct shm_header      magic, version, sizes; set once before fork
+ *   struct shm_ingest      ingest stats and state           (writer: ingest)
+ *   struct shm_retired     totals of workers that died       (writer: supervisor)
+ *   struct shm_stream[]    stream names and last Redis ids   (writer: ingest)
+ *   struct shm_worker[]    one per worker slot, own lines    (writer: that worker)
+ *   struct ring            then its slots and data           (writer: ingest)
+ *
+ * Every shared field has exactly one writing role, named beside it.  Stats
+ * are relaxed atomics: they are counters, nothing is ordered by them.  The
+ * sizes and offsets the other roles depend on are checked at compile time
+ * in shm.c.
+ */
+#ifndef WSB_SHM_H
+#define WSB_SHM_H
+
+#include "ring.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHM_MAGIC       0x57534252494e4731ULL /* "WSBRING1" */
+#define SHM_VERSION     1
+#define SHM_MAX_WORKERS 64
+#define SHM_MAX_STREAMS 64
+#define SHM_STREAM_NAME 128
+
+struct shm_header {
+    uint64_t magic;
+    uint32_t version;
+    uint32_t nworkers; /* worker slots in use (WORKERS at start) */
+    uint64_t size;     /* bytes of the whole region */
+    uint64_t ring_offset;
+    uint64_t started_ms; /* instance start, epoch ms */
+    uint8_t pad[RING_CACHELINE - 40];
+};
+
+struct shm_ingest {
+    _Atomic int32_t pid;             /* writer: supervisor (at fork; 0 when dead) */
+    _Atomic uint32_t redis_up;       /* writer: ingest; 1 while reading Redis */
+    _Atomic uint64_t entries_read;   /* entries taken from Redis */
+    _Atomic uint64_t entries_published; /* frames written to the ring */
+    _Atomic uint64_t invalid_entries;   /* malformed: skipped, acked */
+    _Atomic uint64_t duplicates_skipped; /* pending entries already in the ring */
+    _Atomic uint64_t redis_errors;
+    _Atomic uint64_t restarts;       /* writer: supervisor */
+    uint8_t pad[RING_CACHELINE - 56];
+};
+
+/* Cumulative counters of workers that exited, so totals survive a restart and
+ * active_clients never counts a dead worker's clients. Writer: supervisor. */
+struct shm_retired {
+    _Atomic uint64_t total_connections;
+    _Atomic uint64_t total_messages;
+    _Atomic uint64_t dropped_messages;
+    _Atomic uint64_t slow_disconnects;
+    _Atomic uint64_t ring_missed;
+    _Atomic uint64_t invalid_frames;
+    _Atomic uint64_t client_errors;
+    _Atomic uint64_t worker_restarts;
+};
+
+struct shm_stream {
+    /* writer: ingest.  name is set (then used_flag, release) once per index;
+     * indices are never reused, so a frame's stream index stays meaningful. */
+    char name[SHM_STREAM_NAME];
+    _Atomic uint32_t used;
+    uint32_t pad;
+    _Atomic uint64_t last_ms; /* last entry id published to the ring */
+    _Atomic uint64_t last_seq;
+};
+
+struct shm_worker {
+    _Atomic int32_t pid;         /* writer: supervisor (at fork; 0 when dead) */
+    _Atomic uint32_t listening;  /* writer: worker */
+    _Atomic uint64_t active_clients; /* writer: worker (reset by supervisor when it dies) */
+    _Atomic uint64_t total_connections;
+    _Atomic uint64_t total_messages;   /* messages written to clients */
+    _Atomic uint64_t dropped_messages; /* not queued: client buffer full */
+    _Atomic uint64_t slow_disconnects;
+    _Atomic uint64_t ring_next;   /* next ring sequence this worker will read */
+    _Atomic uint64_t ring_missed; /* frames lost to a lap */
+    _Atomic uint64_t invalid_frames;
+    _Atomic uint64_t client_errors; /* error replies sent */
+    _Atomic uint64_t restarts;      /* writer: supervisor */
+    uint8_t pad[2 * RING_CACHELINE - 88];
+};
+
+struct shm {
+    struct shm_header hdr;
+    struct shm_ingest ingest;
+    struct shm_retired retired;
+    struct shm_stream streams[SHM_MAX_STREAMS];
+    struct shm_worker workers[SHM_MAX_WORKERS];
+    /* struct ring follows at hdr.ring_offset */
+};
+
+/* Map a zeroed region for nworkers and a ring of nslots frames.  Supervisor
+ * only, before the first fork.  NULL on failure (errno set). */
+struct shm *shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
+
+/* Unmap (supervisor, at exit). */
+void shm_destroy(struct shm *s);
+
+static inline struct ring *
+shm_ring(struct shm *s)
+{
+    return (struct ring *)((char *)s + s->hdr.ring_offset);
+}
+
+/* Index of stream `name`, adding it if new; -1 if the table is full.
+ * Ingest only. */
+int shm_stream_index(struct shm *s, const char *name);
+
+/* Name of stream idx, or NULL if unused.  Any role. */
+const char *shm_stream_name(const struct shm *s, uint32_t idx);
+
+/* Sum of all workers' and retired counters.  Any role. */
+struct shm_totals {
+    uint64_t active_clients;
+    uint64_t total_connections;
+    uint64_t total_messages;
+    uint64_t dropped_messages;
+    uint64_t slow_disconnects;
+    uint64_t ring_missed;
+    uint64_t invalid_frames;
+    uint64_t client_errors;
+    uint64_t broadcast_usage; /* frames published but not read by the slowest live worker */
+};
+void shm_totals(struct shm *s, struct shm_totals *t);
+
+/* Supervisor, after reaping worker i: fold its counters into retired and
+ * zero its slot (active_clients included). */
+void shm_worker_retire(struct shm *s, uint32_t i);
+
+#endif

@@ -1,0 +1,546 @@
+#include "ingest.h"
+#include "decode.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define INGEST_BLOCK_MS       500  /* bounds how long SIGTERM and SIGHUP wait */
+#define INGEST_BACKOFF_MIN_MS 100
+#define INGEST_BACKOFF_MAX_MS 2000
+
+struct ingest_stream {
+    char name[CONF_STREAM_MAX];
+    const char *sport; /* default sport_key; NULL for the opportunities stream */
+    enum frame_type type;
+    int shm_index;
+    uint64_t last_ms, last_seq; /* last id published to the ring */
+    char next_pending[48];      /* pending-phase cursor */
+};
+
+struct ingest {
+    struct shm *shm;
+    struct ring *ring;
+    struct conf conf;
+    char group[2 * CONF_NAME_MAX + 2];
+    struct ingest_stream streams[CONF_MAX_SPORTS + 1];
+    int nstreams;
+    const int *wake_fds;
+    int nwake;
+    redisContext *redis;
+    msgpack_sbuffer frame;
+    struct log_ratelimit invalid_rl;
+    struct log_ratelimit error_rl;
+};
+
+static volatile sig_atomic_t ingest_stop;
+
+static void
+ingest_on_signal(int sig)
+{
+    (void)sig;
+    ingest_stop = 1;
+}
+
+#define STAT_ADD(field, n) atomic_fetch_add_explicit(&in->shm->ingest.field, (n), memory_order_relaxed)
+
+static void
+ingest_sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    /* EINTR (SIGTERM) ends the sleep early, which is what we want. */
+    (void)nanosleep(&ts, NULL);
+}
+
+static int
+ingest_parse_id(const char *id, uint64_t *ms, uint64_t *seq)
+{
+    char *end;
+
+    errno = 0;
+    *ms = strtoull(id, &end, 10);
+    if (errno != 0 || *end != '-')
+        return -1;
+    *seq = strtoull(end + 1, &end, 10);
+    return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
+static int
+ingest_id_after(uint64_t ms, uint64_t seq, uint64_t last_ms, uint64_t last_seq)
+{
+    return ms > last_ms || (ms == last_ms && seq > last_seq);
+}
+
+static void
+ingest_setup_streams(struct ingest *in)
+{
+    const struct conf *c = &in->conf;
+
+    in->nstreams = 0;
+    for (int i = 0; i < c->nsports; i++) {
+        struct ingest_stream *st = &in->streams[in->nstreams];
+        conf_sport_stream(c, i, st->name, sizeof(st->name));
+        st->sport = c->sports[i];
+        st->type = FRAME_ODDS_UPDATE;
+        in->nstreams++;
+    }
+    if (c->opportunities_stream[0] != '\0') {
+        struct ingest_stream *st = &in->streams[in->nstreams++];
+        snprintf(st->name, sizeof(st->name), "%s", c->opportunities_stream);
+        st->sport = NULL;
+        st->type = FRAME_OPPORTUNITY;
+    }
+    for (int i = 0; i < in->nstreams; i++) {
+        struct ingest_stream *st = &in->streams[i];
+        struct shm_stream *row;
+
+        st->shm_index = shm_stream_index(in->shm, st->name);
+        WSB_ASSERT(st->shm_index >= 0); /* conf bounds the stream count below the table */
+        row = &in->shm->streams[st->shm_index];
+        st->last_ms = atomic_load_explicit(&row->last_ms, memory_order_relaxed);
+        st->last_seq = atomic_load_explicit(&row->last_seq, memory_order_relaxed);
+    }
+}
+
+/* The stream table is updated after the ring's head moves, so only the
+ * newest frame can be missing from it (a crash between the two). */
+static void
+ingest_recover_last_ids(struct ingest *in)
+{
+    uint64_t head = ring_head(in->ring);
+    struct ring_frame_meta meta;
+
+    if (head == 0 || ring_peek_meta(in->ring, head - 1, &meta) != 0)
+        return;
+    for (int i = 0; i < in->nstreams; i++) {
+        struct ingest_stream *st = &in->streams[i];
+        if ((uint32_t)st->shm_index == meta.stream &&
+            ingest_id_after(meta.id_ms, meta.id_seq, st->last_ms, st->last_seq)) {
+            st->last_ms = meta.id_ms;
+            st->last_seq = meta.id_seq;
+        }
+    }
+}
+
+static void
+ingest_disconnect(struct ingest *in)
+{
+    if (in->redis != NULL) {
+        redisFree(in->redis);
+        in->redis = NULL;
+    }
+    atomic_store_explicit(&in->shm->ingest.redis_up, 0, memory_order_relaxed);
+}
+
+static redisReply *
+ingest_command(struct ingest *in, int argc, const char **argv)
+{
+    redisReply *reply = redisCommandArgv(in->redis, argc, argv, NULL);
+
+    if (reply == NULL) {
+        if (log_ratelimit_allow(&in->error_rl))
+            LOG_WARN("redis %s failed: %s", argv[0], in->redis->errstr[0] ? in->redis->errstr : "connection lost");
+        STAT_ADD(redis_errors, 1);
+        ingest_disconnect(in);
+    }
+    return reply;
+}
+
+/* Create the group on one stream.  at is "$" for a new instance, "0" after
+ * the stream or group vanished (Redis restarted empty): entries written since
+ * then must not be skipped. */
+static int
+ingest_create_group(struct ingest *in, const struct ingest_stream *st, const char *at)
+{
+    const char *argv[] = {"XGROUP", "CREATE", st->name, in->group, at, "MKSTREAM"};
+    redisReply *r = ingest_command(in, 6, argv);
+    int rc = 0;
+
+    if (r == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (strncmp(r->str, "BUSYGROUP", 9) != 0) {
+            LOG_ERROR("XGROUP CREATE %s %s %s failed: %s", st->name, in->group, at, r->str);
+            rc = -1;
+        }
+    } else {
+        LOG_INFO("created consumer group %s on %s at %s", in->group, st->name, at);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int
+ingest_connect(struct ingest *in)
+{
+    const struct conf *c = &in->conf;
+    struct timeval tv = {2, 0};
+    const char *password = conf_redis_password(c);
+    redisReply *r;
+
+    if (c->redis_unix[0] != '\0')
+        in->redis = redisConnectUnixWithTimeout(c->redis_unix, tv);
+    else
+        in->redis = redisConnectWithTimeout(c->redis_host, c->redis_port, tv);
+    if (in->redis == NULL || in->redis->err) {
+        if (log_ratelimit_allow(&in->error_rl))
+            LOG_WARN("connect to redis %s failed: %s", c->redis_url,
+                     in->redis ? in->redis->errstr : "out of memory");
+        ingest_disconnect(in);
+        return -1;
+    }
+    /* The socket timeout must outlast BLOCK, or a healthy idle connection
+     * would be declared dead on every quiet read. */
+    tv.tv_sec = INGEST_BLOCK_MS / 1000 + 3;
+    tv.tv_usec = 0;
+    if (redisSetTimeout(in->redis, tv) != REDIS_OK) {
+        ingest_disconnect(in);
+        return -1;
+    }
+    if (password != NULL) {
+        const char *argv[] = {"AUTH", password};
+        if ((r = ingest_command(in, 2, argv)) == NULL)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            LOG_ERROR("redis AUTH failed: %s", r->str);
+            freeReplyObject(r);
+            ingest_disconnect(in);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+    if (c->redis_db != 0) {
+        char db[16];
+        const char *argv[] = {"SELECT", db};
+        snprintf(db, sizeof(db), "%d", c->redis_db);
+        if ((r = ingest_command(in, 2, argv)) == NULL)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            LOG_ERROR("redis SELECT %s failed: %s", db, r->str);
+            freeReplyObject(r);
+            ingest_disconnect(in);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+    for (int i = 0; i < in->nstreams; i++) {
+        if (ingest_create_group(in, &in->streams[i], "$") != 0) {
+            ingest_disconnect(in);
+            return -1;
+        }
+        snprintf(in->streams[i].next_pending, sizeof(in->streams[i].next_pending), "0");
+    }
+    LOG_INFO("connected to redis %s; reading %d streams with group %s", c->redis_url,
+             in->nstreams, in->group);
+    return 0;
+}
+
+static void
+ingest_wake_workers(struct ingest *in)
+{
+    uint64_t one = 1;
+
+    for (int i = 0; i < in->nwake; i++) {
+        /* EAGAIN means the counter is already non-zero: the worker will wake. */
+        if (write(in->wake_fds[i], &one, sizeof(one)) < 0 && errno != EAGAIN)
+            LOG_WARN("write(eventfd of worker %d) failed: %s", i + 1, strerror(errno));
+    }
+}
+
+/* Decode and publish one entry.  Returns 1 if a frame was published. */
+static int
+ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entry, int pending)
+{
+    const redisReply *id = entry->element[0], *fields = entry->element[1];
+    const char *names[DECODE_MAX_FIELDS + 1], *values[DECODE_MAX_FIELDS + 1];
+    size_t name_lens[DECODE_MAX_FIELDS + 1], value_lens[DECODE_MAX_FIELDS + 1];
+    struct decode_input di;
+    struct ring_frame_meta meta;
+    uint64_t ms, seq;
+    char err[256];
+    size_t n;
+
+    STAT_ADD(entries_read, 1);
+    if (ingest_parse_id(id->str, &ms, &seq) != 0) {
+        STAT_ADD(invalid_entries, 1);
+        return 0;
+    }
+    if (pending && !ingest_id_after(ms, seq, st->last_ms, st->last_seq)) {
+        /* Already in the ring: published before a crash, never acked. */
+        STAT_ADD(duplicates_skipped, 1);
+        return 0;
+    }
+    if (fields->type != REDIS_REPLY_ARRAY) {
+        /* A pending entry trimmed from the stream comes back with nil fields. */
+        STAT_ADD(invalid_entries, 1);
+        if (log_ratelimit_allow(&in->invalid_rl))
+            LOG_WARN("entry %s %s has no fields (trimmed?); skipped", st->name, id->str);
+        return 0;
+    }
+    n = fields->elements / 2;
+    if (n > DECODE_MAX_FIELDS || fields->elements % 2 != 0) {
+        STAT_ADD(invalid_entries, 1);
+        if (log_ratelimit_allow(&in->invalid_rl))
+            LOG_WARN("invalid entry %s %s: %zu fields (at most %d); skipped", st->name, id->str,
+                     fields->elements / 2, DECODE_MAX_FIELDS);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *k = fields->element[2 * i], *v = fields->element[2 * i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+            STAT_ADD(invalid_entries, 1);
+            return 0;
+        }
+        names[i] = k->str;
+        name_lens[i] = k->len;
+        values[i] = v->str;
+        value_lens[i] = v->len;
+    }
+    di.type = st->type;
+    di.stream_sport = st->sport;
+    di.nfields = n;
+    di.names = names;
+    di.name_lens = name_lens;
+    di.values = values;
+    di.value_lens = value_lens;
+    if (decode_entry(&di, in->conf.max_entry_size, &in->frame, err, sizeof(err)) != 0) {
+        STAT_ADD(invalid_entries, 1);
+        if (log_ratelimit_allow(&in->invalid_rl))
+            LOG_WARN("invalid entry %s %s: %s; skipped", st->name, id->str, err);
+        return 0;
+    }
+    meta.stream = (uint32_t)st->shm_index;
+    meta.id_ms = ms;
+    meta.id_seq = seq;
+    WSB_ASSERT(ring_publish(in->ring, in->frame.data, (uint32_t)in->frame.size, &meta) >= 0);
+    st->last_ms = ms;
+    st->last_seq = seq;
+    atomic_store_explicit(&in->shm->streams[st->shm_index].last_ms, ms, memory_order_relaxed);
+    atomic_store_explicit(&in->shm->streams[st->shm_index].last_seq, seq, memory_order_relaxed);
+    STAT_ADD(entries_published, 1);
+    return 1;
+}
+
+static struct ingest_stream *
+ingest_find_stream(struct ingest *in, const redisReply *name)
+{
+    for (int i = 0; i < in->nstreams; i++) {
+        if (name->type == REDIS_REPLY_STRING && strlen(in->streams[i].name) == name->len &&
+            memcmp(in->streams[i].name, name->str, name->len) == 0)
+            return &in->streams[i];
+    }
+    return NULL;
+}
+
+/* Handle one XREADGROUP reply: publish, wake, then ack (pipelined).
+ * Returns the number of entries seen, or -1 if the connection broke. */
+static long
+ingest_batch(struct ingest *in, const redisReply *reply, int pending)
+{
+    long seen = 0;
+    int published = 0, acks = 0;
+
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return 0; /* nil: BLOCK timed out */
+    for (size_t s = 0; s < reply->elements; s++) {
+        const redisReply *sr = reply->element[s];
+        struct ingest_stream *st;
+        const redisReply *entries;
+
+        if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
+            continue;
+        st = ingest_find_stream(in, sr->element[0]);
+        entries = sr->element[1];
+        if (st == NULL || entries->type != REDIS_REPLY_ARRAY)
+            continue;
+        for (size_t e = 0; e < entries->elements; e++) {
+            const redisReply *entry = entries->element[e];
+            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+                entry->element[0]->type != REDIS_REPLY_STRING)
+                continue;
+            published += ingest_entry(in, st, entry, pending);
+            seen++;
+            if (pending)
+                snprintf(st->next_pending, sizeof(st->next_pending), "%s", entry->element[0]->str);
+        }
+    }
+    if (published > 0)
+        ingest_wake_workers(in);
+
+    /* Acknowledge only now that every frame is in the ring. */
+    for (size_t s = 0; s < reply->elements; s++) {
+        const redisReply *sr = reply->element[s];
+        struct ingest_stream *st;
+        const redisReply *entries;
+        const char **argv;
+        size_t argc = 0;
+
+        if (sr->type != REDIS_REPLY_ARRAY || sr->elements != 2)
+            continue;
+        st = ingest_find_stream(in, sr->element[0]);
+        entries = sr->element[1];
+        if (st == NULL || entries->type != REDIS_REPLY_ARRAY || entries->elements == 0)
+            continue;
+        argv = malloc((entries->elements + 3) * sizeof(*argv));
+        WSB_ASSERT(argv != NULL);
+        argv[argc++] = "XACK";
+        argv[argc++] = st->name;
+        argv[argc++] = in->group;
+        for (size_t e = 0; e < entries->elements; e++) {
+            const redisReply *entry = entries->element[e];
+            if (entry->type == REDIS_REPLY_ARRAY && entry->elements == 2 &&
+                entry->element[0]->type == REDIS_REPLY_STRING)
+                argv[argc++] = entry->element[0]->str;
+        }
+        if (argc > 3 && redisAppendCommandArgv(in->redis, (int)argc, argv, NULL) == REDIS_OK)
+            acks++;
+        free(argv);
+    }
+    for (int i = 0; i < acks; i++) {
+        redisReply *r = NULL;
+        if (redisGetReply(in->redis, (void **)&r) != REDIS_OK) {
+            LOG_WARN("XACK failed: %s", in->redis->errstr);
+            STAT_ADD(redis_errors, 1);
+            ingest_disconnect(in);
+            return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+            LOG_WARN("XACK failed: %s", r->str);
+        freeReplyObject(r);
+    }
+    return seen;
+}
+
+static redisReply *
+ingest_read(struct ingest *in, int pending)
+{
+    const char *argv[9 + 2 * (CONF_MAX_SPORTS + 1)];
+    char count[16], block[16];
+    int argc = 0;
+
+    snprintf(count, sizeof(count), "%u", in->conf.read_count);
+    snprintf(block, sizeof(block), "%d", INGEST_BLOCK_MS);
+    argv[argc++] = "XREADGROUP";
+    argv[argc++] = "GROUP";
+    argv[argc++] = in->group;
+    argv[argc++] = in->conf.consumer_id;
+    argv[argc++] = "COUNT";
+    argv[argc++] = count;
+    if (!pending) {
+        argv[argc++] = "BLOCK";
+        argv[argc++] = block;
+    }
+    argv[argc++] = "STREAMS";
+    for (int i = 0; i < in->nstreams; i++)
+        argv[argc++] = in->streams[i].name;
+    for (int i = 0; i < in->nstreams; i++)
+        argv[argc++] = pending ? in->streams[i].next_pending : ">";
+    return ingest_command(in, argc, argv);
+}
+
+/* A stream or group vanished (Redis restarted empty, stream deleted). */
+static void
+ingest_recreate_groups(struct ingest *in)
+{
+    for (int i = 0; i < in->nstreams && in->redis != NULL; i++)
+        (void)ingest_create_group(in, &in->streams[i], "0");
+}
+
+/* Read until the pending entries list is drained.  0, or -1 if the
+ * connection broke. */
+static int
+ingest_drain_pending(struct ingest *in)
+{
+    while (!ingest_stop) {
+        redisReply *r = ingest_read(in, 1);
+        long n;
+
+        if (r == NULL)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR) {
+            LOG_WARN("XREADGROUP (pending) failed: %s", r->str);
+            freeReplyObject(r);
+            ingest_recreate_groups(in);
+            return in->redis ? 0 : -1;
+        }
+        n = ingest_batch(in, r, 1);
+        freeReplyObject(r);
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            return 0;
+    }
+    return 0;
+}
+
+int
+ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
+{
+    static struct ingest ingest;
+    struct ingest *in = &ingest;
+    struct log_ratelimit invalid_rl = LOG_RATELIMIT_INIT(10000, 10);
+    struct log_ratelimit error_rl = LOG_RATELIMIT_INIT(10000, 5);
+    struct sigaction sa;
+    uint64_t backoff = INGEST_BACKOFF_MIN_MS;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = ingest_on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    in->shm = s;
+    in->ring = shm_ring(s);
+    in->conf = *c;
+    in->wake_fds = wake_fds;
+    in->nwake = nwake;
+    in->invalid_rl = invalid_rl;
+    in->error_rl = error_rl;
+    snprintf(in->group, sizeof(in->group), "%s:%s", c->consumer_group, c->consumer_id);
+    msgpack_sbuffer_init(&in->frame);
+    ingest_setup_streams(in);
+    ingest_recover_last_ids(in);
+
+    while (!ingest_stop) {
+        redisReply *r;
+
+        if (in->redis == NULL) {
+            if (ingest_connect(in) != 0 || ingest_drain_pending(in) != 0) {
+                ingest_disconnect(in);
+                ingest_sleep_ms(backoff);
+                backoff = backoff * 2 > INGEST_BACKOFF_MAX_MS ? INGEST_BACKOFF_MAX_MS : backoff * 2;
+                continue;
+            }
+            backoff = INGEST_BACKOFF_MIN_MS;
+            atomic_store_explicit(&s->ingest.redis_up, 1, memory_order_relaxed);
+        }
+        r = ingest_read(in, 0);
+        if (r == NULL)
+            continue; /* disconnected; reconnect on the next round */
+        if (r->type == REDIS_REPLY_ERROR) {
+            /* NOGROUP, or "UNBLOCKED ... no longer exists": the stream or group
+             * is gone.  A failing XREADGROUP returns at once, so wait before
+             * trying again: BLOCK does not pace an error. */
+            if (log_ratelimit_allow(&in->error_rl))
+                LOG_WARN("XREADGROUP failed: %s", r->str);
+            STAT_ADD(redis_errors, 1);
+            freeReplyObject(r);
+            ingest_recreate_groups(in);
+            ingest_sleep_ms(INGEST_BACKOFF_MIN_MS);
+            continue;
+        }
+        (void)ingest_batch(in, r, 0);
+        freeReplyObject(r);
+    }
+    ingest_disconnect(in);
+    msgpack_sbuffer_destroy(&in->frame);
+    LOG_INFO("stopped");
+    return 0;
+}

@@ -1,0 +1,536 @@
+#include "sup.h"
+#include "../common/log.h"
+#include "../common/shm.h"
+#include "../common/timeutil.h"
+#include "../ingest/ingest.h"
+#include "../worker/worker.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#define SUP_STOP_DEADLINE_MS 5000
+#define SUP_QUICK_DEATH_MS   1000 /* a child dying sooner than this was probably not going to work */
+#define SUP_BACKOFF_MIN_MS   100
+#define SUP_BACKOFF_MAX_MS   5000
+
+enum sup_role { SUP_ROLE_INGEST, SUP_ROLE_WORKER };
+
+struct sup_child {
+    enum sup_role role;
+    int index; /* worker number from 1; 0 for the ingest */
+    pid_t pid;
+    uint64_t started_ms;   /* monotonic */
+    uint64_t respawn_at;   /* monotonic; 0 = not waiting */
+    uint64_t backoff_ms;
+    int listen_fd;         /* workers */
+    int wake_fd;           /* workers */
+};
+
+struct sup {
+    struct conf conf;
+    const char *conf_path;
+    struct shm *shm;
+    struct sup_child children[1 + CONF_MAX_WORKERS];
+    int nchildren;
+    int wake_fds[CONF_MAX_WORKERS];
+    int signal_fd;
+    int timer_fd;
+    int stopping;
+    uint64_t stop_deadline;
+    int exit_status;
+    int ready_sent;
+};
+
+static const char *
+sup_role_name(const struct sup_child *ch, char *buf, size_t size)
+{
+    if (ch->role == SUP_ROLE_INGEST)
+        snprintf(buf, size, "ingest");
+    else
+        snprintf(buf, size, "worker %d", ch->index);
+    return buf;
+}
+
+/* ---- listeners ------------------------------------------------------------- */
+
+static int
+sup_listen_one(const struct sockaddr *sa, socklen_t salen, const char *label)
+{
+    int one = 1, zero = 0;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    if (fd < 0) {
+        LOG_ERROR("socket(%s) failed: %s", label, strerror(errno));
+        return -1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        LOG_ERROR("setsockopt(%s, SO_REUSEPORT) failed: %s", label, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    /* ":PORT" means every interface, IPv4 included. */
+    if (sa->sa_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    if (bind(fd, sa, salen) != 0) {
+        LOG_ERROR("bind(%s) failed: %s", label, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (listen(fd, SOMAXCONN) != 0) {
+        LOG_ERROR("listen(%s) failed: %s", label, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* One listener per worker slot, all bound to SERVER_ADDR with SO_REUSEPORT:
+ * the kernel spreads connections across them. */
+static int
+sup_create_listeners(struct sup *sp)
+{
+    const struct conf *c = &sp->conf;
+    struct addrinfo hints, *res = NULL, *ai;
+    char port[8], label[CONF_HOST_MAX + 16];
+    int rc;
+
+    snprintf(port, sizeof(port), "%d", c->server_port);
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (c->server_host[0] == '\0') {
+        hints.ai_family = AF_INET6; /* dual-stack "::" if the host has IPv6 */
+        rc = getaddrinfo(NULL, port, &hints, &res);
+        if (rc == 0) {
+            int probe = socket(AF_INET6, SOCK_STREAM, 0);
+            if (probe < 0) {
+                freeaddrinfo(res);
+                res = NULL;
+            } else {
+                close(probe);
+            }
+        }
+        if (res == NULL) {
+            hints.ai_family = AF_INET;
+            rc = getaddrinfo(NULL, port, &hints, &res);
+        }
+    } else {
+        hints.ai_family = AF_UNSPEC;
+        rc = getaddrinfo(c->server_host, port, &hints, &res);
+    }
+    if (rc != 0 || res == NULL) {
+        LOG_ERROR("getaddrinfo(%s) failed: %s", c->server_addr, gai_strerror(rc));
+        return -1;
+    }
+    ai = res;
+    snprintf(label, sizeof(label), "%s", c->server_addr);
+    for (int i = 0; i < c->workers; i++) {
+        int fd = sup_listen_one(ai->ai_addr, ai->ai_addrlen, label);
+        if (fd < 0) {
+            freeaddrinfo(res);
+            return -1;
+        }
+        sp->children[1 + i].listen_fd = fd;
+    }
+    freeaddrinfo(res);
+    LOG_INFO("listening on %s with %d SO_REUSEPORT sockets", c->server_addr, c->workers);
+    return 0;
+}
+
+/* ---- children ---------------------------------------------------------------- */
+
+/* Right after fork, in the child: a clean signal state, death with the
+ * supervisor, a name in ps, and only the fds this role needs. */
+static void
+sup_child_init(struct sup *sp, struct sup_child *ch, pid_t parent)
+{
+    char name[16];
+    sigset_t empty;
+
+    if (ch->role == SUP_ROLE_INGEST) {
+        log_set_role(LOG_ROLE_INGEST, 0);
+        snprintf(name, sizeof(name), "wsb-ingest");
+    } else {
+        log_set_role(LOG_ROLE_WORKER, ch->index);
+        snprintf(name, sizeof(name), "wsb-worker-%d", ch->index);
+    }
+    close(sp->signal_fd);
+    close(sp->timer_fd);
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    /* SIGPIPE stays ignored (inherited): a vanished peer is an EPIPE, not a death. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        LOG_WARN("prctl(PR_SET_PDEATHSIG) failed: %s", strerror(errno));
+    if (getppid() != parent)
+        _exit(0); /* the supervisor died before prctl took effect */
+    if (prctl(PR_SET_NAME, name) != 0)
+        LOG_WARN("prctl(PR_SET_NAME, %s) failed: %s", name, strerror(errno));
+    for (int i = 1; i < sp->nchildren; i++) {
+        struct sup_child *other = &sp->children[i];
+        if (other == ch)
+            continue;
+        close(other->listen_fd);
+        if (ch->role == SUP_ROLE_WORKER)
+            close(other->wake_fd);
+    }
+    if (ch->role == SUP_ROLE_INGEST)
+        ch->listen_fd = -1;
+}
+
+static void
+sup_spawn(struct sup *sp, struct sup_child *ch)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    char role[32];
+
+    if (pid < 0) {
+        LOG_ERROR("fork(%s) failed: %s", sup_role_name(ch, role, sizeof(role)), strerror(errno));
+        ch->respawn_at = time_mono_ms() + SUP_BACKOFF_MAX_MS;
+        return;
+    }
+    if (pid == 0) {
+        int rc;
+        sup_child_init(sp, ch, parent);
+        if (ch->role == SUP_ROLE_INGEST)
+            rc = ingest_main(sp->shm, &sp->conf, sp->wake_fds, sp->conf.workers);
+        else
+            rc = worker_main(sp->shm, &sp->conf, ch->index, ch->listen_fd, ch->wake_fd);
+        _exit(rc);
+    }
+    ch->pid = pid;
+    ch->started_ms = time_mono_ms();
+    ch->respawn_at = 0;
+    if (ch->role == SUP_ROLE_INGEST)
+        atomic_store_explicit(&sp->shm->ingest.pid, pid, memory_order_relaxed);
+    else
+        atomic_store_explicit(&sp->shm->workers[ch->index - 1].pid, pid, memory_order_relaxed);
+    LOG_INFO("started %s (pid %d)", sup_role_name(ch, role, sizeof(role)), (int)pid);
+}
+
+static struct sup_child *
+sup_find(struct sup *sp, pid_t pid)
+{
+    for (int i = 0; i < sp->nchildren; i++) {
+        if (sp->children[i].pid == pid)
+            return &sp->children[i];
+    }
+    return NULL;
+}
+
+static void
+sup_reap(struct sup *sp)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        struct sup_child *ch = sup_find(sp, pid);
+        uint64_t now = time_mono_ms(), lived;
+        char role[32];
+
+        if (ch == NULL)
+            continue;
+        sup_role_name(ch, role, sizeof(role));
+        lived = now - ch->started_ms;
+        ch->pid = 0;
+        if (ch->role == SUP_ROLE_INGEST) {
+            atomic_store_explicit(&sp->shm->ingest.pid, 0, memory_order_relaxed);
+            atomic_store_explicit(&sp->shm->ingest.redis_up, 0, memory_order_relaxed);
+        } else {
+            shm_worker_retire(sp->shm, (uint32_t)(ch->index - 1));
+        }
+        if (sp->stopping) {
+            LOG_INFO("%s (pid %d) exited", role, (int)pid);
+            continue;
+        }
+        if (WIFEXITED(status))
+            LOG_WARN("%s (pid %d) exited with status %d after %llu ms", role, (int)pid,
+                     WEXITSTATUS(status), (unsigned long long)lived);
+        else if (WIFSIGNALED(status))
+            LOG_WARN("%s (pid %d) killed by signal %d (%s) after %llu ms", role, (int)pid,
+                     WTERMSIG(status), strsignal(WTERMSIG(status)), (unsigned long long)lived);
+        if (WIFEXITED(status) && WEXITSTATUS(status) == SUP_EXIT_CONFIG) {
+            LOG_ERROR("%s cannot run with this configuration; stopping", role);
+            sp->exit_status = SUP_EXIT_CONFIG;
+            sp->stopping = 1;
+            continue;
+        }
+        if (lived < SUP_QUICK_DEATH_MS) {
+            ch->backoff_ms = ch->backoff_ms ? ch->backoff_ms * 2 : SUP_BACKOFF_MIN_MS;
+            if (ch->backoff_ms > SUP_BACKOFF_MAX_MS)
+                ch->backoff_ms = SUP_BACKOFF_MAX_MS;
+        } else {
+            ch->backoff_ms = 0;
+        }
+        if (ch->role == SUP_ROLE_INGEST)
+            atomic_fetch_add_explicit(&sp->shm->ingest.restarts, 1, memory_order_relaxed);
+        else
+            atomic_fetch_add_explicit(&sp->shm->workers[ch->index - 1].restarts, 1,
+                                      memory_order_relaxed);
+        ch->respawn_at = now + ch->backoff_ms;
+        if (ch->backoff_ms)
+            LOG_WARN("restarting %s in %llu ms", role, (unsigned long long)ch->backoff_ms);
+    }
+}
+
+static void
+sup_signal_children(struct sup *sp, int sig)
+{
+    for (int i = 0; i < sp->nchildren; i++) {
+        if (sp->children[i].pid > 0 && kill(sp->children[i].pid, sig) != 0 && errno != ESRCH)
+            LOG_WARN("kill(%d, %d) failed: %s", (int)sp->children[i].pid, sig, strerror(errno));
+    }
+}
+
+static int
+sup_alive(const struct sup *sp)
+{
+    int n = 0;
+
+    for (int i = 0; i < sp->nchildren; i++)
+        n += sp->children[i].pid > 0;
+    return n;
+}
+
+/* ---- reload ----------------------------------------------------------------- */
+
+static void
+sup_reload(struct sup *sp)
+{
+    struct conf next;
+    char err[512], changed[512];
+    int sports_changed;
+
+    if (conf_load(&next, sp->conf_path, err, sizeof(err)) != 0) {
+        LOG_ERROR("reload refused, keeping the running configuration: %s", err);
+        return;
+    }
+    conf_restart_keys_changed(&sp->conf, &next, changed, sizeof(changed));
+    if (changed[0] != '\0')
+        LOG_WARN("reload: %s changed; these take effect only after a restart", changed);
+    sports_changed = sp->conf.nsports != next.nsports ||
+                     memcmp(sp->conf.sports, next.sports, sizeof(next.sports)) != 0;
+    /* Apply only what reload supports; keep the rest as running. */
+    memcpy(sp->conf.sports, next.sports, sizeof(next.sports));
+    sp->conf.nsports = next.nsports;
+    sp->conf.log_level = next.log_level;
+    log_set_level((enum log_level)next.log_level);
+    if (sports_changed) {
+        char list[CONF_MAX_SPORTS * CONF_NAME_MAX];
+        conf_get(&sp->conf, "SPORTS", list, sizeof(list));
+        LOG_INFO("reload: SPORTS is now %s; restarting the ingest", list);
+        /* The ingest restarts crash-safely (pending re-read, ring dedupe), so
+         * a restart is how it picks up new streams; clients never notice. */
+        for (int i = 0; i < sp->nchildren; i++) {
+            struct sup_child *ch = &sp->children[i];
+            if (ch->role == SUP_ROLE_INGEST && ch->pid > 0)
+                kill(ch->pid, SIGTERM);
+            ch->backoff_ms = 0;
+        }
+    } else {
+        LOG_INFO("reload: configuration re-read");
+    }
+}
+
+/* ---- the loop --------------------------------------------------------------- */
+
+static void
+sup_arm_timer(struct sup *sp)
+{
+    struct itimerspec its;
+    uint64_t now = time_mono_ms(), next = 0;
+
+    for (int i = 0; i < sp->nchildren; i++) {
+        uint64_t at = sp->children[i].respawn_at;
+        if (sp->children[i].pid == 0 && at != 0 && (next == 0 || at < next))
+            next = at;
+    }
+    if (sp->stopping && (next == 0 || sp->stop_deadline < next))
+        next = sp->stop_deadline;
+    if (!sp->ready_sent && !sp->stopping && (next == 0 || now + 50 < next))
+        next = now + 50; /* poll for the workers' listening flags */
+    memset(&its, 0, sizeof(its));
+    if (next != 0) {
+        uint64_t delay = next > now ? next - now : 1;
+        its.it_value.tv_sec = (time_t)(delay / 1000);
+        its.it_value.tv_nsec = (long)(delay % 1000) * 1000000L;
+    }
+    if (timerfd_settime(sp->timer_fd, 0, &its, NULL) != 0)
+        LOG_ERROR("timerfd_settime() failed: %s", strerror(errno));
+}
+
+static void
+sup_check_ready(struct sup *sp)
+{
+    if (sp->ready_sent)
+        return;
+    for (int i = 0; i < sp->conf.workers; i++) {
+        if (!atomic_load_explicit(&sp->shm->workers[i].listening, memory_order_relaxed))
+            return;
+    }
+    sp->ready_sent = 1;
+    /* No-op without NOTIFY_SOCKET, i.e. outside systemd. */
+    if (sd_notify(0, "READY=1\nSTATUS=serving") < 0)
+        LOG_WARN("sd_notify(READY=1) failed");
+    LOG_INFO("ready: %d workers serving", sp->conf.workers);
+}
+
+static void
+sup_begin_stop(struct sup *sp, const char *why)
+{
+    if (sp->stopping && sp->stop_deadline != 0)
+        return;
+    LOG_INFO("%s: stopping", why);
+    sp->stopping = 1;
+    sp->stop_deadline = time_mono_ms() + SUP_STOP_DEADLINE_MS;
+    (void)sd_notify(0, "STOPPING=1");
+    sup_signal_children(sp, SIGTERM);
+}
+
+static int
+sup_setup(struct sup *sp)
+{
+    struct rlimit rl;
+    sigset_t mask;
+
+    /* Every connection is an fd: take all the kernel allows us. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            LOG_WARN("setrlimit(RLIMIT_NOFILE) failed: %s", strerror(errno));
+    }
+    signal(SIGPIPE, SIG_IGN);
+
+    sp->shm = shm_create((uint32_t)sp->conf.workers, sp->conf.ring_size, sp->conf.max_entry_size);
+    if (sp->shm == NULL) {
+        LOG_ERROR("mmap(shared memory for %u frames) failed: %s", sp->conf.ring_size,
+                  strerror(errno));
+        return -1;
+    }
+    sp->nchildren = 1 + sp->conf.workers;
+    sp->children[0].role = SUP_ROLE_INGEST;
+    sp->children[0].listen_fd = -1;
+    sp->children[0].wake_fd = -1;
+    for (int i = 0; i < sp->conf.workers; i++) {
+        struct sup_child *ch = &sp->children[1 + i];
+        ch->role = SUP_ROLE_WORKER;
+        ch->index = i + 1;
+        ch->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (ch->wake_fd < 0) {
+            LOG_ERROR("eventfd() failed: %s", strerror(errno));
+            return -1;
+        }
+        sp->wake_fds[i] = ch->wake_fd;
+    }
+    if (sup_create_listeners(sp) != 0)
+        return -1;
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGHUP);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) {
+        LOG_ERROR("sigprocmask() failed: %s", strerror(errno));
+        return -1;
+    }
+    sp->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    sp->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (sp->signal_fd < 0 || sp->timer_fd < 0) {
+        LOG_ERROR("signalfd()/timerfd_create() failed: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int
+sup_run(const struct conf *c, const char *conf_path)
+{
+    static struct sup sup;
+    struct sup *sp = &sup;
+
+    sp->conf = *c;
+    sp->conf_path = conf_path;
+    log_set_role(LOG_ROLE_SUPERVISOR, 0);
+    log_set_level((enum log_level)c->log_level);
+    if (prctl(PR_SET_NAME, "wsb-supervisor") != 0)
+        LOG_WARN("prctl(PR_SET_NAME) failed: %s", strerror(errno));
+    LOG_INFO("ws-broadcaster %s starting: %d workers, ring of %u frames, redis %s", WSB_VERSION,
+             c->workers, c->ring_size, c->redis_url);
+    if (sup_setup(sp) != 0)
+        return 1;
+
+    for (int i = 0; i < sp->nchildren; i++)
+        sup_spawn(sp, &sp->children[i]);
+
+    for (;;) {
+        struct pollfd pfd[2] = {{sp->signal_fd, POLLIN, 0}, {sp->timer_fd, POLLIN, 0}};
+        struct signalfd_siginfo si;
+        uint64_t expirations, now;
+
+        if (sp->stopping && sup_alive(sp) == 0)
+            break;
+        sup_arm_timer(sp);
+        if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+            LOG_ERROR("poll() failed: %s", strerror(errno));
+            break;
+        }
+        if (read(sp->timer_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+            LOG_WARN("read(timerfd) failed: %s", strerror(errno));
+        while (read(sp->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+            switch (si.ssi_signo) {
+            case SIGCHLD:
+                break; /* reaped below, with any other exits */
+            case SIGHUP:
+                if (!sp->stopping)
+                    sup_reload(sp);
+                break;
+            case SIGTERM:
+            case SIGINT:
+                sup_begin_stop(sp, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                break;
+            default:
+                break;
+            }
+        }
+        sup_reap(sp);
+        if (sp->stopping && sp->stop_deadline == 0)
+            sup_begin_stop(sp, "a child cannot run");
+        now = time_mono_ms();
+        if (sp->stopping) {
+            if (now >= sp->stop_deadline && sup_alive(sp) > 0) {
+                LOG_WARN("children still running after %d ms; killing them",
+                         SUP_STOP_DEADLINE_MS);
+                sup_signal_children(sp, SIGKILL);
+                sp->stop_deadline = now + 1000;
+            }
+            continue;
+        }
+        for (int i = 0; i < sp->nchildren; i++) {
+            struct sup_child *ch = &sp->children[i];
+            if (ch->pid == 0 && ch->respawn_at != 0 && ch->respawn_at <= now)
+                sup_spawn(sp, ch);
+        }
+        sup_check_ready(sp);
+    }
+    LOG_INFO("stopped");
+    shm_destroy(sp->shm);
+    return sp->exit_status;
+}

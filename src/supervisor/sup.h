@@ -1,0 +1,32 @@
+/*
+ * sup: the supervisor: process table, spawning, reaping, respawn backoff,
+ * listeners and signals.
+ *
+ * Before the first fork it maps the shared memory, creates one SO_REUSEPORT
+ * listening socket and one eventfd per worker slot, and blocks every signal
+ * it handles: they are read from a signalfd in a poll loop with a timerfd
+ * (no asynchronous handlers).  It keeps every listener open, so a worker
+ * that replaces a crashed one inherits the same socket and the connections
+ * queued on it.  A child that exits is logged and restarted in its slot; one
+ * that dies within a second of starting is restarted with exponential
+ * backoff.  Exit status 78 (EX_CONFIG) from a child means a restart cannot
+ * help: the supervisor stops everything and exits 78.
+ *
+ * SIGHUP re-reads the config file: SPORTS and LOG_LEVEL apply at once (the
+ * ingest is restarted with the new streams; workers and clients are not
+ * touched); other changed keys are logged as needing a restart.
+ * SIGTERM/SIGINT: children get SIGTERM, workers close their clients with
+ * 1001, and the supervisor exits 0 once they are gone (SIGKILL after 5 s).
+ */
+#ifndef WSB_SUP_H
+#define WSB_SUP_H
+
+#include "../common/conf.h"
+
+#define SUP_EXIT_CONFIG 78 /* EX_CONFIG: a restart cannot help */
+
+/* Run the service with configuration c (loaded from conf_path, NULL for the
+ * default) until stopped.  Returns the process exit status. */
+int sup_run(const struct conf *c, const char *conf_path);
+
+#endif

@@ -1,0 +1,171 @@
+#include "encode.h"
+#include "../common/timeutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+cJSON *
+encode_msgpack_to_json(const msgpack_object *o, int depth)
+{
+    cJSON *out;
+
+    if (depth > FRAME_MAX_DEPTH)
+        return NULL;
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return cJSON_CreateNull();
+    case MSGPACK_OBJECT_BOOLEAN:
+        return cJSON_CreateBool(o->via.boolean);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        return cJSON_CreateNumber((double)o->via.u64);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return cJSON_CreateNumber((double)o->via.i64);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        /* cJSON would print NaN or Infinity as null silently; refuse instead. */
+        if (!isfinite(o->via.f64))
+            return NULL;
+        return cJSON_CreateNumber(o->via.f64);
+    case MSGPACK_OBJECT_STR: {
+        /* cJSON wants a NUL-terminated string. */
+        char small[256];
+        char *s = o->via.str.size < sizeof(small) ? small : malloc(o->via.str.size + 1);
+        if (s == NULL)
+            return NULL;
+        memcpy(s, o->via.str.ptr, o->via.str.size);
+        s[o->via.str.size] = '\0';
+        out = cJSON_CreateString(s);
+        if (s != small)
+            free(s);
+        return out;
+    }
+    case MSGPACK_OBJECT_ARRAY:
+        out = cJSON_CreateArray();
+        for (uint32_t i = 0; out != NULL && i < o->via.array.size; i++) {
+            cJSON *item = encode_msgpack_to_json(&o->via.array.ptr[i], depth + 1);
+            if (item == NULL) {
+                cJSON_Delete(out);
+                return NULL;
+            }
+            cJSON_AddItemToArray(out, item);
+        }
+        return out;
+    case MSGPACK_OBJECT_MAP:
+        out = cJSON_CreateObject();
+        for (uint32_t i = 0; out != NULL && i < o->via.map.size; i++) {
+            const msgpack_object *k = &o->via.map.ptr[i].key;
+            char small[128];
+            char *name;
+            cJSON *item;
+
+            if (k->type != MSGPACK_OBJECT_STR)
+                goto map_fail;
+            item = encode_msgpack_to_json(&o->via.map.ptr[i].val, depth + 1);
+            if (item == NULL)
+                goto map_fail;
+            name = k->via.str.size < sizeof(small) ? small : malloc(k->via.str.size + 1);
+            if (name == NULL) {
+                cJSON_Delete(item);
+                goto map_fail;
+            }
+            memcpy(name, k->via.str.ptr, k->via.str.size);
+            name[k->via.str.size] = '\0';
+            cJSON_AddItemToObject(out, name, item);
+            if (name != small)
+                free(name);
+        }
+        return out;
+    map_fail:
+        cJSON_Delete(out);
+        return NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* Print root into a fresh buffer with headroom, growing until it fits. */
+static char *
+encode_print(cJSON *root, size_t headroom, size_t hint, size_t *len)
+{
+    size_t size = hint < 256 ? 256 : hint;
+
+    for (int tries = 0; tries < 8; tries++, size *= 2) {
+        char *buf = malloc(headroom + size);
+        if (buf == NULL)
+            return NULL;
+        /* cJSON_PrintPreallocated wants 5 spare bytes to be safe. */
+        if (cJSON_PrintPreallocated(root, buf + headroom, (int)size - 5, 0)) {
+            *len = strlen(buf + headroom);
+            return buf;
+        }
+        free(buf);
+    }
+    return NULL;
+}
+
+static char *
+encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, size_t hint,
+            size_t *len)
+{
+    char ts[32];
+    cJSON *root = cJSON_CreateObject();
+    char *buf;
+
+    if (root == NULL) {
+        cJSON_Delete(payload);
+        return NULL;
+    }
+    if (payload == NULL)
+        payload = cJSON_CreateObject();
+    time_format_iso_ms(now_ms, ts, sizeof(ts));
+    if (payload == NULL || cJSON_AddStringToObject(root, "type", type) == NULL) {
+        cJSON_Delete(payload);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    cJSON_AddItemToObject(root, "payload", payload);
+    if (cJSON_AddStringToObject(root, "timestamp", ts) == NULL) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    buf = encode_print(root, headroom, hint, len);
+    cJSON_Delete(root);
+    return buf;
+}
+
+char *
+encode_update(const struct frame_view *f, uint64_t now_ms, size_t headroom, size_t *len, char *err,
+              size_t errlen)
+{
+    cJSON *payload = encode_msgpack_to_json(f->payload, 0);
+    char *buf;
+
+    if (payload == NULL) {
+        snprintf(err, errlen, "payload not representable as JSON");
+        return NULL;
+    }
+    buf = encode_wrap(frame_type_name(f->type), payload, now_ms, headroom, 1024, len);
+    if (buf == NULL)
+        snprintf(err, errlen, "out of memory");
+    return buf;
+}
+
+char *
+encode_message(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, size_t *len)
+{
+    return encode_wrap(type, payload, now_ms, headroom, 512, len);
+}
+
+char *
+encode_error(const char *code, const char *message, uint64_t now_ms, size_t headroom, size_t *len)
+{
+    cJSON *payload = cJSON_CreateObject();
+
+    if (payload == NULL)
+        return NULL;
+    cJSON_AddStringToObject(payload, "code", code);
+    cJSON_AddStringToObject(payload, "message", message);
+    return encode_message("error", payload, now_ms, headroom, len);
+}

@@ -1,0 +1,199 @@
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../common/timeutil.h"
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static int metrics_printf(struct metrics_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+metrics_printf(struct metrics_buf *b, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        int n;
+
+        if (b->data != NULL) {
+            va_start(ap, fmt);
+            n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+            va_end(ap);
+            if (n < 0)
+                return -1;
+            if ((size_t)n < b->cap - b->len) {
+                b->len += (size_t)n;
+                return 0;
+            }
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        char *p = realloc(b->data, cap);
+        if (p == NULL)
+            return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+}
+
+void
+metrics_buf_free(struct metrics_buf *b)
+{
+    free(b->data);
+    memset(b, 0, sizeof(*b));
+}
+
+int
+metrics_health(struct shm *s, struct metrics_buf *out)
+{
+    struct shm_totals t;
+    int up = LOAD(s->ingest.redis_up) && LOAD(s->ingest.pid) != 0;
+
+    shm_totals(s, &t);
+    if (metrics_printf(out,
+                       "{\"status\":\"%s\",\"service\":\"ws-broadcaster\",\"active_clients\":%llu}",
+                       up ? "healthy" : "degraded", (unsigned long long)t.active_clients) != 0)
+        return -1;
+    return up ? 200 : 503;
+}
+
+int
+metrics_json(struct shm *s, struct metrics_buf *out)
+{
+    struct shm_totals t;
+    struct ring *r = shm_ring(s);
+    uint64_t head = ring_head(r);
+    int rc;
+
+    shm_totals(s, &t);
+    rc = metrics_printf(
+        out,
+        "{\"active_clients\":%llu,\"total_connections\":%llu,\"total_messages\":%llu,"
+        "\"broadcast_capacity\":%u,\"broadcast_usage\":%llu,\"dropped_messages\":%llu,"
+        "\"invalid_entries\":%llu,\"slow_disconnects\":%llu,\"ring_missed\":%llu,"
+        "\"invalid_frames\":%llu,\"client_errors\":%llu,\"ring_head\":%llu,"
+        "\"redis_connected\":%s,\"entries_read\":%llu,\"entries_published\":%llu,"
+        "\"duplicates_skipped\":%llu,\"redis_errors\":%llu,\"uptime_seconds\":%llu,"
+        "\"ingest\":{\"pid\":%d,\"restarts\":%llu},\"workers\":[",
+        (unsigned long long)t.active_clients, (unsigned long long)t.total_connections,
+        (unsigned long long)t.total_messages, r->nslots, (unsigned long long)t.broadcast_usage,
+        (unsigned long long)t.dropped_messages, (unsigned long long)LOAD(s->ingest.invalid_entries),
+        (unsigned long long)t.slow_disconnects, (unsigned long long)t.ring_missed,
+        (unsigned long long)t.invalid_frames, (unsigned long long)t.client_errors,
+        (unsigned long long)head, LOAD(s->ingest.redis_up) ? "true" : "false",
+        (unsigned long long)LOAD(s->ingest.entries_read),
+        (unsigned long long)LOAD(s->ingest.entries_published),
+        (unsigned long long)LOAD(s->ingest.duplicates_skipped),
+        (unsigned long long)LOAD(s->ingest.redis_errors),
+        (unsigned long long)((time_now_ms() - s->hdr.started_ms) / 1000),
+        LOAD(s->ingest.pid), (unsigned long long)LOAD(s->ingest.restarts));
+    for (uint32_t i = 0; rc == 0 && i < s->hdr.nworkers; i++) {
+        struct shm_worker *w = &s->workers[i];
+        uint64_t next = LOAD(w->ring_next);
+        rc = metrics_printf(
+            out,
+            "%s{\"worker\":%u,\"pid\":%d,\"active_clients\":%llu,\"total_connections\":%llu,"
+            "\"total_messages\":%llu,\"dropped_messages\":%llu,\"slow_disconnects\":%llu,"
+            "\"ring_lag\":%llu,\"ring_missed\":%llu,\"restarts\":%llu}",
+            i ? "," : "", i + 1, LOAD(w->pid), (unsigned long long)LOAD(w->active_clients),
+            (unsigned long long)LOAD(w->total_connections),
+            (unsigned long long)LOAD(w->total_messages),
+            (unsigned long long)LOAD(w->dropped_messages),
+            (unsigned long long)LOAD(w->slow_disconnects),
+            (unsigned long long)(head > next ? head - next : 0),
+            (unsigned long long)LOAD(w->ring_missed), (unsigned long long)LOAD(w->restarts));
+    }
+    if (rc == 0)
+        rc = metrics_printf(out, "]}");
+    return rc;
+}
+
+static int
+metrics_prom_one(struct metrics_buf *out, const char *name, const char *type, const char *help,
+                 unsigned long long value)
+{
+    return metrics_printf(out, "# HELP ws_broadcaster_%s %s\n# TYPE ws_broadcaster_%s %s\n"
+                               "ws_broadcaster_%s %llu\n",
+                          name, help, name, type, name, value);
+}
+
+int
+metrics_prometheus(struct shm *s, struct metrics_buf *out)
+{
+    struct shm_totals t;
+    struct ring *r = shm_ring(s);
+    uint64_t head = ring_head(r);
+    int rc = 0;
+
+    shm_totals(s, &t);
+    rc |= metrics_prom_one(out, "active_clients", "gauge", "Connected WebSocket clients.",
+                           t.active_clients);
+    rc |= metrics_prom_one(out, "total_connections", "counter",
+                           "WebSocket connections accepted since start.", t.total_connections);
+    rc |= metrics_prom_one(out, "total_messages", "counter",
+                           "Messages delivered to clients since start.", t.total_messages);
+    rc |= metrics_prom_one(out, "broadcast_capacity", "gauge", "Ring capacity in frames.",
+                           r->nslots);
+    rc |= metrics_prom_one(out, "broadcast_usage", "gauge",
+                           "Frames written but not yet read by the slowest worker.",
+                           t.broadcast_usage);
+    rc |= metrics_prom_one(out, "dropped_messages", "counter",
+                           "Messages dropped because a client's queue was full.",
+                           t.dropped_messages);
+    rc |= metrics_prom_one(out, "invalid_entries", "counter",
+                           "Malformed stream entries skipped and acknowledged.",
+                           LOAD(s->ingest.invalid_entries));
+    rc |= metrics_prom_one(out, "slow_disconnects", "counter",
+                           "Clients disconnected for a full queue.", t.slow_disconnects);
+    rc |= metrics_prom_one(out, "ring_missed", "counter",
+                           "Frames workers missed because the ring lapped them.", t.ring_missed);
+    rc |= metrics_prom_one(out, "client_errors", "counter", "Error replies sent to clients.",
+                           t.client_errors);
+    rc |= metrics_prom_one(out, "redis_connected", "gauge", "1 while the ingest reads Redis.",
+                           LOAD(s->ingest.redis_up));
+    rc |= metrics_prom_one(out, "entries_read", "counter", "Stream entries read from Redis.",
+                           LOAD(s->ingest.entries_read));
+    rc |= metrics_prom_one(out, "entries_published", "counter", "Frames written to the ring.",
+                           LOAD(s->ingest.entries_published));
+    rc |= metrics_prom_one(out, "ring_head", "counter", "Sequence of the next ring frame.", head);
+    rc |= metrics_printf(out, "# HELP ws_broadcaster_worker_active_clients Clients per worker.\n"
+                              "# TYPE ws_broadcaster_worker_active_clients gauge\n");
+    for (uint32_t i = 0; i < s->hdr.nworkers; i++)
+        rc |= metrics_printf(out, "ws_broadcaster_worker_active_clients{worker=\"%u\"} %llu\n",
+                             i + 1, (unsigned long long)LOAD(s->workers[i].active_clients));
+    rc |= metrics_printf(out,
+                         "# HELP ws_broadcaster_worker_total_messages Messages sent per worker.\n"
+                         "# TYPE ws_broadcaster_worker_total_messages counter\n");
+    for (uint32_t i = 0; i < s->hdr.nworkers; i++)
+        rc |= metrics_printf(out, "ws_broadcaster_worker_total_messages{worker=\"%u\"} %llu\n",
+                             i + 1, (unsigned long long)LOAD(s->workers[i].total_messages));
+    rc |= metrics_printf(out, "# HELP ws_broadcaster_worker_ring_lag Frames not yet read.\n"
+                              "# TYPE ws_broadcaster_worker_ring_lag gauge\n");
+    for (uint32_t i = 0; i < s->hdr.nworkers; i++) {
+        uint64_t next = LOAD(s->workers[i].ring_next);
+        rc |= metrics_printf(out, "ws_broadcaster_worker_ring_lag{worker=\"%u\"} %llu\n", i + 1,
+                             (unsigned long long)(head > next ? head - next : 0));
+    }
+    return rc ? -1 : 0;
+}
+
+int
+metrics_wants_prometheus(const char *accept, const char *query)
+{
+    if (query != NULL && strstr(query, "format=prometheus") != NULL)
+        return 1;
+    if (query != NULL && strstr(query, "format=json") != NULL)
+        return 0;
+    if (accept == NULL)
+        return 0;
+    /* A browser sends text/html,...,* / *: that is not a request for text. */
+    if (strcasestr(accept, "application/openmetrics-text") != NULL)
+        return 1;
+    if (strcasestr(accept, "text/plain") != NULL && strcasestr(accept, "application/json") == NULL)
+        return 1;
+    return 0;
+}

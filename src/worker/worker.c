@@ -1,0 +1,339 @@
+#include "worker.h"
+#include "encode.h"
+#include "sub.h"
+#include "wsp.h"
+#include "../common/frame.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define WORKER_FRAMES_PER_WAKE 2048 /* then let the clients' I/O run */
+#define WORKER_ACCEPTS_PER_WAKE 64
+#define WORKER_STOP_GRACE_US   (2 * LWS_USEC_PER_SEC)
+
+enum worker_fd_kind { WORKER_FD_LISTEN = 1, WORKER_FD_WAKE, WORKER_FD_SIGNAL };
+
+struct worker {
+    int index;
+    struct shm *shm;
+    struct ring *ring;
+    struct conf conf;
+    struct wsp_vhost vh;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    int listen_fd, wake_fd, signal_fd;
+    struct lws *listen_wsi;
+    struct ring_reader reader;
+    char *frame;
+    msgpack_zone zone;
+    int done;
+    lws_sorted_usec_list_t accept_retry;
+    lws_sorted_usec_list_t stop_deadline;
+    struct log_ratelimit rl;
+};
+
+static struct worker worker;
+
+static int worker_kinds[4] = {0, WORKER_FD_LISTEN, WORKER_FD_WAKE, WORKER_FD_SIGNAL};
+
+struct worker_delivery {
+    struct worker *w;
+    const struct frame_view *view;
+    struct wsp_msg *msg;
+    int failed;
+};
+
+static void
+worker_deliver(struct sub_member *m, void *arg)
+{
+    struct worker_delivery *d = arg;
+    struct wsp_session *ss = (struct wsp_session *)((char *)m - offsetof(struct wsp_session, member));
+
+    if (d->failed)
+        return;
+    if (d->msg == NULL) {
+        /* Encoded once, on the first match: entries nobody wants cost no JSON. */
+        char err[128];
+        size_t len = 0;
+        char *buf = encode_update(d->view, time_now_ms(), LWS_PRE, &len, err, sizeof(err));
+        if (buf == NULL || (d->msg = wsp_msg_adopt(buf, len)) == NULL) {
+            d->failed = 1;
+            atomic_fetch_add_explicit(&d->w->vh.stats->invalid_frames, 1, memory_order_relaxed);
+            if (log_ratelimit_allow(&d->w->rl))
+                LOG_WARN("cannot encode frame: %s", buf == NULL ? err : "out of memory");
+            return;
+        }
+    }
+    wsp_enqueue(ss, d->msg);
+}
+
+static void
+worker_wake_self(struct worker *w)
+{
+    uint64_t one = 1;
+
+    if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        LOG_WARN("write(eventfd) failed: %s", strerror(errno));
+}
+
+static void
+worker_drain_ring(struct worker *w)
+{
+    struct shm_worker *st = w->vh.stats;
+    int budget = WORKER_FRAMES_PER_WAKE;
+
+    while (budget-- > 0) {
+        struct ring_frame_meta meta;
+        struct frame_view view;
+        struct worker_delivery d = {w, &view, NULL, 0};
+        uint32_t len;
+        char err[128];
+
+        if (ring_read(w->ring, &w->reader, w->frame, w->conf.max_entry_size, &len, &meta) == 0)
+            break;
+        msgpack_zone_clear(&w->zone);
+        if (frame_unpack(w->frame, len, &w->zone, &view, err, sizeof(err)) != 0) {
+            atomic_fetch_add_explicit(&st->invalid_frames, 1, memory_order_relaxed);
+            if (log_ratelimit_allow(&w->rl))
+                LOG_WARN("skipping undecodable ring frame %llu: %s",
+                         (unsigned long long)(w->reader.next - 1), err);
+            continue;
+        }
+        sub_index_match(w->vh.index, view.keys, worker_deliver, &d);
+        wsp_msg_unref(d.msg);
+    }
+    if (budget < 0)
+        worker_wake_self(w); /* more to read: come back after one round of client I/O */
+    atomic_store_explicit(&st->ring_next, w->reader.next, memory_order_relaxed);
+    atomic_store_explicit(&st->ring_missed, w->reader.missed, memory_order_relaxed);
+}
+
+static void
+worker_accept_resume(lws_sorted_usec_list_t *sul)
+{
+    struct worker *w = lws_container_of(sul, struct worker, accept_retry);
+
+    if (w->listen_wsi != NULL && !w->vh.stopping)
+        lws_rx_flow_control(w->listen_wsi, 1);
+}
+
+static void
+worker_accept(struct worker *w)
+{
+    for (int i = 0; i < WORKER_ACCEPTS_PER_WAKE; i++) {
+        int one = 1;
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* The listener stays readable: stop watching it for a moment
+                 * instead of spinning. */
+                if (log_ratelimit_allow(&w->rl))
+                    LOG_WARN("accept4() failed: %s; pausing accepts for 100 ms", strerror(errno));
+                lws_rx_flow_control(w->listen_wsi, 0);
+                lws_sul_schedule(w->ctx, 0, &w->accept_retry, worker_accept_resume,
+                                 100 * LWS_US_PER_MS);
+                return;
+            }
+            /* ECONNABORTED and friends: that one connection is gone. */
+            continue;
+        }
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+            LOG_DEBUG("setsockopt(TCP_NODELAY) failed: %s", strerror(errno));
+        /* On failure lws closes fd itself. */
+        if (lws_adopt_socket_vhost(w->vhost, fd) == NULL && log_ratelimit_allow(&w->rl))
+            LOG_WARN("lws_adopt_socket_vhost(fd %d) failed", fd);
+    }
+}
+
+static void
+worker_stop_deadline(lws_sorted_usec_list_t *sul)
+{
+    struct worker *w = lws_container_of(sul, struct worker, stop_deadline);
+
+    if (w->vh.nsessions > 0)
+        LOG_WARN("%u clients still open after the grace period; closing", w->vh.nsessions);
+    w->done = 1;
+    lws_cancel_service(w->ctx);
+}
+
+static void
+worker_begin_stop(struct worker *w)
+{
+    if (w->vh.stopping)
+        return;
+    w->vh.stopping = 1;
+    LOG_INFO("stopping: closing %u clients", w->vh.nsessions);
+    atomic_store_explicit(&w->vh.stats->listening, 0, memory_order_relaxed);
+    if (w->listen_wsi != NULL) {
+        /* Closes our copy of the listener; the supervisor keeps its own. */
+        lws_set_timeout(w->listen_wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        w->listen_wsi = NULL;
+    }
+    wsp_close_all(&w->vh, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+    lws_sul_schedule(w->ctx, 0, &w->stop_deadline, worker_stop_deadline, WORKER_STOP_GRACE_US);
+}
+
+static int
+worker_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    struct worker *w = &worker;
+    int *kind = lws_get_opaque_user_data(wsi);
+
+    (void)user;
+    (void)in;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (kind == NULL)
+            break;
+        if (*kind == WORKER_FD_LISTEN) {
+            worker_accept(w);
+        } else if (*kind == WORKER_FD_WAKE) {
+            uint64_t n;
+            if (read(w->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+                LOG_WARN("read(eventfd) failed: %s", strerror(errno));
+            worker_drain_ring(w);
+        } else if (*kind == WORKER_FD_SIGNAL) {
+            struct signalfd_siginfo si;
+            while (read(w->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+                    worker_begin_stop(w);
+            }
+        }
+        break;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (kind != NULL && *kind == WORKER_FD_LISTEN)
+            w->listen_wsi = NULL;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static const struct lws_protocols worker_protocols[] = {
+    /* First: lws serves HTTP with protocol 0 and gives a WebSocket client that
+     * names no subprotocol the vhost's default, also protocol 0. */
+    {"wsb", wsp_callback, sizeof(struct wsp_session), 4096, 0, NULL, 0},
+    {"wsb-raw", worker_raw_callback, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+static struct lws *
+worker_adopt_fd(struct worker *w, int fd, int *kind)
+{
+    lws_adopt_desc_t desc;
+    struct lws *wsi;
+
+    memset(&desc, 0, sizeof(desc));
+    desc.vh = w->vhost;
+    desc.type = LWS_ADOPT_RAW_FILE_DESC;
+    desc.fd.filefd = fd;
+    desc.vh_prot_name = "wsb-raw";
+    desc.opaque = kind;
+    wsi = lws_adopt_descriptor_vhost_via_info(&desc);
+    if (wsi == NULL)
+        LOG_ERROR("lws_adopt_descriptor_vhost(fd %d) failed", fd);
+    return wsi;
+}
+
+int
+worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int wake_fd)
+{
+    struct worker *w = &worker;
+    struct lws_context_creation_info info;
+    struct log_ratelimit rl = LOG_RATELIMIT_INIT(10000, 10);
+    sigset_t mask;
+
+    w->index = index;
+    w->shm = s;
+    w->ring = shm_ring(s);
+    w->conf = *c;
+    w->listen_fd = listen_fd;
+    w->wake_fd = wake_fd;
+    w->rl = rl;
+    w->vh.shm = s;
+    w->vh.stats = &s->workers[index - 1];
+    w->vh.conf = &w->conf;
+    w->vh.limits.max_values = c->max_filter_values;
+    w->vh.limits.max_value_len = c->max_filter_value_len;
+    w->vh.index = sub_index_new();
+    w->frame = malloc(c->max_entry_size);
+    if (w->vh.index == NULL || w->frame == NULL || !msgpack_zone_init(&w->zone, 4096)) {
+        LOG_ERROR("out of memory at start");
+        return 1;
+    }
+    wsp_bind(&w->vh);
+
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
+        (w->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        LOG_ERROR("signalfd() failed: %s", strerror(errno));
+        return 1;
+    }
+    signal(SIGHUP, SIG_IGN); /* reloads are the supervisor's and the ingest's business */
+
+    lws_set_log_level(LLL_ERR | LLL_WARN, log_lws_emit);
+    memset(&info, 0, sizeof(info));
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+    info.protocols = worker_protocols;
+    info.gid = (gid_t)-1;
+    info.uid = (uid_t)-1;
+    info.vhost_name = "wsb";
+    info.timeout_secs = 10;
+    w->ctx = lws_create_context(&info);
+    if (w->ctx == NULL) {
+        LOG_ERROR("lws_create_context() failed");
+        return 1;
+    }
+    w->vhost = lws_create_vhost(w->ctx, &info);
+    if (w->vhost == NULL) {
+        LOG_ERROR("lws_create_vhost() failed");
+        lws_context_destroy(w->ctx);
+        return 1;
+    }
+
+    ring_reader_init(w->ring, &w->reader);
+    atomic_store_explicit(&w->vh.stats->ring_next, w->reader.next, memory_order_relaxed);
+    if (worker_adopt_fd(w, wake_fd, &worker_kinds[WORKER_FD_WAKE]) == NULL ||
+        worker_adopt_fd(w, w->signal_fd, &worker_kinds[WORKER_FD_SIGNAL]) == NULL ||
+        (w->listen_wsi = worker_adopt_fd(w, listen_fd, &worker_kinds[WORKER_FD_LISTEN])) == NULL) {
+        lws_context_destroy(w->ctx);
+        return 1;
+    }
+    atomic_store_explicit(&w->vh.stats->listening, 1, memory_order_relaxed);
+    LOG_INFO("serving (pid %d)", (int)getpid());
+    /* Frames published before we listened were for the previous worker, if any. */
+    worker_drain_ring(w);
+
+    while (!w->done) {
+        if (lws_service(w->ctx, 0) < 0)
+            break;
+        if (w->vh.stopping && w->vh.nsessions == 0)
+            w->done = 1;
+    }
+    lws_sul_cancel(&w->stop_deadline);
+    lws_sul_cancel(&w->accept_retry);
+    lws_context_destroy(w->ctx);
+    sub_index_free(w->vh.index);
+    msgpack_zone_destroy(&w->zone);
+    free(w->frame);
+    LOG_INFO("stopped");
+    return 0;
+}

@@ -1,0 +1,501 @@
+#include "wsp.h"
+#include "cmsg.h"
+#include "encode.h"
+#include "metrics.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define WSP_QUEUE_INITIAL 8
+#define WSP_WRITES_PER_ROUND 32 /* bounds one client's turn in the loop */
+
+static struct wsp_vhost *wsp_vh;
+
+#define STAT_ADD(field, n)                                                                         \
+    atomic_fetch_add_explicit(&wsp_vh->stats->field, (n), memory_order_relaxed)
+#define STAT_SUB(field, n)                                                                         \
+    atomic_fetch_sub_explicit(&wsp_vh->stats->field, (n), memory_order_relaxed)
+
+void
+wsp_bind(struct wsp_vhost *vh)
+{
+    wsp_vh = vh;
+}
+
+struct wsp_msg *
+wsp_msg_adopt(char *buf, size_t len)
+{
+    struct wsp_msg *m = malloc(sizeof(*m));
+
+    if (m == NULL) {
+        free(buf);
+        return NULL;
+    }
+    m->refs = 1;
+    m->len = (uint32_t)len;
+    m->buf = buf;
+    return m;
+}
+
+struct wsp_msg *
+wsp_msg_new(const char *text, size_t len)
+{
+    char *buf = malloc(LWS_PRE + len + 1);
+
+    if (buf == NULL)
+        return NULL;
+    memcpy(buf + LWS_PRE, text, len);
+    buf[LWS_PRE + len] = '\0';
+    return wsp_msg_adopt(buf, len);
+}
+
+void
+wsp_msg_unref(struct wsp_msg *m)
+{
+    if (m != NULL && --m->refs == 0) {
+        free(m->buf);
+        free(m);
+    }
+}
+
+static void
+wsp_schedule_close(struct wsp_session *ss, int code, const char *reason)
+{
+    if (ss->close_code != 0)
+        return;
+    ss->close_code = code;
+    snprintf(ss->close_reason, sizeof(ss->close_reason), "%s", reason);
+    lws_callback_on_writable(ss->wsi);
+}
+
+void
+wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
+{
+    uint32_t limit = wsp_vh->conf->client_buffer;
+
+    if (ss->close_code != 0)
+        return; /* on its way out: nothing more is sent */
+    if (ss->queue_len >= limit) {
+        STAT_ADD(dropped_messages, 1);
+        STAT_ADD(slow_disconnects, 1);
+        LOG_INFO("client %s too slow (%u messages queued); disconnecting", ss->client_id,
+                 ss->queue_len);
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                           "client too slow: send buffer full");
+        return;
+    }
+    if (ss->queue_len == ss->queue_cap) {
+        /* Grow lazily: an idle client costs no queue memory. */
+        uint32_t cap = ss->queue_cap ? ss->queue_cap * 2 : WSP_QUEUE_INITIAL;
+        struct wsp_msg **q;
+        if (cap > limit)
+            cap = limit;
+        q = malloc(cap * sizeof(*q));
+        if (q == NULL) {
+            STAT_ADD(dropped_messages, 1);
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+            return;
+        }
+        for (uint32_t i = 0; i < ss->queue_len; i++)
+            q[i] = ss->queue[(ss->queue_head + i) % ss->queue_cap];
+        free(ss->queue);
+        ss->queue = q;
+        ss->queue_cap = cap;
+        ss->queue_head = 0;
+    }
+    ss->queue[(ss->queue_head + ss->queue_len) % ss->queue_cap] = m;
+    ss->queue_len++;
+    m->refs++;
+    ss->messages_queued++;
+    if (ss->queue_len == 1)
+        lws_callback_on_writable(ss->wsi);
+}
+
+static void
+wsp_queue_clear(struct wsp_session *ss)
+{
+    while (ss->queue_len > 0) {
+        wsp_msg_unref(ss->queue[ss->queue_head]);
+        ss->queue_head = (ss->queue_head + 1) % ss->queue_cap;
+        ss->queue_len--;
+    }
+    free(ss->queue);
+    ss->queue = NULL;
+    ss->queue_cap = 0;
+}
+
+void
+wsp_close_all(struct wsp_vhost *vh, int code, const char *reason)
+{
+    for (struct wsp_session *ss = vh->sessions; ss != NULL; ss = ss->next)
+        wsp_schedule_close(ss, code, reason);
+}
+
+/* ---- messages to one client ---------------------------------------------- */
+
+static void
+wsp_send_owned(struct wsp_session *ss, char *buf, size_t len)
+{
+    struct wsp_msg *m;
+
+    if (buf == NULL)
+        return;
+    m = wsp_msg_adopt(buf, len);
+    if (m == NULL)
+        return;
+    wsp_enqueue(ss, m);
+    wsp_msg_unref(m);
+}
+
+static void
+wsp_send_error(struct wsp_session *ss, const char *code, const char *message)
+{
+    size_t len = 0;
+    char *buf = encode_error(code, message, time_now_ms(), LWS_PRE, &len);
+
+    STAT_ADD(client_errors, 1);
+    wsp_send_owned(ss, buf, len);
+}
+
+static void
+wsp_send_message(struct wsp_session *ss, const char *type, cJSON *payload)
+{
+    size_t len = 0;
+    char *buf = encode_message(type, payload, time_now_ms(), LWS_PRE, &len);
+
+    wsp_send_owned(ss, buf, len);
+}
+
+static void
+wsp_heartbeat(struct wsp_session *ss)
+{
+    cJSON *p = cJSON_CreateObject();
+    char connected[32], last[32];
+
+    if (p == NULL)
+        return;
+    time_format_iso_s(ss->connected_ms, connected, sizeof(connected));
+    time_format_iso_s(ss->last_sent_ms ? ss->last_sent_ms : ss->connected_ms, last, sizeof(last));
+    cJSON_AddStringToObject(p, "client_id", ss->client_id);
+    cJSON_AddStringToObject(p, "connected_at", connected);
+    /* Everything queued before this reply is sent before it: the client has
+     * received exactly this many messages when the reply arrives. */
+    cJSON_AddNumberToObject(p, "messages_sent", (double)ss->messages_queued);
+    cJSON_AddNumberToObject(p, "messages_received", (double)ss->messages_received);
+    cJSON_AddStringToObject(p, "last_message_at", last);
+    cJSON_AddNumberToObject(p, "buffer_size", wsp_vh->conf->client_buffer);
+    cJSON_AddNumberToObject(p, "buffer_utilization",
+                            100.0 * ss->queue_len / wsp_vh->conf->client_buffer);
+    wsp_send_message(ss, "heartbeat", p);
+}
+
+static void
+wsp_handle_message(struct wsp_session *ss, const char *text, size_t len)
+{
+    struct sub_filter filter;
+    struct cmsg msg;
+    const char *code;
+    char why[256];
+
+    ss->messages_received++;
+    if (cmsg_parse(text, len, &msg, &code, why, sizeof(why)) != 0) {
+        wsp_send_error(ss, code, why);
+        return;
+    }
+    switch (msg.type) {
+    case CMSG_SUBSCRIBE:
+        if (sub_filter_parse(msg.payload, &wsp_vh->limits, &filter, why, sizeof(why)) != 0) {
+            /* The previous filter stays in force. */
+            wsp_send_error(ss, CMSG_ERR_INVALID_FILTER, why);
+            break;
+        }
+        sub_index_leave(wsp_vh->index, &ss->member);
+        if (sub_index_join(wsp_vh->index, &ss->member, &filter) != 0) {
+            wsp_send_error(ss, "internal_error", "out of memory");
+            break;
+        }
+        wsp_send_message(ss, "subscribed", sub_filter_to_json(sub_member_filter(&ss->member)));
+        break;
+    case CMSG_UNSUBSCRIBE:
+        sub_index_leave(wsp_vh->index, &ss->member);
+        wsp_send_message(ss, "unsubscribed", NULL);
+        break;
+    case CMSG_HEARTBEAT:
+        wsp_heartbeat(ss);
+        break;
+    }
+    cmsg_free(&msg);
+}
+
+static void
+wsp_receive(struct wsp_session *ss, const char *in, size_t len)
+{
+    int final = lws_is_final_fragment(ss->wsi) && lws_remaining_packet_payload(ss->wsi) == 0;
+    size_t limit = wsp_vh->conf->max_message_size;
+
+    if (ss->close_code != 0)
+        return;
+    if (lws_frame_is_binary(ss->wsi)) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                           "binary messages are not supported");
+        return;
+    }
+    if (ss->rx_len + len > limit) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large");
+        return;
+    }
+    if (final && ss->rx_len == 0) {
+        wsp_handle_message(ss, in, len); /* the common case: no copy */
+        return;
+    }
+    if (ss->rx_len + len > ss->rx_cap) {
+        size_t cap = ss->rx_cap ? ss->rx_cap : 1024;
+        char *p;
+        while (cap < ss->rx_len + len)
+            cap *= 2;
+        p = realloc(ss->rx, cap);
+        if (p == NULL) {
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+            return;
+        }
+        ss->rx = p;
+        ss->rx_cap = cap;
+    }
+    memcpy(ss->rx + ss->rx_len, in, len);
+    ss->rx_len += len;
+    if (final) {
+        wsp_handle_message(ss, ss->rx, ss->rx_len);
+        ss->rx_len = 0;
+        /* Keep small buffers; give back large ones. */
+        if (ss->rx_cap > 16384) {
+            free(ss->rx);
+            ss->rx = NULL;
+            ss->rx_cap = 0;
+        }
+    }
+}
+
+static int
+wsp_writeable(struct wsp_session *ss)
+{
+    int rounds = 0;
+
+    if (ss->close_code != 0) {
+        lws_close_reason(ss->wsi, (enum lws_close_status)ss->close_code,
+                         (unsigned char *)ss->close_reason, strlen(ss->close_reason));
+        return -1;
+    }
+    while (ss->queue_len > 0 && rounds++ < WSP_WRITES_PER_ROUND) {
+        struct wsp_msg *m = ss->queue[ss->queue_head];
+        int n = lws_write(ss->wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+
+        if (n < (int)m->len)
+            return -1; /* the connection is broken; lws closes it */
+        ss->queue_head = (ss->queue_head + 1) % ss->queue_cap;
+        ss->queue_len--;
+        wsp_msg_unref(m);
+        STAT_ADD(total_messages, 1);
+        /* lws buffered part of it: the socket is full, wait for POLLOUT. */
+        if (lws_partial_buffered(ss->wsi))
+            break;
+    }
+    if (ss->queue_len > 0)
+        lws_callback_on_writable(ss->wsi);
+    ss->last_sent_ms = time_now_ms();
+    return 0;
+}
+
+static void
+wsp_new_client_id(char *out)
+{
+    unsigned char b[16];
+
+    if (getrandom(b, sizeof(b), 0) != (ssize_t)sizeof(b)) {
+        /* Never fails for 16 bytes once the pool is up; fall back to time. */
+        uint64_t t = time_now_ms() ^ (uint64_t)(uintptr_t)out;
+        memcpy(b, &t, 8);
+        memcpy(b + 8, &t, 8);
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+}
+
+/* ---- HTTP ------------------------------------------------------------------ */
+
+static int
+wsp_http_respond(struct lws *wsi, struct wsp_session *ss, int status, const char *type,
+                 const char *body, size_t len)
+{
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
+                                       *end = hdr + sizeof(hdr) - 1;
+
+    ss->http_body = malloc(LWS_PRE + len + 1);
+    if (ss->http_body == NULL)
+        return -1;
+    memcpy(ss->http_body + LWS_PRE, body, len);
+    ss->http_len = len;
+    if (lws_add_http_common_headers(wsi, (unsigned int)status, type, len, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
+                                     (const unsigned char *)"no-store", 8, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int
+wsp_http(struct lws *wsi, struct wsp_session *ss, const char *path)
+{
+    struct metrics_buf body = {0};
+    char accept[256] = "", query[256] = "";
+    const char *type = "application/json";
+    int status = 200, rc;
+
+    memset(ss, 0, sizeof(*ss));
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        const char *msg = "{\"error\":\"method not allowed\"}";
+        return wsp_http_respond(wsi, ss, 405, type, msg, strlen(msg));
+    }
+    if (lws_hdr_copy(wsi, accept, sizeof(accept), WSI_TOKEN_HTTP_ACCEPT) < 0)
+        accept[0] = '\0';
+    /* URI args come back one by one; "format=..." is all we look for. */
+    for (int i = 0; i < 8; i++) {
+        char arg[128];
+        if (lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+            break;
+        if (strncmp(arg, "format=", 7) == 0)
+            snprintf(query, sizeof(query), "%s", arg);
+    }
+    if (strcmp(path, "/health") == 0) {
+        status = metrics_health(wsp_vh->shm, &body);
+        rc = status < 0 ? -1 : 0;
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (metrics_wants_prometheus(accept, query)) {
+            type = "text/plain; version=0.0.4; charset=utf-8";
+            rc = metrics_prometheus(wsp_vh->shm, &body);
+        } else {
+            rc = metrics_json(wsp_vh->shm, &body);
+        }
+    } else if (strcmp(path, "/ws") == 0) {
+        const char *msg = "{\"error\":\"WebSocket upgrade required\"}";
+        return wsp_http_respond(wsi, ss, 426, type, msg, strlen(msg));
+    } else {
+        const char *msg = "{\"error\":\"not found\"}";
+        return wsp_http_respond(wsi, ss, 404, type, msg, strlen(msg));
+    }
+    if (rc != 0) {
+        metrics_buf_free(&body);
+        return -1;
+    }
+    rc = wsp_http_respond(wsi, ss, status, type, body.data, body.len);
+    metrics_buf_free(&body);
+    return rc;
+}
+
+static int
+wsp_http_writeable(struct lws *wsi, struct wsp_session *ss)
+{
+    int n;
+
+    if (ss->http_body == NULL)
+        return 0;
+    n = lws_write(wsi, (unsigned char *)ss->http_body + LWS_PRE, ss->http_len,
+                  LWS_WRITE_HTTP_FINAL);
+    free(ss->http_body);
+    ss->http_body = NULL;
+    if (n < (int)ss->http_len)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* ---- the callback --------------------------------------------------------- */
+
+static int
+wsp_upgrade_allowed(struct lws *wsi)
+{
+    char uri[64];
+
+    if (wsp_vh->stopping)
+        return 0;
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
+        return 0;
+    return strcmp(uri, "/ws") == 0;
+}
+
+int
+wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct wsp_session *ss = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        return wsp_http(wsi, ss, in ? (const char *)in : "/");
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return wsp_http_writeable(wsi, ss);
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (ss != NULL && !ss->is_ws) {
+            free(ss->http_body);
+            ss->http_body = NULL;
+        }
+        break;
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /* Non-zero refuses the upgrade. */
+        return wsp_upgrade_allowed(wsi) ? 0 : 1;
+
+    case LWS_CALLBACK_ESTABLISHED:
+        memset(ss, 0, sizeof(*ss));
+        ss->wsi = wsi;
+        ss->is_ws = 1;
+        ss->connected_ms = time_now_ms();
+        wsp_new_client_id(ss->client_id);
+        ss->next = wsp_vh->sessions;
+        if (ss->next)
+            ss->next->prev = ss;
+        wsp_vh->sessions = ss;
+        wsp_vh->nsessions++;
+        STAT_ADD(active_clients, 1);
+        STAT_ADD(total_connections, 1);
+        LOG_DEBUG("client %s connected", ss->client_id);
+        break;
+
+    case LWS_CALLBACK_CLOSED:
+        if (ss == NULL || !ss->is_ws)
+            break;
+        sub_index_leave(wsp_vh->index, &ss->member);
+        wsp_queue_clear(ss);
+        free(ss->rx);
+        ss->rx = NULL;
+        if (ss->prev)
+            ss->prev->next = ss->next;
+        else
+            wsp_vh->sessions = ss->next;
+        if (ss->next)
+            ss->next->prev = ss->prev;
+        ss->is_ws = 0;
+        wsp_vh->nsessions--;
+        STAT_SUB(active_clients, 1);
+        LOG_DEBUG("client %s disconnected", ss->client_id);
+        break;
+
+    case LWS_CALLBACK_RECEIVE:
+        wsp_receive(ss, in, len);
+        break;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return wsp_writeable(ss);
+
+    default:
+        break;
+    }
+    return 0;
+}

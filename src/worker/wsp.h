@@ -1,0 +1,94 @@
+/*
+ * wsp: the worker's libwebsockets protocol: WebSocket sessions on /ws, and
+ * the HTTP endpoints /health and /metrics on the same port.
+ *
+ * Shaped like lws's minimal-ws-server-ring example: per-session state lives
+ * in lws's per-session user space (struct wsp_session), sessions join the
+ * worker's list in ESTABLISHED and leave it in CLOSED, and all sending
+ * happens in SERVER_WRITEABLE.
+ *
+ * Every server message is a refcounted, already-encoded struct wsp_msg, so
+ * an update encoded once is queued to every matching client without a copy.
+ * Each client's queue holds at most CLIENT_BUFFER messages; a client whose
+ * queue is full loses that message (dropped_messages) and is disconnected
+ * with close code 1008: a slow client never holds up the others or the
+ * worker's memory.
+ *
+ * Worker role only; single-threaded (the lws service loop).
+ */
+#ifndef WSB_WSP_H
+#define WSB_WSP_H
+
+#include "sub.h"
+#include "../common/conf.h"
+#include "../common/shm.h"
+
+#include <libwebsockets.h>
+#include <stdint.h>
+
+struct wsp_msg {
+    uint32_t refs;
+    uint32_t len; /* bytes of text at buf + LWS_PRE */
+    char *buf;    /* LWS_PRE bytes of headroom, then the text */
+};
+
+struct wsp_session;
+
+/* The worker's state that the protocol reads and updates. */
+struct wsp_vhost {
+    struct shm *shm;
+    struct shm_worker *stats; /* this worker's slot */
+    const struct conf *conf;
+    struct sub_index *index;
+    struct sub_limits limits;
+    struct wsp_session *sessions; /* established WebSocket sessions */
+    uint32_t nsessions;
+    int stopping;
+};
+
+struct wsp_session {
+    struct sub_member member;
+    struct wsp_session *prev, *next;
+    struct lws *wsi;
+    int is_ws;
+
+    struct wsp_msg **queue; /* ring of queue_cap, grows up to CLIENT_BUFFER */
+    uint32_t queue_cap, queue_head, queue_len;
+
+    uint64_t connected_ms, last_sent_ms;
+    uint64_t messages_queued; /* server messages accepted for this client */
+    uint64_t messages_received;
+    char client_id[37];
+
+    int close_code; /* non-zero: close with it at the next writeable */
+    char close_reason[96];
+
+    char *rx; /* reassembly of a fragmented message */
+    size_t rx_len, rx_cap;
+
+    char *http_body; /* LWS_PRE headroom, then http_len bytes */
+    size_t http_len;
+};
+
+/* Make vh the state every callback uses.  Call before creating the context. */
+void wsp_bind(struct wsp_vhost *vh);
+
+int wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                 size_t len);
+
+/* A message of text[0..len) copied behind LWS_PRE headroom, refs = 1. */
+struct wsp_msg *wsp_msg_new(const char *text, size_t len);
+
+/* Take ownership of buf (LWS_PRE headroom, then len bytes of text). */
+struct wsp_msg *wsp_msg_adopt(char *buf, size_t len);
+
+void wsp_msg_unref(struct wsp_msg *m);
+
+/* Queue m to ss (a reference is taken), or drop it and cut ss off if its
+ * queue is full. */
+void wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m);
+
+/* Close every session with code and reason (shutdown: 1001). */
+void wsp_close_all(struct wsp_vhost *vh, int code, const char *reason);
+
+#endif
