@@ -67,12 +67,18 @@ deps:
 check-deps:
 	@sh tests/tools/deps.sh --check
 
-# Run the service against a local Redis (started if none answers at REDIS_URL).
-run: all
+# Install what is missing, build, and run the service against a local Redis
+# (started if none answers at REDIS_URL).  Sub-makes, so the build sees the
+# packages deps just installed.
+run:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
 	@sh tests/tools/run.sh
 
 # The same, plus a demo feed publishing changing NBA odds.
-demo: all
+demo:
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
 	@DEMO=1 sh tests/tools/run.sh
 
 test: test-unit test-integration

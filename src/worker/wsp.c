@@ -448,6 +448,18 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         }
         break;
 
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* Refuse with a real HTTP status rather than a hang-up. */
+        if (wsp_vh->stopping) {
+            lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
+            return 1;
+        }
+        if (!wsp_upgrade_allowed(wsi)) {
+            lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ws");
+            return 1;
+        }
+        return 0;
+
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* Non-zero refuses the upgrade. */
         return wsp_upgrade_allowed(wsi) ? 0 : 1;
