@@ -17,7 +17,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define WORKER_FRAMES_PER_WAKE 2048 /* then let the clients' I/O run */
+/*
+ * Frames read from the ring per turn of the loop, before the clients' sockets
+ * get their turn.  Kept below half of CLIENT_BUFFER: a burst (say, the backlog
+ * after an ingest restart) must reach the sockets in slices, or a client that
+ * reads perfectly well would find CLIENT_BUFFER messages queued before a
+ * single write happened, and be cut off as slow.
+ */
+#define WORKER_FRAMES_PER_TURN_MAX 256
 #define WORKER_ACCEPTS_PER_WAKE 64
 #define WORKER_STOP_GRACE_US   (2 * LWS_USEC_PER_SEC)
 
@@ -37,6 +44,7 @@ struct worker {
     char *frame;
     msgpack_zone zone;
     int done;
+    int frames_per_turn;
     lws_sorted_usec_list_t accept_retry;
     lws_sorted_usec_list_t stop_deadline;
     struct log_ratelimit rl;
@@ -90,7 +98,7 @@ static void
 worker_drain_ring(struct worker *w)
 {
     struct shm_worker *st = w->vh.stats;
-    int budget = WORKER_FRAMES_PER_WAKE;
+    int budget = w->frames_per_turn;
 
     while (budget-- > 0) {
         struct ring_frame_meta meta;
@@ -265,6 +273,11 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->listen_fd = listen_fd;
     w->wake_fd = wake_fd;
     w->rl = rl;
+    w->frames_per_turn = (int)(c->client_buffer / 2);
+    if (w->frames_per_turn < 1)
+        w->frames_per_turn = 1;
+    if (w->frames_per_turn > WORKER_FRAMES_PER_TURN_MAX)
+        w->frames_per_turn = WORKER_FRAMES_PER_TURN_MAX;
     w->vh.shm = s;
     w->vh.stats = &s->workers[index - 1];
     w->vh.conf = &w->conf;

@@ -11,7 +11,9 @@
 #include <sys/random.h>
 
 #define WSP_QUEUE_INITIAL 8
-#define WSP_WRITES_PER_ROUND 32 /* bounds one client's turn in the loop */
+/* Bounds one client's turn in the loop; above the worker's frames per turn,
+ * so a client that keeps up empties its queue every turn. */
+#define WSP_WRITES_PER_ROUND 1024
 
 static struct wsp_vhost *wsp_vh;
 
