@@ -175,8 +175,9 @@ conf_parse_redis_url(struct conf *c, const char *value, char *err, size_t errlen
         at = strchr(p, '@');
         if (at != NULL && (slash == NULL || at < slash)) {
             /* [user]:password@ ; Redis 6 ACL users are not used here. */
+            /* user@ alone carries no password. */
             const char *colon = memchr(p, ':', (size_t)(at - p));
-            const char *pw = colon ? colon + 1 : p;
+            const char *pw = colon ? colon + 1 : at;
             len = (size_t)(at - pw);
             if (len >= sizeof(c->redis_url_password))
                 return conf_error(err, errlen, "REDIS_URL", "password too long");

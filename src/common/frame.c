@@ -96,7 +96,7 @@ frame_unpack(const char *buf, size_t len, msgpack_zone *zone, struct frame_view 
         if (k->type == MSGPACK_OBJECT_NIL) {
             out->keys[i].ptr = NULL;
             out->keys[i].len = 0;
-        } else if (k->type == MSGPACK_OBJECT_STR) {
+        } else if (k->type == MSGPACK_OBJECT_STR && utf8_valid(k->via.str.ptr, k->via.str.size)) {
             out->keys[i].ptr = k->via.str.ptr;
             out->keys[i].len = k->via.str.size;
         } else {

@@ -10,7 +10,8 @@
  * or nil when the entry lacks that dimension (nil never excludes an entry).
  * payload is a msgpack map with string keys, delivered as the message's
  * "payload" object: nil, booleans, integers, finite doubles, valid UTF-8
- * strings, arrays and maps, nested at most FRAME_MAX_DEPTH deep.  The ingest
+ * strings, arrays and maps, nested at most FRAME_MAX_DEPTH deep.
+ * The filter keys are valid UTF-8 too.  The ingest
  * guarantees all of this; frame_unpack checks it again, so a worker never
  * sends what it cannot encode.  The stream and Redis id travel in the ring
  * slot (struct ring_frame_meta), not in the frame.
@@ -23,7 +24,10 @@
 #include <stdint.h>
 
 #define FRAME_VERSION   1
-#define FRAME_MAX_DEPTH 32
+/* Containers in a payload may nest this deep (the payload map is depth 0).
+ * msgpack-c unpacks at most 32 levels (MSGPACK_EMBED_STACK_SIZE) and the
+ * frame's array and the payload map take two of them. */
+#define FRAME_MAX_DEPTH 30
 
 enum frame_type { FRAME_ODDS_UPDATE = 0, FRAME_OPPORTUNITY = 1, FRAME_NTYPES };
 

@@ -20,10 +20,12 @@
  * Reader, for frame s (a seqlock read, as include/linux/seqlock.h):
  *   a. load head (acquire, pairs with 6); s >= head: nothing new.
  *      head - s > nslots: lapped, skip to head - nslots.
- *   b. load slot.seq (acquire, pairs with 5); != s: lapped, go to a.
+ *   b. load slot.seq (acquire, pairs with 5); != s: frame s was
+ *      overwritten (or is being): count it missed, go on with s + 1.
  *   c. read the fields, copy the bytes out
  *   d. acquire fence, then reload slot.seq (pairs with 2-3): != s means the
- *      writer began rewriting this slot during c; discard the copy.
+ *      writer began rewriting this slot during c; discard the copy and
+ *      count the frame missed.
  *   e. load data_reserved (after the same fence, pairs with 1-3): if it is
  *      more than data_size past data_pos, a later frame's bytes may have
  *      landed on these; discard the copy and count the frame as missed.
@@ -165,23 +167,35 @@ ring_read(const struct ring *r, struct ring_reader *rd, void *buf, size_t size, 
             rd->next = s = head - r->nslots;
         }
         slot = &ring_slots(r)[s & (r->nslots - 1)];
-        if (atomic_load_explicit(&slot->seq, memory_order_acquire) != s)
-            continue; /* rewritten since we loaded head: lapped, reload head */
+        if (atomic_load_explicit(&slot->seq, memory_order_acquire) != s) {
+            /* Frame s is gone: the slot holds a later frame, or is being
+             * rewritten for one (a writer that stalls or dies there must not
+             * make us spin).  Count it and move on. */
+            rd->missed++;
+            rd->next = s + 1;
+            continue;
+        }
 
         pos = atomic_load_explicit(&slot->data_pos, memory_order_relaxed);
         n = atomic_load_explicit(&slot->len, memory_order_relaxed);
         meta->stream = atomic_load_explicit(&slot->stream, memory_order_relaxed);
         meta->id_ms = atomic_load_explicit(&slot->id_ms, memory_order_relaxed);
         meta->id_seq = atomic_load_explicit(&slot->id_seq, memory_order_relaxed);
-        if (n <= size && n <= r->max_frame)
+        /* pos and n may come from two different frames if the writer rewrote
+         * the slot meanwhile (the re-check below catches that), so bound the
+         * copy by themselves before trusting them. */
+        int sane = n <= size && n <= r->max_frame && (pos & (r->data_size - 1)) + n <= r->data_size;
+        if (sane)
             memcpy(buf, ring_data(r) + (pos & (r->data_size - 1)), n);
 
         atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != s)
-            continue;
-        reserved = atomic_load_explicit(&rw->data_reserved, memory_order_relaxed);
         rd->next = s + 1;
-        if (reserved - pos > r->data_size || n > size || n > r->max_frame) {
+        if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != s) {
+            rd->missed++;
+            continue;
+        }
+        reserved = atomic_load_explicit(&rw->data_reserved, memory_order_relaxed);
+        if (reserved - pos > r->data_size || !sane) {
             /* Bytes overwritten while we copied, or a frame that cannot be:
              * skip it rather than hand out garbage. */
             rd->missed++;

@@ -1,4 +1,5 @@
 #include "decode.h"
+#include "../common/json.h"
 #include "../common/utf8.h"
 
 #include <cjson/cJSON.h>
@@ -108,11 +109,11 @@ decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
             memchr(name, '\0', nlen) != NULL)
             return decode_fail(out, err, errlen, "bad field name");
         if (!utf8_valid(in->values[i], in->value_lens[i]))
-            return decode_fail(out, err, errlen, "field %.128s: value is not valid UTF-8",
-                               name);
+            return decode_fail(out, err, errlen, "field %.*s: value is not valid UTF-8",
+                               (int)nlen, name);
         for (size_t j = 0; j < i; j++) {
             if (in->name_lens[j] == nlen && memcmp(in->names[j], name, nlen) == 0)
-                return decode_fail(out, err, errlen, "field %.128s appears twice", name);
+                return decode_fail(out, err, errlen, "field %.*s appears twice", (int)nlen, name);
         }
         for (k = 0; k < DECODE_NKNOWN; k++) {
             if (strlen(decode_known[k].name) == nlen && memcmp(decode_known[k].name, name, nlen) == 0)
@@ -160,7 +161,8 @@ decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
             int is_null;
             double v;
             if (decode_number(in->values[i], in->value_lens[i], &is_null, &v) != 0) {
-                snprintf(why, sizeof(why), "field %s: '%.40s' is not a finite number", name,
+                int vlen = in->value_lens[i] > 40 ? 40 : (int)in->value_lens[i];
+                snprintf(why, sizeof(why), "field %s: '%.*s' is not a finite number", name, vlen,
                          in->values[i]);
                 return decode_fail(out, err, errlen, "%s", why);
             }
@@ -261,7 +263,7 @@ decode_json(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
 
     if (in->value_lens[0] > max_size)
         return decode_fail(out, err, errlen, "%s too large", in->names[0][0] == 'd' ? "data" : "payload");
-    root = cJSON_ParseWithLength(in->values[0], in->value_lens[0]);
+    root = json_parse_exact(in->values[0], in->value_lens[0]);
     if (root == NULL)
         return decode_fail(out, err, errlen, "%s is not valid JSON", in->names[0][0] == 'd' ? "data" : "payload");
     if (!cJSON_IsObject(root)) {
@@ -280,7 +282,7 @@ decode_json(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
     if (rc != 0)
         return decode_fail(out, err, errlen,
                            "JSON holds a non-finite number, invalid UTF-8 or is nested more than "
-                           "32 deep");
+                           "30 deep");
     return 0;
 }
 

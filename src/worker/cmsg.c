@@ -1,4 +1,5 @@
 #include "cmsg.h"
+#include "../common/json.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +14,7 @@ cmsg_parse(const char *text, size_t len, struct cmsg *out, const char **code, ch
     size_t i;
 
     memset(out, 0, sizeof(*out));
-    out->root = cJSON_ParseWithLength(text, len);
+    out->root = json_parse_exact(text, len);
     if (out->root == NULL) {
         *code = CMSG_ERR_INVALID_JSON;
         snprintf(msg, msglen, "message is not valid JSON");

@@ -67,6 +67,7 @@ metrics_json(struct shm *s, struct metrics_buf *out)
     struct shm_totals t;
     struct ring *r = shm_ring(s);
     uint64_t head = ring_head(r);
+    uint64_t now_ms = time_now_ms(); /* wall clock: may step back below the start time */
     int rc;
 
     shm_totals(s, &t);
@@ -89,7 +90,7 @@ metrics_json(struct shm *s, struct metrics_buf *out)
         (unsigned long long)LOAD(s->ingest.entries_published),
         (unsigned long long)LOAD(s->ingest.duplicates_skipped),
         (unsigned long long)LOAD(s->ingest.redis_errors),
-        (unsigned long long)((time_now_ms() - s->hdr.started_ms) / 1000),
+        (unsigned long long)(now_ms > s->hdr.started_ms ? (now_ms - s->hdr.started_ms) / 1000 : 0),
         LOAD(s->ingest.pid), (unsigned long long)LOAD(s->ingest.restarts));
     for (uint32_t i = 0; rc == 0 && i < s->hdr.nworkers; i++) {
         struct shm_worker *w = &s->workers[i];
