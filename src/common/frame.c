@@ -2,6 +2,7 @@
 #include "utf8.h"
 
 #include <math.h>
+#include <string.h>
 #include <stdio.h>
 
 const char *
@@ -42,7 +43,11 @@ frame_check_value(const msgpack_object *o, int depth)
     case MSGPACK_OBJECT_FLOAT64:
         return isfinite(o->via.f64) ? 0 : -1;
     case MSGPACK_OBJECT_STR:
-        return utf8_valid(o->via.str.ptr, o->via.str.size) ? 0 : -1;
+        /* NUL would cut the string short in cJSON, the encoder's library. */
+        return utf8_valid(o->via.str.ptr, o->via.str.size) &&
+                       memchr(o->via.str.ptr, '\0', o->via.str.size) == NULL
+                   ? 0
+                   : -1;
     case MSGPACK_OBJECT_ARRAY:
         for (uint32_t i = 0; i < o->via.array.size; i++) {
             if (frame_check_value(&o->via.array.ptr[i], depth + 1) != 0)
@@ -53,6 +58,7 @@ frame_check_value(const msgpack_object *o, int depth)
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object *k = &o->via.map.ptr[i].key;
             if (k->type != MSGPACK_OBJECT_STR || !utf8_valid(k->via.str.ptr, k->via.str.size) ||
+                memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL ||
                 frame_check_value(&o->via.map.ptr[i].val, depth + 1) != 0)
                 return -1;
         }

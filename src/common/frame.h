@@ -10,7 +10,7 @@
  * or nil when the entry lacks that dimension (nil never excludes an entry).
  * payload is a msgpack map with string keys, delivered as the message's
  * "payload" object: nil, booleans, integers, finite doubles, valid UTF-8
- * strings, arrays and maps, nested at most FRAME_MAX_DEPTH deep.
+ * strings without NUL bytes, arrays and maps, nested at most FRAME_MAX_DEPTH deep.
  * The filter keys are valid UTF-8 too.  The ingest
  * guarantees all of this; frame_unpack checks it again, so a worker never
  * sends what it cannot encode.  The stream and Redis id travel in the ring

@@ -126,7 +126,11 @@ shm_totals(struct shm *s, struct shm_totals *t)
         if (next < slowest)
             slowest = next;
     }
+    /* A worker more than a ring behind has lost the excess: the ring holds
+     * at most nslots unread frames. */
     t->broadcast_usage = head - slowest;
+    if (t->broadcast_usage > shm_ring(s)->nslots)
+        t->broadcast_usage = shm_ring(s)->nslots;
 }
 
 #define FOLD(field)                                                                                \

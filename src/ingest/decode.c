@@ -111,6 +111,9 @@ decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
         if (!utf8_valid(in->values[i], in->value_lens[i]))
             return decode_fail(out, err, errlen, "field %.*s: value is not valid UTF-8",
                                (int)nlen, name);
+        if (memchr(in->values[i], '\0', in->value_lens[i]) != NULL)
+            return decode_fail(out, err, errlen, "field %.*s: value contains a NUL byte",
+                               (int)nlen, name);
         for (size_t j = 0; j < i; j++) {
             if (in->name_lens[j] == nlen && memcmp(in->names[j], name, nlen) == 0)
                 return decode_fail(out, err, errlen, "field %.*s appears twice", (int)nlen, name);

@@ -6,6 +6,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * cJSON prints 15 significant digits and keeps them when they read back
+ * "close enough", so 0.1 + 0.2 or 2^53 would not survive the trip.  Print
+ * the shortest form that reads back exactly instead (17 digits always do).
+ */
+static cJSON *
+encode_number(double v)
+{
+    char buf[40];
+
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, sizeof(buf), "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return cJSON_CreateRaw(buf);
+}
+
 cJSON *
 encode_msgpack_to_json(const msgpack_object *o, int depth)
 {
@@ -18,16 +36,22 @@ encode_msgpack_to_json(const msgpack_object *o, int depth)
         return cJSON_CreateNull();
     case MSGPACK_OBJECT_BOOLEAN:
         return cJSON_CreateBool(o->via.boolean);
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        return cJSON_CreateNumber((double)o->via.u64);
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return cJSON_CreateNumber((double)o->via.i64);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)o->via.u64);
+        return cJSON_CreateRaw(buf);
+    }
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%lld", (long long)o->via.i64);
+        return cJSON_CreateRaw(buf);
+    }
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
         /* cJSON would print NaN or Infinity as null silently; refuse instead. */
         if (!isfinite(o->via.f64))
             return NULL;
-        return cJSON_CreateNumber(o->via.f64);
+        return encode_number(o->via.f64);
     case MSGPACK_OBJECT_STR: {
         /* cJSON wants a NUL-terminated string. */
         char small[256];
@@ -85,29 +109,26 @@ encode_msgpack_to_json(const msgpack_object *o, int depth)
     }
 }
 
-/* Print root into a fresh buffer with headroom, growing until it fits. */
+/* Print root behind headroom bytes of a fresh buffer.  One copy of the
+ * text, made once per entry per worker, never per client. */
 static char *
-encode_print(cJSON *root, size_t headroom, size_t hint, size_t *len)
+encode_print(cJSON *root, size_t headroom, size_t *len)
 {
-    size_t size = hint < 256 ? 256 : hint;
+    char *text = cJSON_PrintUnformatted(root);
+    char *buf;
 
-    for (int tries = 0; tries < 8; tries++, size *= 2) {
-        char *buf = malloc(headroom + size);
-        if (buf == NULL)
-            return NULL;
-        /* cJSON_PrintPreallocated wants 5 spare bytes to be safe. */
-        if (cJSON_PrintPreallocated(root, buf + headroom, (int)size - 5, 0)) {
-            *len = strlen(buf + headroom);
-            return buf;
-        }
-        free(buf);
-    }
-    return NULL;
+    if (text == NULL)
+        return NULL;
+    *len = strlen(text);
+    buf = malloc(headroom + *len + 1);
+    if (buf != NULL)
+        memcpy(buf + headroom, text, *len + 1);
+    free(text);
+    return buf;
 }
 
 static char *
-encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, size_t hint,
-            size_t *len)
+encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, size_t *len)
 {
     char ts[32];
     cJSON *root = cJSON_CreateObject();
@@ -130,7 +151,7 @@ encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, 
         cJSON_Delete(root);
         return NULL;
     }
-    buf = encode_print(root, headroom, hint, len);
+    buf = encode_print(root, headroom, len);
     cJSON_Delete(root);
     return buf;
 }
@@ -146,7 +167,7 @@ encode_update(const struct frame_view *f, uint64_t now_ms, size_t headroom, size
         snprintf(err, errlen, "payload not representable as JSON");
         return NULL;
     }
-    buf = encode_wrap(frame_type_name(f->type), payload, now_ms, headroom, 1024, len);
+    buf = encode_wrap(frame_type_name(f->type), payload, now_ms, headroom, len);
     if (buf == NULL)
         snprintf(err, errlen, "out of memory");
     return buf;
@@ -155,7 +176,7 @@ encode_update(const struct frame_view *f, uint64_t now_ms, size_t headroom, size
 char *
 encode_message(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, size_t *len)
 {
-    return encode_wrap(type, payload, now_ms, headroom, 512, len);
+    return encode_wrap(type, payload, now_ms, headroom, len);
 }
 
 char *

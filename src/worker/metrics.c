@@ -185,10 +185,17 @@ metrics_prometheus(struct shm *s, struct metrics_buf *out)
 int
 metrics_wants_prometheus(const char *accept, const char *query)
 {
-    if (query != NULL && strstr(query, "format=prometheus") != NULL)
-        return 1;
-    if (query != NULL && strstr(query, "format=json") != NULL)
-        return 0;
+    /* An explicit ?format= wins over the Accept header. */
+    for (const char *q = query; q != NULL && *q != '\0';) {
+        size_t n = strcspn(q, "&");
+        if (n == 17 && strncmp(q, "format=prometheus", 17) == 0)
+            return 1;
+        if (n == 11 && strncmp(q, "format=json", 11) == 0)
+            return 0;
+        q += n;
+        if (*q == '&')
+            q++;
+    }
     if (accept == NULL)
         return 0;
     /* A browser sends text/html,...,* / *: that is not a request for text. */

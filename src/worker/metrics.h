@@ -29,7 +29,8 @@ int metrics_prometheus(struct shm *s, struct metrics_buf *out);
 
 void metrics_buf_free(struct metrics_buf *b);
 
-/* 1 if an Accept header (or NULL) asks for the Prometheus text format. */
+/* 1 if the query string ("a=b&format=prometheus", or NULL) or else the
+ * Accept header (or NULL) asks for the Prometheus text format. */
 int metrics_wants_prometheus(const char *accept, const char *query);
 
 #endif

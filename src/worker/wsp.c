@@ -367,13 +367,13 @@ wsp_http(struct lws *wsi, struct wsp_session *ss, const char *path)
     }
     if (lws_hdr_copy(wsi, accept, sizeof(accept), WSI_TOKEN_HTTP_ACCEPT) < 0)
         accept[0] = '\0';
-    /* URI args come back one by one; "format=..." is all we look for. */
+    /* lws hands the URI args over one by one: join them back. */
     for (int i = 0; i < 8; i++) {
         char arg[128];
+        size_t used = strlen(query);
         if (lws_hdr_copy_fragment(wsi, arg, sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
             break;
-        if (strncmp(arg, "format=", 7) == 0)
-            snprintf(query, sizeof(query), "%s", arg);
+        snprintf(query + used, sizeof(query) - used, "%s%s", used ? "&" : "", arg);
     }
     if (strcmp(path, "/health") == 0) {
         status = metrics_health(wsp_vh->shm, &body);

@@ -588,15 +588,14 @@ test_flat_embedded_nul_value(void)
     struct decoded d;
     const msgpack_object *o;
 
+    /* The workers' JSON library would cut the value at the NUL and deliver
+     * something else than was published: the entry is refused instead. */
     entry_add(&e, "event_id", "e1");
     entry_add_n(&e, "outcome_name", 12, "a\0b", 3);
     decoded_run(&d, &e, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
-    CHECK_DECODED(&d);
-    if (ok(&d)) {
-        o = payload_get(&d, "outcome_name");
-        CHECK(o != NULL && o->type == MSGPACK_OBJECT_STR && o->via.str.size == 3 &&
-              memcmp(o->via.str.ptr, "a\0b", 3) == 0);
-    }
+    CHECK_REFUSED(&d);
+    CHECK(strstr(d.err, "NUL") != NULL);
+    (void)o;
     decoded_free(&d);
 }
 
