@@ -122,6 +122,53 @@ metrics_prom_one(struct metrics_buf *out, const char *name, const char *type, co
                           name, help, name, type, name, value);
 }
 
+/* Per-worker families of the Prometheus output; keep in sync with the
+ * "workers" objects of metrics_json. */
+#define METRICS_WORKER_GETTER(field)                                                               \
+    static uint64_t metrics_get_##field(struct shm_worker *w, uint64_t head)                       \
+    {                                                                                              \
+        (void)head;                                                                                \
+        return LOAD(w->field);                                                                     \
+    }
+METRICS_WORKER_GETTER(active_clients)
+METRICS_WORKER_GETTER(total_connections)
+METRICS_WORKER_GETTER(total_messages)
+METRICS_WORKER_GETTER(dropped_messages)
+METRICS_WORKER_GETTER(slow_disconnects)
+METRICS_WORKER_GETTER(ring_missed)
+METRICS_WORKER_GETTER(restarts)
+
+static uint64_t
+metrics_get_ring_lag(struct shm_worker *w, uint64_t head)
+{
+    uint64_t next = LOAD(w->ring_next);
+
+    return head > next ? head - next : 0;
+}
+
+static const struct metrics_worker_field {
+    const char *name;
+    const char *type;
+    const char *help;
+    uint64_t (*get)(struct shm_worker *w, uint64_t head);
+} metrics_worker_fields[] = {
+    {"active_clients", "gauge", "Connected WebSocket clients per worker.",
+     metrics_get_active_clients},
+    {"total_connections", "counter", "WebSocket connections per worker since it started.",
+     metrics_get_total_connections},
+    {"total_messages", "counter", "Messages delivered per worker since it started.",
+     metrics_get_total_messages},
+    {"dropped_messages", "counter", "Messages dropped per worker (full client queue).",
+     metrics_get_dropped_messages},
+    {"slow_disconnects", "counter", "Slow clients disconnected per worker.",
+     metrics_get_slow_disconnects},
+    {"ring_lag", "gauge", "Frames published but not yet read by the worker.",
+     metrics_get_ring_lag},
+    {"ring_missed", "counter", "Frames the worker missed because the ring lapped it.",
+     metrics_get_ring_missed},
+    {"restarts", "counter", "Times the worker slot was restarted.", metrics_get_restarts},
+};
+
 int
 metrics_prometheus(struct shm *s, struct metrics_buf *out)
 {
@@ -161,23 +208,14 @@ metrics_prometheus(struct shm *s, struct metrics_buf *out)
     rc |= metrics_prom_one(out, "entries_published", "counter", "Frames written to the ring.",
                            LOAD(s->ingest.entries_published));
     rc |= metrics_prom_one(out, "ring_head", "counter", "Sequence of the next ring frame.", head);
-    rc |= metrics_printf(out, "# HELP ws_broadcaster_worker_active_clients Clients per worker.\n"
-                              "# TYPE ws_broadcaster_worker_active_clients gauge\n");
-    for (uint32_t i = 0; i < s->hdr.nworkers; i++)
-        rc |= metrics_printf(out, "ws_broadcaster_worker_active_clients{worker=\"%u\"} %llu\n",
-                             i + 1, (unsigned long long)LOAD(s->workers[i].active_clients));
-    rc |= metrics_printf(out,
-                         "# HELP ws_broadcaster_worker_total_messages Messages sent per worker.\n"
-                         "# TYPE ws_broadcaster_worker_total_messages counter\n");
-    for (uint32_t i = 0; i < s->hdr.nworkers; i++)
-        rc |= metrics_printf(out, "ws_broadcaster_worker_total_messages{worker=\"%u\"} %llu\n",
-                             i + 1, (unsigned long long)LOAD(s->workers[i].total_messages));
-    rc |= metrics_printf(out, "# HELP ws_broadcaster_worker_ring_lag Frames not yet read.\n"
-                              "# TYPE ws_broadcaster_worker_ring_lag gauge\n");
-    for (uint32_t i = 0; i < s->hdr.nworkers; i++) {
-        uint64_t next = LOAD(s->workers[i].ring_next);
-        rc |= metrics_printf(out, "ws_broadcaster_worker_ring_lag{worker=\"%u\"} %llu\n", i + 1,
-                             (unsigned long long)(head > next ? head - next : 0));
+    for (size_t f = 0; f < sizeof(metrics_worker_fields) / sizeof(metrics_worker_fields[0]); f++) {
+        const struct metrics_worker_field *wf = &metrics_worker_fields[f];
+        rc |= metrics_printf(out, "# HELP ws_broadcaster_worker_%s %s\n"
+                                  "# TYPE ws_broadcaster_worker_%s %s\n",
+                             wf->name, wf->help, wf->name, wf->type);
+        for (uint32_t i = 0; i < s->hdr.nworkers; i++)
+            rc |= metrics_printf(out, "ws_broadcaster_worker_%s{worker=\"%u\"} %llu\n", wf->name,
+                                 i + 1, (unsigned long long)wf->get(&s->workers[i], head));
     }
     return rc ? -1 : 0;
 }

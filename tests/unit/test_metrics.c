@@ -570,7 +570,7 @@ test_prometheus_values(void)
     check_buf(&b);
     if (b.data != NULL) {
         const char *t = b.data;
-        CHECK_INT(check_exposition(t), 14 + 3 * 2);
+        CHECK_INT(check_exposition(t), 14 + 8 * 2);
         CHECK_LINE(t, "# TYPE ws_broadcaster_active_clients gauge");
         CHECK_LINE(t, "ws_broadcaster_active_clients 5");
         CHECK_LINE(t, "# TYPE ws_broadcaster_total_connections counter");
@@ -630,7 +630,7 @@ test_prometheus_many_workers(void)
     CHECK_INT(metrics_prometheus(s, &b), 0);
     check_buf(&b);
     if (b.data != NULL) {
-        CHECK_INT(check_exposition(b.data), 14 + 3 * SHM_MAX_WORKERS);
+        CHECK_INT(check_exposition(b.data), 14 + 8 * SHM_MAX_WORKERS);
         for (uint32_t i = 0; i < SHM_MAX_WORKERS; i++) {
             snprintf(line, sizeof(line), "ws_broadcaster_worker_active_clients{worker=\"%u\"} %u",
                      i + 1, i * 10);
