@@ -76,6 +76,7 @@ shm_stream_index(struct shm *s, const char *name)
     memcpy(s->streams[i].name, name, len + 1);
     atomic_store_explicit(&s->streams[i].last_ms, 0, memory_order_relaxed);
     atomic_store_explicit(&s->streams[i].last_seq, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->streams[i].grouped, 0, memory_order_relaxed);
     /* release: a reader that sees used=1 sees the name (pairs with the acquire above
      * and in shm_stream_name). */
     atomic_store_explicit(&s->streams[i].used, 1, memory_order_release);

@@ -72,7 +72,8 @@ struct shm_stream {
      * indices are never reused, so a frame's stream index stays meaningful. */
     char name[SHM_STREAM_NAME];
     _Atomic uint32_t used;
-    uint32_t pad;
+    _Atomic uint32_t grouped; /* this instance's group existed on it once: if
+                               * it is missing now, it vanished (recreate at 0) */
     _Atomic uint64_t last_ms; /* last entry id published to the ring */
     _Atomic uint64_t last_seq;
 };

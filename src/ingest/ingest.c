@@ -232,11 +232,19 @@ ingest_connect(struct ingest *in)
         freeReplyObject(r);
     }
     for (int i = 0; i < in->nstreams; i++) {
-        if (ingest_create_group(in, &in->streams[i], "$") != 0) {
+        struct ingest_stream *st = &in->streams[i];
+        _Atomic uint32_t *grouped = &in->shm->streams[st->shm_index].grouped;
+        /* A new instance starts with new entries ($).  But if our group
+         * existed on this stream before and is gone now, Redis lost it
+         * (restarted empty, stream deleted): start at 0, or the entries
+         * written since then would be skipped. */
+        const char *at = atomic_load_explicit(grouped, memory_order_relaxed) ? "0" : "$";
+        if (ingest_create_group(in, st, at) != 0) {
             ingest_disconnect(in);
             return -1;
         }
-        snprintf(in->streams[i].next_pending, sizeof(in->streams[i].next_pending), "0");
+        atomic_store_explicit(grouped, 1, memory_order_relaxed);
+        snprintf(st->next_pending, sizeof(st->next_pending), "0");
     }
     LOG_INFO("connected to redis %s; reading %d streams with group %s", c->redis_url,
              in->nstreams, in->group);
