@@ -1,0 +1,150 @@
+"""Backpressure: a client that does not read.
+
+Contract lines -> tests:
+
+* per-client queue of CLIENT_BUFFER messages; when full the message is
+  dropped for that client, counted in dropped_messages, and the client is
+  disconnected with close code 1008 and a reason containing "slow"
+                                        -> test_slow_client_is_cut_off_with_1008
+* no other client notices: a normal reading client on the same stream gets
+  every entry, in order, and stays connected
+                                        -> test_slow_client_is_cut_off_with_1008,
+                                           test_burst_larger_than_client_buffer_reaches_a_reading_client
+"""
+
+import json
+import threading
+import time
+
+from conftest import (
+    RawWS,
+    odds_fields,
+    publish_many,
+    run,
+    ws_client,
+)
+
+PAD = "x" * 2048
+
+
+class FastReader:
+    """A normal client that reads as fast as it can, in a thread, on a raw
+    socket with a large receive buffer: it stands for a healthy consumer."""
+
+    def __init__(self, port, flt=None):
+        self.ws = RawWS(port, rcvbuf=4 << 20)
+        self.ws.send_json({"type": "subscribe", "payload": flt or {}})
+        ack = json.loads(self.ws.recv_text())
+        assert ack["type"] == "subscribed", ack
+        self.seqs = []
+        self.close = None
+        self.error = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.ws.sock.settimeout(0.2)
+            while not self.stop.is_set():
+                for op, payload in self.ws._frames():
+                    if op == 0x8:
+                        self.close = payload
+                        return
+                    if op == 0x1:
+                        m = json.loads(payload)
+                        if m["type"] == "odds_update":
+                            self.seqs.append(int(m["payload"]["seq"]))
+                try:
+                    chunk = self.ws.sock.recv(1 << 20)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    self.close = b"EOF"
+                    return
+                self.ws.buf += chunk
+        except Exception as e:  # reported by the test
+            self.error = e
+
+    def wait_for(self, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        while len(self.seqs) < n and self.close is None and self.error is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        return list(self.seqs)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.ws.close()
+
+
+def publish_batch(r, svc, start, n):
+    publish_many(r, [(svc.stream(), odds_fields(svc.sport, event="bp", seq=str(i), pad=PAD))
+                     for i in range(start, start + n)])
+    return start + n
+
+
+def test_slow_client_is_cut_off_with_1008(service, r):
+    svc = service(CLIENT_BUFFER="4")
+    slow = RawWS(svc.port, rcvbuf=4096)
+    slow.send_json({"type": "subscribe", "payload": {}})
+    assert json.loads(slow.recv_text())["type"] == "subscribed"
+    fast = FastReader(svc.port)
+    published = 0
+    try:
+        # publish until the slow client's queue overflows (3000 entries of
+        # 2 KB normally do; up to 12000 in case the kernel buffers are large)
+        while published < 12000:
+            published = publish_batch(r, svc, published, 1000)
+            if svc.metrics()["dropped_messages"] > 0 and published >= 3000:
+                break
+        m = svc.wait_metric(lambda m: m["dropped_messages"] > 0, message="dropped_messages > 0")
+        assert sum(w["dropped_messages"] for w in m["workers"]) == m["dropped_messages"]
+
+        # the slow client: its data, then a close frame 1008 "...slow..."
+        _, close = slow.read_until_close(timeout=15)
+        assert close is not None, "the slow client was dropped without a close frame"
+        code, reason = close
+        assert code == 1008, close
+        assert "slow" in reason.lower(), close
+
+        # the reading client got every entry in order and is still connected
+        seqs = fast.wait_for(published)
+        assert fast.error is None, fast.error
+        assert fast.close is None, f"the reading client was disconnected too: {fast.close!r}"
+        assert seqs == list(range(published)), \
+            f"reading client got {len(seqs)} of {published} (first gap at {first_gap(seqs)})"
+    finally:
+        fast.finish()
+        slow.close()
+    m = svc.wait_metric(lambda m: m["active_clients"] == 0, message="active_clients == 0")
+    assert m["dropped_messages"] >= 1
+
+
+def first_gap(seqs):
+    for i, s in enumerate(seqs):
+        if s != i:
+            return i
+    return len(seqs)
+
+
+def test_burst_larger_than_client_buffer_reaches_a_reading_client(service, r):
+    """A burst of entries far larger than CLIENT_BUFFER is not, by itself, a
+    slow client: a client that reads keeps up through the socket buffers."""
+    svc = service(CLIENT_BUFFER="16")
+    n = 1000
+
+    async def go():
+        async with ws_client(svc) as c:
+            await c.subscribe(events=["bp"])
+            publish_batch(r, svc, 0, n)
+            got = await c.updates(n, timeout=30)
+            assert [int(m["payload"]["seq"]) for m in got] == list(range(n))
+            hb = await c.heartbeat()
+            assert hb["payload"]["buffer_size"] == 16
+
+    run(go())
+    m = svc.metrics()
+    assert m["dropped_messages"] == 0, m
