@@ -191,8 +191,7 @@ conf_parse_redis_url(struct conf *c, const char *value, char *err, size_t errlen
             uint32_t db;
             if (slash[1] != '\0') {
                 if (conf_parse_u32(slash + 1, 0, 65535, &db) != 0)
-                    return conf_error(err, errlen, "REDIS_URL", "bad database number in %s",
-                                      value);
+                    return conf_error(err, errlen, "REDIS_URL", "bad database number in %s", value);
                 c->redis_db = (int)db;
             }
             len = (size_t)(slash - p);
@@ -206,8 +205,8 @@ conf_parse_redis_url(struct conf *c, const char *value, char *err, size_t errlen
         return conf_error(err, errlen, "REDIS_URL", "missing or too long host in %s", value);
     memcpy(hostport, p, len);
     hostport[len] = '\0';
-    if (conf_split_hostport(hostport, c->redis_host, sizeof(c->redis_host), &c->redis_port,
-                            6379) != 0 ||
+    if (conf_split_hostport(hostport, c->redis_host, sizeof(c->redis_host), &c->redis_port, 6379) !=
+            0 ||
         c->redis_host[0] == '\0')
         return conf_error(err, errlen, "REDIS_URL",
                           "expected host:port, redis://[:password@]host:port[/db] or a socket "
@@ -259,8 +258,8 @@ conf_set_u32(uint32_t *dst, const char *key, const char *value, uint32_t min, ui
              char *err, size_t errlen)
 {
     if (conf_parse_u32(value, min, max, dst) != 0)
-        return conf_error(err, errlen, key, "expected a whole number from %u to %u, got '%s'",
-                          min, max, value);
+        return conf_error(err, errlen, key, "expected a whole number from %u to %u, got '%s'", min,
+                          max, value);
     return 0;
 }
 

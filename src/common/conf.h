@@ -18,13 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONF_MAX_SPORTS     32
-#define CONF_NAME_MAX       64  /* sport keys, consumer group and id */
-#define CONF_STREAM_MAX     128 /* stream names, with the terminating NUL */
-#define CONF_HOST_MAX       256
-#define CONF_MAX_WORKERS    64
-#define CONF_DEFAULT_PATH   "etc/ws-broadcaster.conf"
-#define CONF_ODDS_PREFIX    "odds.normalized."
+#define CONF_MAX_SPORTS   32
+#define CONF_NAME_MAX     64  /* sport keys, consumer group and id */
+#define CONF_STREAM_MAX   128 /* stream names, with the terminating NUL */
+#define CONF_HOST_MAX     256
+#define CONF_MAX_WORKERS  64
+#define CONF_DEFAULT_PATH "etc/ws-broadcaster.conf"
+#define CONF_ODDS_PREFIX  "odds.normalized."
 
 struct conf {
     /* SERVER_ADDR: ":PORT" = all interfaces (host empty), or "HOST:PORT". */
@@ -51,14 +51,14 @@ struct conf {
     char consumer_id[CONF_NAME_MAX];
 
     int workers;
-    uint32_t client_buffer;    /* messages queued per client before it is cut off */
-    uint32_t ring_size;        /* frames; a power of two */
-    uint32_t max_message_size; /* bytes of one client message */
-    uint32_t max_entry_size;   /* bytes of one stream entry's frame */
+    uint32_t client_buffer;     /* messages queued per client before it is cut off */
+    uint32_t ring_size;         /* frames; a power of two */
+    uint32_t max_message_size;  /* bytes of one client message */
+    uint32_t max_entry_size;    /* bytes of one stream entry's frame */
     uint32_t max_filter_values; /* values per filter list */
     uint32_t max_filter_value_len;
-    uint32_t read_count;       /* entries per XREADGROUP */
-    int log_level;             /* enum log_level */
+    uint32_t read_count; /* entries per XREADGROUP */
+    int log_level;       /* enum log_level */
 };
 
 /* One row per setting, in the order `-t` prints them and the docs list them. */
@@ -97,8 +97,7 @@ int conf_get(const struct conf *c, const char *key, char *buf, size_t size);
 
 /* Comma-separated names of the non-reloadable keys whose values differ
  * between a and b; empty if none. */
-void conf_restart_keys_changed(const struct conf *a, const struct conf *b, char *buf,
-                               size_t size);
+void conf_restart_keys_changed(const struct conf *a, const struct conf *b, char *buf, size_t size);
 
 /* The password to AUTH with: REDIS_PASSWORD, else the URL's; NULL if none. */
 const char *conf_redis_password(const struct conf *c);

@@ -12,7 +12,8 @@ frame_type_name(enum frame_type type)
 }
 
 void
-frame_pack_head(msgpack_packer *pk, enum frame_type type, const struct frame_key_ref keys[FRAME_NKEYS])
+frame_pack_head(msgpack_packer *pk, enum frame_type type,
+                const struct frame_key_ref keys[FRAME_NKEYS])
 {
     msgpack_pack_array(pk, 4);
     msgpack_pack_uint32(pk, FRAME_VERSION);

@@ -32,7 +32,13 @@
 enum frame_type { FRAME_ODDS_UPDATE = 0, FRAME_OPPORTUNITY = 1, FRAME_NTYPES };
 
 /* Keep in sync with the wire protocol's filter lists (sub.c). */
-enum frame_key { FRAME_KEY_SPORT = 0, FRAME_KEY_EVENT, FRAME_KEY_MARKET, FRAME_KEY_BOOK, FRAME_NKEYS };
+enum frame_key {
+    FRAME_KEY_SPORT = 0,
+    FRAME_KEY_EVENT,
+    FRAME_KEY_MARKET,
+    FRAME_KEY_BOOK,
+    FRAME_NKEYS
+};
 
 struct frame_key_ref {
     const char *ptr; /* NULL: the entry lacks this dimension */
@@ -55,7 +61,7 @@ void frame_pack_head(msgpack_packer *pk, enum frame_type type,
 
 /* Unpack and validate buf[0..len).  The view points into buf and zone, valid
  * until the zone is cleared.  Returns 0, or -1 with a reason in err. */
-int frame_unpack(const char *buf, size_t len, msgpack_zone *zone, struct frame_view *out,
-                 char *err, size_t errlen);
+int frame_unpack(const char *buf, size_t len, msgpack_zone *zone, struct frame_view *out, char *err,
+                 size_t errlen);
 
 #endif

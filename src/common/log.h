@@ -59,7 +59,10 @@ struct log_ratelimit {
     uint64_t suppressed;
 };
 
-#define LOG_RATELIMIT_INIT(interval_ms, burst) {(interval_ms), (burst), 0, 0, 0}
+#define LOG_RATELIMIT_INIT(interval_ms, burst)                                                     \
+    {                                                                                              \
+        (interval_ms), (burst), 0, 0, 0                                                            \
+    }
 
 /* 1 if the caller may log now, 0 if this line is suppressed (and counted). */
 int log_ratelimit_allow(struct log_ratelimit *rl);

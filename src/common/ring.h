@@ -31,7 +31,7 @@ struct ring_slot {
     _Atomic uint32_t stream;   /* index into the shm stream table */
     _Atomic uint64_t id_ms;    /* Redis entry id <ms>-<seq> */
     _Atomic uint64_t id_seq;
-    uint64_t reserved[3];      /* room for an epoch or a per-key index without a layout break */
+    uint64_t reserved[3]; /* room for an epoch or a per-key index without a layout break */
 };
 
 #define RING_SEQ_BUSY UINT64_MAX
@@ -40,7 +40,7 @@ struct ring {
     /* Set once by ring_init() before any other process exists; read-only after. */
     uint32_t nslots; /* power of two */
     uint32_t max_frame;
-    uint64_t data_size; /* power of two, >= 2 * max_frame */
+    uint64_t data_size;    /* power of two, >= 2 * max_frame */
     uint64_t slots_offset; /* from the start of struct ring */
     uint64_t data_offset;
     uint8_t pad0[RING_CACHELINE - 32];

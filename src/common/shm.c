@@ -88,7 +88,8 @@ shm_stream_name(const struct shm *s, uint32_t idx)
 {
     struct shm *sw = (struct shm *)s;
 
-    if (idx >= SHM_MAX_STREAMS || !atomic_load_explicit(&sw->streams[idx].used, memory_order_acquire))
+    if (idx >= SHM_MAX_STREAMS ||
+        !atomic_load_explicit(&sw->streams[idx].used, memory_order_acquire))
         return NULL;
     return s->streams[idx].name;
 }
@@ -135,7 +136,7 @@ shm_totals(struct shm *s, struct shm_totals *t)
 }
 
 #define FOLD(field)                                                                                \
-    atomic_fetch_add_explicit(&s->retired.field, LOAD(w->field), memory_order_relaxed);          \
+    atomic_fetch_add_explicit(&s->retired.field, LOAD(w->field), memory_order_relaxed);            \
     atomic_store_explicit(&w->field, 0, memory_order_relaxed)
 
 void

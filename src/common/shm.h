@@ -43,14 +43,14 @@ struct shm_header {
 };
 
 struct shm_ingest {
-    _Atomic int32_t pid;             /* writer: supervisor (at fork; 0 when dead) */
-    _Atomic uint32_t redis_up;       /* writer: ingest; 1 while reading Redis */
-    _Atomic uint64_t entries_read;   /* entries taken from Redis */
-    _Atomic uint64_t entries_published; /* frames written to the ring */
-    _Atomic uint64_t invalid_entries;   /* malformed: skipped, acked */
+    _Atomic int32_t pid;                 /* writer: supervisor (at fork; 0 when dead) */
+    _Atomic uint32_t redis_up;           /* writer: ingest; 1 while reading Redis */
+    _Atomic uint64_t entries_read;       /* entries taken from Redis */
+    _Atomic uint64_t entries_published;  /* frames written to the ring */
+    _Atomic uint64_t invalid_entries;    /* malformed: skipped, acked */
     _Atomic uint64_t duplicates_skipped; /* pending entries already in the ring */
     _Atomic uint64_t redis_errors;
-    _Atomic uint64_t restarts;       /* writer: supervisor */
+    _Atomic uint64_t restarts; /* writer: supervisor */
     uint8_t pad[RING_CACHELINE - 56];
 };
 
@@ -79,8 +79,8 @@ struct shm_stream {
 };
 
 struct shm_worker {
-    _Atomic int32_t pid;         /* writer: supervisor (at fork; 0 when dead) */
-    _Atomic uint32_t listening;  /* writer: worker */
+    _Atomic int32_t pid;             /* writer: supervisor (at fork; 0 when dead) */
+    _Atomic uint32_t listening;      /* writer: worker */
     _Atomic uint64_t active_clients; /* writer: worker (reset by supervisor when it dies) */
     _Atomic uint64_t total_connections;
     _Atomic uint64_t total_messages;   /* messages written to clients */

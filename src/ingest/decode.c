@@ -15,19 +15,37 @@ static const struct {
     const char *name;
     int numeric;
 } decode_known[] = {
-    {"event_id", 0},      {"sport_key", 0},   {"market_key", 0},
-    {"book_key", 0},      {"outcome_name", 0}, {"price", 1},
-    {"point", 1},         {"decimal_odds", 1}, {"implied_probability", 1},
-    {"novig_probability", 1}, {"fair_price", 1}, {"edge", 1},
+    {"event_id", 0},
+    {"sport_key", 0},
+    {"market_key", 0},
+    {"book_key", 0},
+    {"outcome_name", 0},
+    {"price", 1},
+    {"point", 1},
+    {"decimal_odds", 1},
+    {"implied_probability", 1},
+    {"novig_probability", 1},
+    {"fair_price", 1},
+    {"edge", 1},
     {"normalized_at", 0},
 };
 #define DECODE_NKNOWN (sizeof(decode_known) / sizeof(decode_known[0]))
 #define DECODE_SPORT  1 /* index of sport_key in decode_known */
 
 /* Filter dimension of each known field, -1 for none.  Keep in sync with enum frame_key. */
-static const int decode_key_of_known[DECODE_NKNOWN] = {
-    FRAME_KEY_EVENT, FRAME_KEY_SPORT, FRAME_KEY_MARKET, FRAME_KEY_BOOK, -1, -1, -1, -1, -1, -1,
-    -1, -1, -1};
+static const int decode_key_of_known[DECODE_NKNOWN] = {FRAME_KEY_EVENT,
+                                                       FRAME_KEY_SPORT,
+                                                       FRAME_KEY_MARKET,
+                                                       FRAME_KEY_BOOK,
+                                                       -1,
+                                                       -1,
+                                                       -1,
+                                                       -1,
+                                                       -1,
+                                                       -1,
+                                                       -1,
+                                                       -1,
+                                                       -1};
 
 static const char *const decode_key_names[FRAME_NKEYS] = {"sport_key", "event_id", "market_key",
                                                           "book_key"};
@@ -109,17 +127,18 @@ decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
             memchr(name, '\0', nlen) != NULL)
             return decode_fail(out, err, errlen, "bad field name");
         if (!utf8_valid(in->values[i], in->value_lens[i]))
-            return decode_fail(out, err, errlen, "field %.*s: value is not valid UTF-8",
-                               (int)nlen, name);
+            return decode_fail(out, err, errlen, "field %.*s: value is not valid UTF-8", (int)nlen,
+                               name);
         if (memchr(in->values[i], '\0', in->value_lens[i]) != NULL)
-            return decode_fail(out, err, errlen, "field %.*s: value contains a NUL byte",
-                               (int)nlen, name);
+            return decode_fail(out, err, errlen, "field %.*s: value contains a NUL byte", (int)nlen,
+                               name);
         for (size_t j = 0; j < i; j++) {
             if (in->name_lens[j] == nlen && memcmp(in->names[j], name, nlen) == 0)
                 return decode_fail(out, err, errlen, "field %.*s appears twice", (int)nlen, name);
         }
         for (k = 0; k < DECODE_NKNOWN; k++) {
-            if (strlen(decode_known[k].name) == nlen && memcmp(decode_known[k].name, name, nlen) == 0)
+            if (strlen(decode_known[k].name) == nlen &&
+                memcmp(decode_known[k].name, name, nlen) == 0)
                 break;
         }
         if (k == DECODE_NKNOWN) {
@@ -247,7 +266,8 @@ decode_json_key(const cJSON *obj, const char *name, char *scratch, size_t size,
     if (cJSON_IsString(v)) {
         ref->ptr = v->valuestring;
         ref->len = (uint32_t)strlen(v->valuestring);
-    } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble) && v->valuedouble == floor(v->valuedouble) &&
+    } else if (cJSON_IsNumber(v) && isfinite(v->valuedouble) &&
+               v->valuedouble == floor(v->valuedouble) &&
                fabs(v->valuedouble) < 9007199254740992.0) {
         int n = snprintf(scratch, size, "%.0f", v->valuedouble);
         ref->ptr = scratch;
@@ -265,13 +285,16 @@ decode_json(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
     int rc;
 
     if (in->value_lens[0] > max_size)
-        return decode_fail(out, err, errlen, "%s too large", in->names[0][0] == 'd' ? "data" : "payload");
+        return decode_fail(out, err, errlen, "%s too large",
+                           in->names[0][0] == 'd' ? "data" : "payload");
     root = json_parse_exact(in->values[0], in->value_lens[0]);
     if (root == NULL)
-        return decode_fail(out, err, errlen, "%s is not valid JSON", in->names[0][0] == 'd' ? "data" : "payload");
+        return decode_fail(out, err, errlen, "%s is not valid JSON",
+                           in->names[0][0] == 'd' ? "data" : "payload");
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return decode_fail(out, err, errlen, "%s is not a JSON object", in->names[0][0] == 'd' ? "data" : "payload");
+        return decode_fail(out, err, errlen, "%s is not a JSON object",
+                           in->names[0][0] == 'd' ? "data" : "payload");
     }
     for (int k = 0; k < FRAME_NKEYS; k++)
         decode_json_key(root, decode_key_names[k], scratch[k], sizeof(scratch[k]), &keys[k]);

@@ -40,7 +40,7 @@ struct decode_input {
 
 /* Decode in into out (cleared first).  max_size bounds the frame.  Returns 0
  * with the frame in out, or -1 with a one-line reason in err. */
-int decode_entry(const struct decode_input *in, uint32_t max_size, msgpack_sbuffer *out,
-                 char *err, size_t errlen);
+int decode_entry(const struct decode_input *in, uint32_t max_size, msgpack_sbuffer *out, char *err,
+                 size_t errlen);
 
 #endif

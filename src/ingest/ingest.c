@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define INGEST_BLOCK_MS       500  /* bounds how long SIGTERM and SIGHUP wait */
+#define INGEST_BLOCK_MS       500 /* bounds how long SIGTERM and SIGHUP wait */
 #define INGEST_BACKOFF_MIN_MS 100
 #define INGEST_BACKOFF_MAX_MS 2000
 
@@ -49,7 +49,8 @@ ingest_on_signal(int sig)
     ingest_stop = 1;
 }
 
-#define STAT_ADD(field, n) atomic_fetch_add_explicit(&in->shm->ingest.field, (n), memory_order_relaxed)
+#define STAT_ADD(field, n)                                                                         \
+    atomic_fetch_add_explicit(&in->shm->ingest.field, (n), memory_order_relaxed)
 
 static void
 ingest_sleep_ms(uint64_t ms)
@@ -147,7 +148,8 @@ ingest_command(struct ingest *in, int argc, const char **argv)
 
     if (reply == NULL) {
         if (log_ratelimit_allow(&in->error_rl))
-            LOG_WARN("redis %s failed: %s", argv[0], in->redis->errstr[0] ? in->redis->errstr : "connection lost");
+            LOG_WARN("redis %s failed: %s", argv[0],
+                     in->redis->errstr[0] ? in->redis->errstr : "connection lost");
         STAT_ADD(redis_errors, 1);
         ingest_disconnect(in);
     }
@@ -246,8 +248,8 @@ ingest_connect(struct ingest *in)
         atomic_store_explicit(grouped, 1, memory_order_relaxed);
         snprintf(st->next_pending, sizeof(st->next_pending), "0");
     }
-    LOG_INFO("connected to redis %s; reading %d streams with group %s", c->redis_url,
-             in->nstreams, in->group);
+    LOG_INFO("connected to redis %s; reading %d streams with group %s", c->redis_url, in->nstreams,
+             in->group);
     return 0;
 }
 

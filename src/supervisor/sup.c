@@ -23,8 +23,10 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+/* A child that dies sooner than SUP_QUICK_DEATH_MS after its start is
+ * restarted with backoff: it was probably not going to work. */
 #define SUP_STOP_DEADLINE_MS 5000
-#define SUP_QUICK_DEATH_MS   1000 /* a child dying sooner than this was probably not going to work */
+#define SUP_QUICK_DEATH_MS   1000
 #define SUP_BACKOFF_MIN_MS   100
 #define SUP_BACKOFF_MAX_MS   5000
 
@@ -34,11 +36,11 @@ struct sup_child {
     enum sup_role role;
     int index; /* worker number from 1; 0 for the ingest */
     pid_t pid;
-    uint64_t started_ms;   /* monotonic */
-    uint64_t respawn_at;   /* monotonic; 0 = not waiting */
+    uint64_t started_ms; /* monotonic */
+    uint64_t respawn_at; /* monotonic; 0 = not waiting */
     uint64_t backoff_ms;
-    int listen_fd;         /* workers */
-    int wake_fd;           /* workers */
+    int listen_fd; /* workers */
+    int wake_fd;   /* workers */
 };
 
 struct sup {
@@ -516,8 +518,7 @@ sup_run(const struct conf *c, const char *conf_path)
         now = time_mono_ms();
         if (sp->stopping) {
             if (now >= sp->stop_deadline && sup_alive(sp) > 0) {
-                LOG_WARN("children still running after %d ms; killing them",
-                         SUP_STOP_DEADLINE_MS);
+                LOG_WARN("children still running after %d ms; killing them", SUP_STOP_DEADLINE_MS);
                 sup_signal_children(sp, SIGKILL);
                 sp->stop_deadline = now + 1000;
             }

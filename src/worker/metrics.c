@@ -117,8 +117,9 @@ static int
 metrics_prom_one(struct metrics_buf *out, const char *name, const char *type, const char *help,
                  unsigned long long value)
 {
-    return metrics_printf(out, "# HELP ws_broadcaster_%s %s\n# TYPE ws_broadcaster_%s %s\n"
-                               "ws_broadcaster_%s %llu\n",
+    return metrics_printf(out,
+                          "# HELP ws_broadcaster_%s %s\n# TYPE ws_broadcaster_%s %s\n"
+                          "ws_broadcaster_%s %llu\n",
                           name, help, name, type, name, value);
 }
 
@@ -162,8 +163,7 @@ static const struct metrics_worker_field {
      metrics_get_dropped_messages},
     {"slow_disconnects", "counter", "Slow clients disconnected per worker.",
      metrics_get_slow_disconnects},
-    {"ring_lag", "gauge", "Frames published but not yet read by the worker.",
-     metrics_get_ring_lag},
+    {"ring_lag", "gauge", "Frames published but not yet read by the worker.", metrics_get_ring_lag},
     {"ring_missed", "counter", "Frames the worker missed because the ring lapped it.",
      metrics_get_ring_missed},
     {"restarts", "counter", "Times the worker slot was restarted.", metrics_get_restarts},
@@ -184,14 +184,14 @@ metrics_prometheus(struct shm *s, struct metrics_buf *out)
                            "WebSocket connections accepted since start.", t.total_connections);
     rc |= metrics_prom_one(out, "total_messages", "counter",
                            "Messages delivered to clients since start.", t.total_messages);
-    rc |= metrics_prom_one(out, "broadcast_capacity", "gauge", "Ring capacity in frames.",
-                           r->nslots);
+    rc |=
+        metrics_prom_one(out, "broadcast_capacity", "gauge", "Ring capacity in frames.", r->nslots);
     rc |= metrics_prom_one(out, "broadcast_usage", "gauge",
                            "Frames written but not yet read by the slowest worker.",
                            t.broadcast_usage);
-    rc |= metrics_prom_one(out, "dropped_messages", "counter",
-                           "Messages dropped because a client's queue was full.",
-                           t.dropped_messages);
+    rc |=
+        metrics_prom_one(out, "dropped_messages", "counter",
+                         "Messages dropped because a client's queue was full.", t.dropped_messages);
     rc |= metrics_prom_one(out, "invalid_entries", "counter",
                            "Malformed stream entries skipped and acknowledged.",
                            LOAD(s->ingest.invalid_entries));
@@ -210,8 +210,9 @@ metrics_prometheus(struct shm *s, struct metrics_buf *out)
     rc |= metrics_prom_one(out, "ring_head", "counter", "Sequence of the next ring frame.", head);
     for (size_t f = 0; f < sizeof(metrics_worker_fields) / sizeof(metrics_worker_fields[0]); f++) {
         const struct metrics_worker_field *wf = &metrics_worker_fields[f];
-        rc |= metrics_printf(out, "# HELP ws_broadcaster_worker_%s %s\n"
-                                  "# TYPE ws_broadcaster_worker_%s %s\n",
+        rc |= metrics_printf(out,
+                             "# HELP ws_broadcaster_worker_%s %s\n"
+                             "# TYPE ws_broadcaster_worker_%s %s\n",
                              wf->name, wf->help, wf->name, wf->type);
         for (uint32_t i = 0; i < s->hdr.nworkers; i++)
             rc |= metrics_printf(out, "ws_broadcaster_worker_%s{worker=\"%u\"} %llu\n", wf->name,

@@ -119,8 +119,8 @@ sub_list_parse(const cJSON *arr, const char *name, const struct sub_limits *limi
     if (out->values == NULL || out->lens == NULL)
         goto oom;
     for (uint32_t i = 0; i < n; i++) {
-        if (out->n > 0 && sub_value_cmp(out->values[out->n - 1], out->lens[out->n - 1],
-                                        items[i].s, items[i].len) == 0)
+        if (out->n > 0 && sub_value_cmp(out->values[out->n - 1], out->lens[out->n - 1], items[i].s,
+                                        items[i].len) == 0)
             continue; /* duplicates would make a member match twice */
         out->values[out->n] = strdup(items[i].s);
         if (out->values[out->n] == NULL)
@@ -346,8 +346,8 @@ struct sub_group {
 };
 
 struct sub_index {
-    struct sub_map groups;                /* canonical filter -> group */
-    struct sub_map by_value[SUB_NDIMS];   /* anchor value -> struct sub_postings */
+    struct sub_map groups;                 /* canonical filter -> group */
+    struct sub_map by_value[SUB_NDIMS];    /* anchor value -> struct sub_postings */
     struct sub_group *anchored[SUB_NDIMS]; /* every group anchored on d */
     struct sub_group *match_all;
 };
@@ -501,7 +501,8 @@ sub_group_create(struct sub_index *idx, struct sub_filter *filter, char *key, si
         goto fail;
     for (uint32_t i = 0; i < l->n; i++) {
         struct sub_posting *p = &g->postings[i];
-        struct sub_postings *list = sub_map_get(&idx->by_value[g->anchor], l->values[i], l->lens[i]);
+        struct sub_postings *list =
+            sub_map_get(&idx->by_value[g->anchor], l->values[i], l->lens[i]);
         if (list == NULL) {
             list = calloc(1, sizeof(*list));
             if (list == NULL)

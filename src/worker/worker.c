@@ -25,8 +25,8 @@
  * single write happened, and be cut off as slow.
  */
 #define WORKER_FRAMES_PER_TURN_MAX 256
-#define WORKER_ACCEPTS_PER_WAKE 64
-#define WORKER_STOP_GRACE_US   (2 * LWS_USEC_PER_SEC)
+#define WORKER_ACCEPTS_PER_WAKE    64
+#define WORKER_STOP_GRACE_US       (2 * LWS_USEC_PER_SEC)
 
 enum worker_fd_kind { WORKER_FD_LISTEN = 1, WORKER_FD_WAKE, WORKER_FD_SIGNAL };
 
@@ -65,7 +65,8 @@ static void
 worker_deliver(struct sub_member *m, void *arg)
 {
     struct worker_delivery *d = arg;
-    struct wsp_session *ss = (struct wsp_session *)((char *)m - offsetof(struct wsp_session, member));
+    struct wsp_session *ss =
+        (struct wsp_session *)((char *)m - offsetof(struct wsp_session, member));
 
     if (d->failed)
         return;

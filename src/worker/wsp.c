@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define WSP_QUEUE_INITIAL 8
+#define WSP_QUEUE_INITIAL    8
 /* Bounds one client's turn in the loop; above the worker's frames per turn,
  * so a client that keeps up empties its queue every turn. */
 #define WSP_WRITES_PER_ROUND 1024
@@ -324,9 +324,9 @@ wsp_new_client_id(char *out)
     }
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 /* ---- HTTP ------------------------------------------------------------------ */

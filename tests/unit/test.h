@@ -25,7 +25,7 @@ static int test_failed_checks;
     do {                                                                                           \
         long long test_a_ = (long long)(a), test_b_ = (long long)(b);                              \
         if (test_a_ != test_b_) {                                                                  \
-            printf("#   %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,        \
+            printf("#   %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, #a, #b,       \
                    test_a_, test_b_);                                                              \
             test_failed_checks++;                                                                  \
         }                                                                                          \
@@ -67,6 +67,9 @@ struct test_case {
         return failed ? 1 : 0;                                                                     \
     }
 
-#define TEST(fn) {#fn, fn}
+#define TEST(fn)                                                                                   \
+    {                                                                                              \
+#fn, fn                                                                                    \
+    }
 
 #endif
