@@ -103,8 +103,14 @@ log_msg(enum log_level level, const char *fmt, ...)
 void
 log_lws_emit(int lws_level, const char *line)
 {
+    /* lws logs some client misbehaviour (oversized headers, say) at ERROR:
+     * a hostile client must not be able to flood the log through it. */
+    static struct log_ratelimit rl = LOG_RATELIMIT_INIT(10000, 20);
     size_t len = strlen(line);
     enum log_level level = (lws_level & 1) ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN;
+
+    if (!log_ratelimit_allow(&rl))
+        return;
 
     /* lws lines end in '\n'; ours add their own. */
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
