@@ -274,6 +274,17 @@ def proc_stat(pid):
     return rest[0], rest[19]
 
 
+def proc_cpu_seconds(pid):
+    """CPU time (utime + stime) pid has used, in seconds, or None if it does
+    not exist."""
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    rest = data[data.rindex(")") + 2 :].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_children(pid):
     out = []
     try:
