@@ -28,6 +28,15 @@ const struct conf_key conf_keys[] = {
     {"MAX_FILTER_VALUES", "1024", 0, "values per filter list"},
     {"MAX_FILTER_VALUE_LEN", "256", 0, "bytes per filter value"},
     {"READ_COUNT", "512", 0, "entries per XREADGROUP call"},
+    {"ALLOWED_ORIGINS", "", 0, "comma list of allowed Origin values; empty = any"},
+    {"HANDSHAKE_TIMEOUT", "10", 0, "seconds a client has to complete its upgrade request"},
+    {"MAX_HEADER_SIZE", "8192", 0, "bytes of HTTP request headers"},
+    {"PING_INTERVAL", "30", 0, "seconds of silence before a ping; 0 = never"},
+    {"PING_TIMEOUT", "10", 0, "seconds to answer that ping before the connection is dropped"},
+    {"MAX_CLIENTS", "100000", 0, "WebSocket clients per instance (503 beyond)"},
+    {"MAX_CLIENTS_PER_IP", "1000", 0, "WebSocket clients per client address (429 beyond)"},
+    {"RATE_LIMIT", "20", 0, "client messages per second, sustained"},
+    {"RATE_BURST", "40", 0, "client messages in a burst"},
     {"LOG_LEVEL", "info", 1, "error, warn, info or debug"},
 };
 const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);
@@ -330,6 +339,29 @@ conf_set(struct conf *c, const char *key, const char *value, char *err, size_t e
         return conf_set_u32(&c->max_filter_value_len, key, value, 1, 4096, err, errlen);
     if (strcmp(key, "READ_COUNT") == 0)
         return conf_set_u32(&c->read_count, key, value, 1, 100000, err, errlen);
+    if (strcmp(key, "ALLOWED_ORIGINS") == 0) {
+        for (const char *p = value; *p; p++) {
+            if ((unsigned char)*p < ' ')
+                return conf_error(err, errlen, key, "control character in '%s'", value);
+        }
+        return conf_copy(c->allowed_origins, sizeof(c->allowed_origins), value, key, err, errlen);
+    }
+    if (strcmp(key, "HANDSHAKE_TIMEOUT") == 0)
+        return conf_set_u32(&c->handshake_timeout, key, value, 1, 3600, err, errlen);
+    if (strcmp(key, "MAX_HEADER_SIZE") == 0)
+        return conf_set_u32(&c->max_header_size, key, value, 1024, 65535, err, errlen);
+    if (strcmp(key, "PING_INTERVAL") == 0)
+        return conf_set_u32(&c->ping_interval, key, value, 0, 86400, err, errlen);
+    if (strcmp(key, "PING_TIMEOUT") == 0)
+        return conf_set_u32(&c->ping_timeout, key, value, 1, 3600, err, errlen);
+    if (strcmp(key, "MAX_CLIENTS") == 0)
+        return conf_set_u32(&c->max_clients, key, value, 1, 10000000, err, errlen);
+    if (strcmp(key, "MAX_CLIENTS_PER_IP") == 0)
+        return conf_set_u32(&c->max_clients_per_ip, key, value, 1, 10000000, err, errlen);
+    if (strcmp(key, "RATE_LIMIT") == 0)
+        return conf_set_u32(&c->rate_limit, key, value, 1, 1000000, err, errlen);
+    if (strcmp(key, "RATE_BURST") == 0)
+        return conf_set_u32(&c->rate_burst, key, value, 1, 1000000, err, errlen);
     if (strcmp(key, "LOG_LEVEL") == 0) {
         int level = log_level_parse(value);
         if (level < 0)
@@ -511,6 +543,24 @@ conf_get(const struct conf *c, const char *key, char *buf, size_t size)
         n = snprintf(buf, size, "%u", c->max_filter_value_len);
     else if (strcmp(key, "READ_COUNT") == 0)
         n = snprintf(buf, size, "%u", c->read_count);
+    else if (strcmp(key, "ALLOWED_ORIGINS") == 0)
+        n = snprintf(buf, size, "%s", c->allowed_origins);
+    else if (strcmp(key, "HANDSHAKE_TIMEOUT") == 0)
+        n = snprintf(buf, size, "%u", c->handshake_timeout);
+    else if (strcmp(key, "MAX_HEADER_SIZE") == 0)
+        n = snprintf(buf, size, "%u", c->max_header_size);
+    else if (strcmp(key, "PING_INTERVAL") == 0)
+        n = snprintf(buf, size, "%u", c->ping_interval);
+    else if (strcmp(key, "PING_TIMEOUT") == 0)
+        n = snprintf(buf, size, "%u", c->ping_timeout);
+    else if (strcmp(key, "MAX_CLIENTS") == 0)
+        n = snprintf(buf, size, "%u", c->max_clients);
+    else if (strcmp(key, "MAX_CLIENTS_PER_IP") == 0)
+        n = snprintf(buf, size, "%u", c->max_clients_per_ip);
+    else if (strcmp(key, "RATE_LIMIT") == 0)
+        n = snprintf(buf, size, "%u", c->rate_limit);
+    else if (strcmp(key, "RATE_BURST") == 0)
+        n = snprintf(buf, size, "%u", c->rate_burst);
     else if (strcmp(key, "LOG_LEVEL") == 0) {
         static const char *const names[] = {"error", "warn", "info", "debug"};
         n = snprintf(buf, size, "%s", names[c->log_level & 3]);

@@ -58,6 +58,18 @@ struct conf {
     uint32_t max_filter_values; /* values per filter list */
     uint32_t max_filter_value_len;
     uint32_t read_count; /* entries per XREADGROUP */
+
+    /* Limits that protect the service from its clients (README "Limits and
+     * security"). */
+    char allowed_origins[1024]; /* comma list; empty: any Origin */
+    uint32_t handshake_timeout; /* seconds to complete the HTTP/upgrade request */
+    uint32_t max_header_size;   /* bytes of request headers */
+    uint32_t ping_interval;     /* seconds of silence before the server pings; 0: never */
+    uint32_t ping_timeout;      /* seconds after that ping before hanging up */
+    uint32_t max_clients;       /* WebSocket clients per instance */
+    uint32_t max_clients_per_ip;
+    uint32_t rate_limit; /* client messages per second (token bucket rate) */
+    uint32_t rate_burst; /* bucket size */
     int log_level;       /* enum log_level */
 };
 

@@ -21,6 +21,9 @@ static_assert(offsetof(struct ring, head) == RING_CACHELINE,
               "writer-owned words on their own line");
 static_assert(sizeof(struct ring_slot) == RING_CACHELINE, "one slot per cache line");
 static_assert(sizeof(struct shm_stream) == SHM_STREAM_NAME + 24, "stream table row");
+static_assert(sizeof(struct shm_iptable) % RING_CACHELINE == 0,
+              "address tables: no false sharing between workers");
+static_assert((SHM_IP_BUCKETS & (SHM_IP_BUCKETS - 1)) == 0, "bucket count is a power of two");
 
 struct shm *
 shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
@@ -153,5 +156,59 @@ shm_worker_retire(struct shm *s, uint32_t i)
     FOLD(client_errors);
     atomic_store_explicit(&w->active_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->listening, 0, memory_order_relaxed);
+    for (size_t b = 0; b < SHM_IP_BUCKETS; b++)
+        atomic_store_explicit(&s->iptables[i].counts[b], 0, memory_order_relaxed);
     atomic_store_explicit(&w->pid, 0, memory_order_relaxed);
+}
+
+struct shm_ip_key
+shm_ip_key(const void *addr, size_t len)
+{
+    const unsigned char *p = addr;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    struct shm_ip_key key;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    key.b1 = (uint16_t)(h & (SHM_IP_BUCKETS - 1));
+    key.b2 = (uint16_t)((h >> 32) & (SHM_IP_BUCKETS - 1));
+    if (key.b2 == key.b1)
+        key.b2 = (uint16_t)((key.b1 + 1) & (SHM_IP_BUCKETS - 1));
+    return key;
+}
+
+uint32_t
+shm_ip_count(struct shm *s, struct shm_ip_key key)
+{
+    uint32_t total = 0;
+
+    for (uint32_t i = 0; i < s->hdr.nworkers; i++) {
+        uint32_t c1 = LOAD(s->iptables[i].counts[key.b1]);
+        uint32_t c2 = LOAD(s->iptables[i].counts[key.b2]);
+        total += c1 < c2 ? c1 : c2;
+    }
+    return total;
+}
+
+static void
+shm_ip_bucket_add(_Atomic uint16_t *c, int delta)
+{
+    /* Only worker i writes its table, so load-then-store is not a race;
+     * saturate rather than wrap. */
+    uint16_t v = atomic_load_explicit(c, memory_order_relaxed);
+
+    if (delta > 0 && v < UINT16_MAX)
+        v++;
+    else if (delta < 0 && v > 0)
+        v--;
+    atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+void
+shm_ip_add(struct shm *s, uint32_t i, struct shm_ip_key key, int delta)
+{
+    shm_ip_bucket_add(&s->iptables[i].counts[key.b1], delta);
+    shm_ip_bucket_add(&s->iptables[i].counts[key.b2], delta);
 }

@@ -94,12 +94,26 @@ struct shm_worker {
     uint8_t pad[2 * RING_CACHELINE - 88];
 };
 
+/*
+ * Connections per client address, for MAX_CLIENTS_PER_IP across workers.
+ * One table per worker (writer: that worker; zeroed by the supervisor when
+ * the worker dies, so a crash leaves no ghost counts), each a count-min
+ * sketch: an address adds one to two buckets, and its count is the smaller
+ * of the two, summed over the workers.  Collisions can only over-count.
+ */
+#define SHM_IP_BUCKETS 8192
+
+struct shm_iptable {
+    _Atomic uint16_t counts[SHM_IP_BUCKETS];
+};
+
 struct shm {
     struct shm_header hdr;
     struct shm_ingest ingest;
     struct shm_retired retired;
     struct shm_stream streams[SHM_MAX_STREAMS];
     struct shm_worker workers[SHM_MAX_WORKERS];
+    struct shm_iptable iptables[SHM_MAX_WORKERS];
     /* struct ring follows at hdr.ring_offset */
 };
 
@@ -137,8 +151,20 @@ struct shm_totals {
 };
 void shm_totals(struct shm *s, struct shm_totals *t);
 
+/* The two buckets of a client address (raw bytes: 4 for IPv4, 16 for IPv6). */
+struct shm_ip_key {
+    uint16_t b1, b2;
+};
+struct shm_ip_key shm_ip_key(const void *addr, size_t len);
+
+/* Connections from key across all workers (an upper bound).  Any role. */
+uint32_t shm_ip_count(struct shm *s, struct shm_ip_key key);
+
+/* Worker i (from 0) gained (+1) or lost (-1) a connection from key. */
+void shm_ip_add(struct shm *s, uint32_t i, struct shm_ip_key key, int delta);
+
 /* Supervisor, after reaping worker i: fold its counters into retired and
- * zero its slot (active_clients included). */
+ * zero its slot (active_clients and its address table included). */
 void shm_worker_retire(struct shm *s, uint32_t i);
 
 #endif

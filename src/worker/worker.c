@@ -45,6 +45,7 @@ struct worker {
     msgpack_zone zone;
     int done;
     int frames_per_turn;
+    lws_retry_bo_t idle_policy;
     lws_sorted_usec_list_t accept_retry;
     lws_sorted_usec_list_t stop_deadline;
     struct log_ratelimit rl;
@@ -281,6 +282,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
         w->frames_per_turn = WORKER_FRAMES_PER_TURN_MAX;
     w->vh.shm = s;
     w->vh.stats = &s->workers[index - 1];
+    w->vh.worker = (uint32_t)(index - 1);
     w->vh.conf = &w->conf;
     w->vh.limits.max_values = c->max_filter_values;
     w->vh.limits.max_value_len = c->max_filter_value_len;
@@ -310,7 +312,18 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     info.gid = (gid_t)-1;
     info.uid = (uid_t)-1;
     info.vhost_name = "wsb";
-    info.timeout_secs = 10;
+    /* A client must finish its request within HANDSHAKE_TIMEOUT (slowloris),
+     * with headers of at most MAX_HEADER_SIZE bytes. */
+    info.timeout_secs = c->handshake_timeout;
+    info.timeout_secs_ah_idle = c->handshake_timeout;
+    info.max_http_header_data = (unsigned short)c->max_header_size;
+    /* Ping a client silent for PING_INTERVAL, drop it PING_TIMEOUT later:
+     * dead TCP peers must not pile up. */
+    if (c->ping_interval > 0) {
+        w->idle_policy.secs_since_valid_ping = (uint16_t)c->ping_interval;
+        w->idle_policy.secs_since_valid_hangup = (uint16_t)(c->ping_interval + c->ping_timeout);
+        info.retry_and_idle_policy = &w->idle_policy;
+    }
     w->ctx = lws_create_context(&info);
     if (w->ctx == NULL) {
         LOG_ERROR("lws_create_context() failed");

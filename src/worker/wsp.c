@@ -2,13 +2,21 @@
 #include "cmsg.h"
 #include "encode.h"
 #include "metrics.h"
+#include "wsguard.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
+#include "../common/utf8.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define WSP_QUEUE_INITIAL    8
 /* Bounds one client's turn in the loop; above the worker's frames per turn,
@@ -64,12 +72,16 @@ wsp_msg_unref(struct wsp_msg *m)
     }
 }
 
+/* Close ss with code at its next writeable.  Messages already queued are
+ * sent first (an error reply should reach the client before the close),
+ * except for a client cut off for being slow: its queue is the problem. */
 static void
 wsp_schedule_close(struct wsp_session *ss, int code, const char *reason)
 {
     if (ss->close_code != 0)
         return;
     ss->close_code = code;
+    ss->close_flush = code != LWS_CLOSE_STATUS_POLICY_VIOLATION || strstr(reason, "slow") == NULL;
     snprintf(ss->close_reason, sizeof(ss->close_reason), "%s", reason);
     lws_callback_on_writable(ss->wsi);
 }
@@ -195,6 +207,28 @@ wsp_heartbeat(struct wsp_session *ss)
     wsp_send_message(ss, "heartbeat", p);
 }
 
+/* Token bucket: RATE_LIMIT messages a second, bursts of RATE_BURST.  1 if
+ * the message may be handled. */
+static int
+wsp_rate_allow(struct wsp_session *ss)
+{
+    const struct conf *c = wsp_vh->conf;
+    uint64_t now = time_mono_ms();
+
+    if (ss->rate_refill_ms == 0) {
+        ss->rate_tokens = c->rate_burst;
+    } else {
+        ss->rate_tokens += (double)(now - ss->rate_refill_ms) * c->rate_limit / 1000.0;
+        if (ss->rate_tokens > c->rate_burst)
+            ss->rate_tokens = c->rate_burst;
+    }
+    ss->rate_refill_ms = now;
+    if (ss->rate_tokens < 1.0)
+        return 0;
+    ss->rate_tokens -= 1.0;
+    return 1;
+}
+
 static void
 wsp_handle_message(struct wsp_session *ss, const char *text, size_t len)
 {
@@ -204,6 +238,20 @@ wsp_handle_message(struct wsp_session *ss, const char *text, size_t len)
     char why[256];
 
     ss->messages_received++;
+    /* RFC 6455 8.1: a text message that is not UTF-8 fails the connection. */
+    if (!utf8_valid(text, len)) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "text message is not UTF-8");
+        return;
+    }
+    if (!wsp_rate_allow(ss)) {
+        if (++ss->rate_rejected >= wsp_vh->conf->rate_burst) {
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
+            return;
+        }
+        wsp_send_error(ss, "rate_limited", "too many messages; slow down");
+        return;
+    }
+    ss->rate_rejected = 0;
     if (cmsg_parse(text, len, &msg, &code, why, sizeof(why)) != 0) {
         wsp_send_error(ss, code, why);
         return;
@@ -286,7 +334,7 @@ wsp_writeable(struct wsp_session *ss)
 {
     int rounds = 0;
 
-    if (ss->close_code != 0) {
+    if (ss->close_code != 0 && (!ss->close_flush || ss->queue_len == 0)) {
         lws_close_reason(ss->wsi, (enum lws_close_status)ss->close_code,
                          (unsigned char *)ss->close_reason, strlen(ss->close_reason));
         return -1;
@@ -305,7 +353,7 @@ wsp_writeable(struct wsp_session *ss)
         if (lws_partial_buffered(ss->wsi))
             break;
     }
-    if (ss->queue_len > 0)
+    if (ss->queue_len > 0 || ss->close_code != 0)
         lws_callback_on_writable(ss->wsi);
     ss->last_sent_ms = time_now_ms();
     return 0;
@@ -417,6 +465,98 @@ wsp_http_writeable(struct lws *wsi, struct wsp_session *ss)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* ---- the frame guard ------------------------------------------------------ */
+
+/*
+ * lws 4.1.6 reads every socket with recv() and does not check that client
+ * frames are masked (nor a few other RFC 6455 rules; see wsguard.h).  This
+ * definition of recv() in the executable takes precedence over libc's for
+ * libwebsockets.so too, so every byte a WebSocket client sends passes
+ * through wsguard before lws parses it.  A violation schedules the close
+ * with the right code; the bytes still go to lws, and wsp_receive ignores
+ * whatever they decode to once a close is pending.  Other fds (HTTP before
+ * the upgrade, Redis, eventfds) are passed through untouched.
+ */
+struct wsp_guard_slot {
+    struct wsp_session *ss;
+    struct wsguard g;
+    int blocked;
+};
+
+static struct wsp_guard_slot *wsp_guard_slots;
+static size_t wsp_guard_nslots;
+
+static void
+wsp_guard_attach(struct wsp_session *ss)
+{
+    int fd = lws_get_socket_fd(ss->wsi);
+
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= wsp_guard_nslots) {
+        size_t n = wsp_guard_nslots ? wsp_guard_nslots : 1024;
+        struct wsp_guard_slot *p;
+        while (n <= (size_t)fd)
+            n *= 2;
+        p = realloc(wsp_guard_slots, n * sizeof(*p));
+        if (p == NULL)
+            return; /* unguarded, not broken: lws still parses the frames */
+        memset(p + wsp_guard_nslots, 0, (n - wsp_guard_nslots) * sizeof(*p));
+        wsp_guard_slots = p;
+        wsp_guard_nslots = n;
+    }
+    wsp_guard_slots[fd].ss = ss;
+    wsp_guard_slots[fd].blocked = 0;
+    wsguard_init(&wsp_guard_slots[fd].g);
+}
+
+static void
+wsp_guard_detach(struct wsp_session *ss)
+{
+    int fd = lws_get_socket_fd(ss->wsi);
+
+    if (fd >= 0 && (size_t)fd < wsp_guard_nslots && wsp_guard_slots[fd].ss == ss)
+        wsp_guard_slots[fd].ss = NULL;
+}
+
+ssize_t recv(int fd, void *buf, size_t len, int flags);
+
+ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+    ssize_t n = syscall(SYS_recvfrom, fd, buf, len, flags, NULL, NULL);
+    struct wsp_guard_slot *slot;
+    const char *why = NULL;
+    size_t frame_start;
+    int code;
+
+    if (n <= 0 || (flags & MSG_PEEK) || fd < 0 || (size_t)fd >= wsp_guard_nslots)
+        return n;
+    slot = &wsp_guard_slots[fd];
+    if (slot->ss == NULL)
+        return n;
+    if (slot->blocked) {
+        /* Closing for a framing error: what follows is discarded unread, so
+         * lws cannot act on it (and hang up before our close frame). */
+        errno = EAGAIN;
+        return -1;
+    }
+    code =
+        wsguard_feed(&slot->g, buf, (size_t)n, wsp_vh->conf->max_message_size, &why, &frame_start);
+    if (code == 0)
+        return n;
+    STAT_ADD(client_errors, 1);
+    slot->ss->close_code = 0; /* a framing error outranks any pending close */
+    wsp_schedule_close(slot->ss, code, why);
+    slot->ss->close_flush = 0;
+    slot->blocked = 1;
+    if (frame_start == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t)frame_start; /* the frames before the offending one are fine */
+}
+
 /* ---- the callback --------------------------------------------------------- */
 
 static int
@@ -429,6 +569,84 @@ wsp_upgrade_allowed(struct lws *wsi)
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
         return 0;
     return strcmp(uri, "/ws") == 0;
+}
+
+/* 1 if ALLOWED_ORIGINS is empty or lists the request's Origin (compared
+ * without case; browsers send "scheme://host[:port]"). */
+static int
+wsp_origin_allowed(struct lws *wsi)
+{
+    const char *list = wsp_vh->conf->allowed_origins;
+    char origin[256];
+
+    if (list[0] == '\0')
+        return 1;
+    if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+        return 0;
+    while (*list != '\0') {
+        size_t n = strcspn(list, ",");
+        const char *item = list;
+        size_t len = n;
+        while (len > 0 && *item == ' ') {
+            item++;
+            len--;
+        }
+        while (len > 0 && item[len - 1] == ' ')
+            len--;
+        if (len == strlen(origin) && strncasecmp(item, origin, len) == 0)
+            return 1;
+        list += n;
+        if (*list == ',')
+            list++;
+    }
+    return 0;
+}
+
+/* The peer's address as raw bytes (IPv4-mapped IPv6 folded to IPv4). */
+static struct shm_ip_key
+wsp_peer_key(struct lws *wsi)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = lws_get_socket_fd(wsi);
+
+    memset(&ss, 0, sizeof(ss));
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return shm_ip_key("", 0);
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        return shm_ip_key(&in->sin_addr, 4);
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            return shm_ip_key(&in6->sin6_addr.s6_addr[12], 4);
+        return shm_ip_key(&in6->sin6_addr, 16);
+    }
+    return shm_ip_key("", 0);
+}
+
+/*
+ * Refuse an upgrade with an HTTP status, then hang up.  The response is
+ * written straight to the fresh socket: at this point lws has sent nothing,
+ * and lws_return_http_status would answer an upgrade request as HTTP/1.0,
+ * which some WebSocket clients refuse to parse.
+ */
+static int
+wsp_refuse(struct lws *wsi, unsigned int status, const char *reason, const char *why)
+{
+    char resp[512];
+    int body_len = (int)strlen(why) + 12;
+    int n = snprintf(resp, sizeof(resp),
+                     "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
+                     "content-length: %d\r\nconnection: close\r\n\r\n{\"error\":\"%s\"}",
+                     status, reason, body_len, why);
+
+    LOG_DEBUG("upgrade refused: %u %s", status, why);
+    if (n > 0 && (size_t)n < sizeof(resp) &&
+        send(lws_get_socket_fd(wsi), resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        LOG_DEBUG("send(refusal) failed: %s", strerror(errno));
+    return -1;
 }
 
 int
@@ -450,17 +668,23 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         }
         break;
 
-    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         /* Refuse with a real HTTP status rather than a hang-up. */
-        if (wsp_vh->stopping) {
-            lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down");
-            return 1;
-        }
-        if (!wsp_upgrade_allowed(wsi)) {
-            lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ws");
-            return 1;
-        }
+        struct shm_totals totals;
+        if (wsp_vh->stopping)
+            return wsp_refuse(wsi, 503, "Service Unavailable", "shutting down");
+        if (!wsp_upgrade_allowed(wsi))
+            return wsp_refuse(wsi, 404, "Not Found", "the WebSocket endpoint is /ws");
+        if (!wsp_origin_allowed(wsi))
+            return wsp_refuse(wsi, 403, "Forbidden", "origin not allowed");
+        shm_totals(wsp_vh->shm, &totals);
+        if (totals.active_clients >= wsp_vh->conf->max_clients)
+            return wsp_refuse(wsi, 503, "Service Unavailable", "too many clients");
+        if (shm_ip_count(wsp_vh->shm, wsp_peer_key(wsi)) >= wsp_vh->conf->max_clients_per_ip)
+            return wsp_refuse(wsi, 429, "Too Many Requests",
+                              "too many connections from this address");
         return 0;
+    }
 
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
         /* Non-zero refuses the upgrade. */
@@ -477,6 +701,10 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
             ss->next->prev = ss;
         wsp_vh->sessions = ss;
         wsp_vh->nsessions++;
+        wsp_guard_attach(ss);
+        ss->ip_key = wsp_peer_key(wsi);
+        ss->ip_counted = 1;
+        shm_ip_add(wsp_vh->shm, wsp_vh->worker, ss->ip_key, +1);
         STAT_ADD(active_clients, 1);
         STAT_ADD(total_connections, 1);
         LOG_DEBUG("client %s connected", ss->client_id);
@@ -485,6 +713,7 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
     case LWS_CALLBACK_CLOSED:
         if (ss == NULL || !ss->is_ws)
             break;
+        wsp_guard_detach(ss);
         sub_index_leave(wsp_vh->index, &ss->member);
         wsp_queue_clear(ss);
         free(ss->rx);
@@ -496,6 +725,9 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         if (ss->next)
             ss->next->prev = ss->prev;
         ss->is_ws = 0;
+        if (ss->ip_counted)
+            shm_ip_add(wsp_vh->shm, wsp_vh->worker, ss->ip_key, -1);
+        ss->ip_counted = 0;
         wsp_vh->nsessions--;
         STAT_SUB(active_clients, 1);
         LOG_DEBUG("client %s disconnected", ss->client_id);

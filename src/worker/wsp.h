@@ -38,6 +38,7 @@ struct wsp_session;
 struct wsp_vhost {
     struct shm *shm;
     struct shm_worker *stats; /* this worker's slot */
+    uint32_t worker;          /* this worker's index from 0 */
     const struct conf *conf;
     struct sub_index *index;
     struct sub_limits limits;
@@ -60,7 +61,15 @@ struct wsp_session {
     uint64_t messages_received;
     char client_id[37];
 
-    int close_code; /* non-zero: close with it at the next writeable */
+    struct shm_ip_key ip_key; /* counted in this worker's address table */
+    int ip_counted;
+
+    double rate_tokens; /* token bucket of RATE_LIMIT / RATE_BURST */
+    uint64_t rate_refill_ms;
+    uint32_t rate_rejected; /* messages refused in a row; RATE_BURST of them: cut off */
+
+    int close_code;  /* non-zero: close with it at the next writeable */
+    int close_flush; /* send what is queued before closing */
     char close_reason[96];
 
     char *rx; /* reassembly of a fragmented message */
