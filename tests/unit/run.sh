@@ -1,12 +1,18 @@
 #!/bin/sh
-# Run every unit test binary given, then print one summary line.  A binary
+# Run every unit test binary given (under valgrind if VALGRIND is set), then
+# print one summary line.  A binary
 # that crashes or prints no summary counts as one failure, so a broken test
 # can never look green.
 passed=0
 failed=0
 for t in "$@"; do
     name=$(basename "$t")
-    out=$("$t" 2>&1)
+    if [ -n "${VALGRIND:-}" ]; then
+        out=$(valgrind --quiet --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite --show-possibly-lost=no "$t" 2>&1)
+    else
+        out=$("$t" 2>&1)
+    fi
     rc=$?
     summary=$(printf '%s\n' "$out" | sed -n 's/^# \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -n 1)
     if [ -z "$summary" ]; then
