@@ -238,7 +238,7 @@ worker_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 static const struct lws_protocols worker_protocols[] = {
     /* First: lws serves HTTP with protocol 0 and gives a WebSocket client that
      * names no subprotocol the vhost's default, also protocol 0. */
-    {"wsb", wsp_callback, sizeof(struct wsp_session), 4096, 0, NULL, 0},
+    {"wsb", wsp_callback, sizeof(struct wsp_session), 4096, 0, NULL, WSP_COALESCE_BYTES},
     {"wsb-raw", worker_raw_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 

@@ -19,9 +19,10 @@
 #include <unistd.h>
 
 #define WSP_QUEUE_INITIAL    8
-/* Bounds one client's turn in the loop; above the worker's frames per turn,
- * so a client that keeps up empties its queue every turn. */
-#define WSP_WRITES_PER_ROUND 1024
+/* Bounds one client's turn in the loop: at most this many writes of at most
+ * WSP_COALESCE_BYTES each, well above what the worker queues per turn, so a
+ * client that keeps up empties its queue every turn. */
+#define WSP_WRITES_PER_ROUND 16
 
 static struct wsp_vhost *wsp_vh;
 
@@ -36,6 +37,32 @@ wsp_bind(struct wsp_vhost *vh)
     wsp_vh = vh;
 }
 
+/* Write the header of an unmasked, final text frame (RFC 6455 5.2) in the
+ * headroom just before the text. */
+static void
+wsp_msg_frame(struct wsp_msg *m)
+{
+    unsigned char hdr[10];
+    size_t n = 0;
+    uint64_t len = m->len;
+
+    hdr[n++] = 0x81;
+    if (len < 126) {
+        hdr[n++] = (unsigned char)len;
+    } else if (len < 65536) {
+        hdr[n++] = 126;
+        hdr[n++] = (unsigned char)(len >> 8);
+        hdr[n++] = (unsigned char)len;
+    } else {
+        hdr[n++] = 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[n++] = (unsigned char)(len >> (8 * i));
+    }
+    m->frame_off = (uint32_t)(LWS_PRE - n);
+    m->frame_len = (uint32_t)(n + len);
+    memcpy(m->buf + m->frame_off, hdr, n);
+}
+
 struct wsp_msg *
 wsp_msg_adopt(char *buf, size_t len)
 {
@@ -48,6 +75,7 @@ wsp_msg_adopt(char *buf, size_t len)
     m->refs = 1;
     m->len = (uint32_t)len;
     m->buf = buf;
+    wsp_msg_frame(m);
     return m;
 }
 
@@ -130,13 +158,18 @@ wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
 }
 
 static void
+wsp_queue_pop(struct wsp_session *ss)
+{
+    wsp_msg_unref(ss->queue[ss->queue_head]);
+    ss->queue_head = (ss->queue_head + 1) % ss->queue_cap;
+    ss->queue_len--;
+}
+
+static void
 wsp_queue_clear(struct wsp_session *ss)
 {
-    while (ss->queue_len > 0) {
-        wsp_msg_unref(ss->queue[ss->queue_head]);
-        ss->queue_head = (ss->queue_head + 1) % ss->queue_cap;
-        ss->queue_len--;
-    }
+    while (ss->queue_len > 0)
+        wsp_queue_pop(ss);
     free(ss->queue);
     ss->queue = NULL;
     ss->queue_cap = 0;
@@ -329,9 +362,16 @@ wsp_receive(struct wsp_session *ss, const char *in, size_t len)
     }
 }
 
+/*
+ * Everything queued for ss, as few writes as possible: frames are copied
+ * back to back into one buffer (they are complete frames, so lws's own
+ * control frames can only come between two writes, never inside one) and
+ * sent raw.  A message larger than the buffer goes out on its own.
+ */
 static int
 wsp_writeable(struct wsp_session *ss)
 {
+    static unsigned char scratch[LWS_PRE + WSP_COALESCE_BYTES];
     int rounds = 0;
 
     if (ss->close_code != 0 && (!ss->close_flush || ss->queue_len == 0)) {
@@ -341,14 +381,33 @@ wsp_writeable(struct wsp_session *ss)
     }
     while (ss->queue_len > 0 && rounds++ < WSP_WRITES_PER_ROUND) {
         struct wsp_msg *m = ss->queue[ss->queue_head];
-        int n = lws_write(ss->wsi, (unsigned char *)m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        unsigned char *out;
+        size_t total = 0;
+        uint32_t count = 0;
+        int n;
 
-        if (n < (int)m->len)
+        if (m->frame_len > WSP_COALESCE_BYTES / 2 || ss->queue_len == 1) {
+            out = (unsigned char *)m->buf + m->frame_off;
+            total = m->frame_len;
+            count = 1;
+            n = lws_write(ss->wsi, out, total, LWS_WRITE_RAW);
+            wsp_queue_pop(ss);
+        } else {
+            out = scratch + LWS_PRE;
+            while (ss->queue_len > 0) {
+                m = ss->queue[ss->queue_head];
+                if (total + m->frame_len > WSP_COALESCE_BYTES)
+                    break;
+                memcpy(out + total, m->buf + m->frame_off, m->frame_len);
+                total += m->frame_len;
+                count++;
+                wsp_queue_pop(ss);
+            }
+            n = lws_write(ss->wsi, out, total, LWS_WRITE_RAW);
+        }
+        if (n < (int)total)
             return -1; /* the connection is broken; lws closes it */
-        ss->queue_head = (ss->queue_head + 1) % ss->queue_cap;
-        ss->queue_len--;
-        wsp_msg_unref(m);
-        STAT_ADD(total_messages, 1);
+        STAT_ADD(total_messages, count);
         /* lws buffered part of it: the socket is full, wait for POLLOUT. */
         if (lws_partial_buffered(ss->wsi))
             break;

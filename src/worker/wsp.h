@@ -7,8 +7,12 @@
  * worker's list in ESTABLISHED and leave it in CLOSED, and all sending
  * happens in SERVER_WRITEABLE.
  *
- * Every server message is a refcounted, already-encoded struct wsp_msg, so
- * an update encoded once is queued to every matching client without a copy.
+ * Every server message is a refcounted, already-encoded and already-framed
+ * struct wsp_msg, so an update encoded once is queued to every matching
+ * client without a copy.  When a client's socket is writable, everything
+ * queued for it goes out in one write: on loopback a write() costs several
+ * microseconds whatever its size, so writes per delivered message decide
+ * throughput.
  * Each client's queue holds at most CLIENT_BUFFER messages; a client whose
  * queue is full loses that message (dropped_messages) and is disconnected
  * with close code 1008: a slow client never holds up the others or the
@@ -26,13 +30,27 @@
 #include <libwebsockets.h>
 #include <stdint.h>
 
+/*
+ * One server message, encoded once and shared by every client it is queued
+ * to.  The WebSocket frame header is written once too, in the headroom right
+ * before the text, so the whole frame (frame_len bytes at buf + frame_off)
+ * can be copied as is into a client's coalesced write.
+ */
 struct wsp_msg {
     uint32_t refs;
-    uint32_t len; /* bytes of text at buf + LWS_PRE */
-    char *buf;    /* LWS_PRE bytes of headroom, then the text */
+    uint32_t len;       /* bytes of text at buf + LWS_PRE */
+    uint32_t frame_off; /* the frame (header + text) starts here in buf */
+    uint32_t frame_len;
+    char *buf; /* LWS_PRE bytes of headroom, then the text */
 };
 
 struct wsp_session;
+
+/* Bytes of one coalesced write.  lws_issue_raw() cuts every write to the
+ * protocol's tx_packet_size (else its rx_buffer_size, 4096 here) and buffers
+ * the rest: the protocol must declare at least this, or coalescing would
+ * turn into a trickle of 4 KB writes. */
+#define WSP_COALESCE_BYTES 65536
 
 /* The worker's state that the protocol reads and updates. */
 struct wsp_vhost {
