@@ -50,8 +50,9 @@ struct shm_ingest {
     _Atomic uint64_t invalid_entries;    /* malformed: skipped, acked */
     _Atomic uint64_t duplicates_skipped; /* pending entries already in the ring */
     _Atomic uint64_t redis_errors;
-    _Atomic uint64_t restarts; /* writer: supervisor */
-    uint8_t pad[RING_CACHELINE - 56];
+    _Atomic uint64_t restarts;         /* writer: supervisor */
+    _Atomic uint64_t streams_since_ms; /* writer: supervisor; when a reload last changed
+                                        * SPORTS (0: never): where new groups start */
 };
 
 /* Cumulative counters of workers that exited, so totals survive a restart and

@@ -23,6 +23,7 @@ struct ingest_stream {
     int shm_index;
     uint64_t last_ms, last_seq; /* last id published to the ring */
     char next_pending[48];      /* pending-phase cursor */
+    uint64_t disabled_until_ms; /* monotonic; the key is not a usable stream until then */
 };
 
 struct ingest {
@@ -156,28 +157,59 @@ ingest_command(struct ingest *in, int argc, const char **argv)
     return reply;
 }
 
-/* Create the group on one stream.  at is "$" for a new instance, "0" after
- * the stream or group vanished (Redis restarted empty): entries written since
- * then must not be skipped. */
+#define INGEST_STREAM_RETRY_MS 5000
+
+/*
+ * Make sure our group exists on st.  Where a group starts:
+ *   "$"       a stream this instance never read: a new instance starts with
+ *             new entries;
+ *   "<ms>-0"  a stream added by a reload at <ms>: entries from the reload on;
+ *   "0"       a stream whose group existed and is gone (Redis restarted
+ *             empty, stream deleted): entries written since then must not
+ *             be skipped.
+ * Returns 0, -1 if the connection broke, 1 if the key cannot be used as a
+ * stream (another type): the stream is left out of reads for a while, so one
+ * bad key does not stop the others.
+ */
 static int
-ingest_create_group(struct ingest *in, const struct ingest_stream *st, const char *at)
+ingest_ensure_group(struct ingest *in, struct ingest_stream *st)
 {
+    _Atomic uint32_t *grouped = &in->shm->streams[st->shm_index].grouped;
+    uint64_t since = atomic_load_explicit(&in->shm->ingest.streams_since_ms, memory_order_relaxed);
+    char at[32];
     const char *argv[] = {"XGROUP", "CREATE", st->name, in->group, at, "MKSTREAM"};
-    redisReply *r = ingest_command(in, 6, argv);
+    redisReply *r;
     int rc = 0;
 
+    if (atomic_load_explicit(grouped, memory_order_relaxed))
+        snprintf(at, sizeof(at), "0");
+    else if (since != 0)
+        snprintf(at, sizeof(at), "%llu-0", (unsigned long long)since);
+    else
+        snprintf(at, sizeof(at), "$");
+    r = ingest_command(in, 6, argv);
     if (r == NULL)
         return -1;
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (strncmp(r->str, "BUSYGROUP", 9) != 0) {
-            LOG_ERROR("XGROUP CREATE %s %s %s failed: %s", st->name, in->group, at, r->str);
-            rc = -1;
-        }
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
+        if (log_ratelimit_allow(&in->error_rl))
+            LOG_ERROR("XGROUP CREATE %s %s %s failed: %s; not reading %s for %d s", st->name,
+                      in->group, at, r->str, st->name, INGEST_STREAM_RETRY_MS / 1000);
+        st->disabled_until_ms = time_mono_ms() + INGEST_STREAM_RETRY_MS;
+        rc = 1;
     } else {
-        LOG_INFO("created consumer group %s on %s at %s", in->group, st->name, at);
+        if (r->type != REDIS_REPLY_ERROR)
+            LOG_INFO("created consumer group %s on %s at %s", in->group, st->name, at);
+        atomic_store_explicit(grouped, 1, memory_order_relaxed);
+        st->disabled_until_ms = 0;
     }
     freeReplyObject(r);
     return rc;
+}
+
+static int
+ingest_stream_readable(const struct ingest_stream *st, uint64_t now)
+{
+    return st->disabled_until_ms == 0 || st->disabled_until_ms <= now;
 }
 
 static int
@@ -235,17 +267,8 @@ ingest_connect(struct ingest *in)
     }
     for (int i = 0; i < in->nstreams; i++) {
         struct ingest_stream *st = &in->streams[i];
-        _Atomic uint32_t *grouped = &in->shm->streams[st->shm_index].grouped;
-        /* A new instance starts with new entries ($).  But if our group
-         * existed on this stream before and is gone now, Redis lost it
-         * (restarted empty, stream deleted): start at 0, or the entries
-         * written since then would be skipped. */
-        const char *at = atomic_load_explicit(grouped, memory_order_relaxed) ? "0" : "$";
-        if (ingest_create_group(in, st, at) != 0) {
-            ingest_disconnect(in);
+        if (ingest_ensure_group(in, st) < 0)
             return -1;
-        }
-        atomic_store_explicit(grouped, 1, memory_order_relaxed);
         snprintf(st->next_pending, sizeof(st->next_pending), "0");
     }
     LOG_INFO("connected to redis %s; reading %d streams with group %s", c->redis_url, in->nstreams,
@@ -429,12 +452,24 @@ ingest_batch(struct ingest *in, const redisReply *reply, int pending)
     return seen;
 }
 
+/* XREADGROUP over the readable streams; NULL if the connection broke or,
+ * with *none set, if no stream is readable now. */
 static redisReply *
-ingest_read(struct ingest *in, int pending)
+ingest_read(struct ingest *in, int pending, int *none)
 {
     const char *argv[9 + 2 * (CONF_MAX_SPORTS + 1)];
     char count[16], block[16];
-    int argc = 0;
+    uint64_t now = time_mono_ms();
+    int argc = 0, n = 0;
+
+    *none = 0;
+    for (int i = 0; i < in->nstreams; i++) {
+        struct ingest_stream *st = &in->streams[i];
+        /* A left-out stream is retried once its time is up. */
+        if (st->disabled_until_ms != 0 && st->disabled_until_ms <= now &&
+            ingest_ensure_group(in, st) < 0)
+            return NULL;
+    }
 
     snprintf(count, sizeof(count), "%u", in->conf.read_count);
     snprintf(block, sizeof(block), "%d", INGEST_BLOCK_MS);
@@ -449,19 +484,33 @@ ingest_read(struct ingest *in, int pending)
         argv[argc++] = block;
     }
     argv[argc++] = "STREAMS";
-    for (int i = 0; i < in->nstreams; i++)
-        argv[argc++] = in->streams[i].name;
-    for (int i = 0; i < in->nstreams; i++)
-        argv[argc++] = pending ? in->streams[i].next_pending : ">";
+    for (int i = 0; i < in->nstreams; i++) {
+        if (ingest_stream_readable(&in->streams[i], now)) {
+            argv[argc++] = in->streams[i].name;
+            n++;
+        }
+    }
+    if (n == 0) {
+        *none = 1;
+        return NULL;
+    }
+    for (int i = 0; i < in->nstreams; i++) {
+        if (ingest_stream_readable(&in->streams[i], now))
+            argv[argc++] = pending ? in->streams[i].next_pending : ">";
+    }
     return ingest_command(in, argc, argv);
 }
 
-/* A stream or group vanished (Redis restarted empty, stream deleted). */
+/* A read failed: a stream or group vanished (Redis restarted empty, stream
+ * deleted), or a key is not a stream.  Recreate what is missing, leave out
+ * what cannot be read. */
 static void
 ingest_recreate_groups(struct ingest *in)
 {
-    for (int i = 0; i < in->nstreams && in->redis != NULL; i++)
-        (void)ingest_create_group(in, &in->streams[i], "0");
+    for (int i = 0; i < in->nstreams && in->redis != NULL; i++) {
+        if (in->streams[i].disabled_until_ms == 0)
+            (void)ingest_ensure_group(in, &in->streams[i]);
+    }
 }
 
 /* Read until the pending entries list is drained.  0, or -1 if the
@@ -470,11 +519,12 @@ static int
 ingest_drain_pending(struct ingest *in)
 {
     while (!ingest_stop) {
-        redisReply *r = ingest_read(in, 1);
+        int none;
+        redisReply *r = ingest_read(in, 1, &none);
         long n;
 
         if (r == NULL)
-            return -1;
+            return none ? 0 : -1;
         if (r->type == REDIS_REPLY_ERROR) {
             LOG_WARN("XREADGROUP (pending) failed: %s", r->str);
             freeReplyObject(r);
@@ -520,6 +570,7 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
 
     while (!ingest_stop) {
         redisReply *r;
+        int none;
 
         if (in->redis == NULL) {
             if (ingest_connect(in) != 0 || ingest_drain_pending(in) != 0) {
@@ -531,9 +582,15 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
             backoff = INGEST_BACKOFF_MIN_MS;
             atomic_store_explicit(&s->ingest.redis_up, 1, memory_order_relaxed);
         }
-        r = ingest_read(in, 0);
-        if (r == NULL)
-            continue; /* disconnected; reconnect on the next round */
+        r = ingest_read(in, 0, &none);
+        if (r == NULL) {
+            if (none) {
+                /* Every stream is left out for now: nothing can be read. */
+                atomic_store_explicit(&s->ingest.redis_up, 0, memory_order_relaxed);
+                ingest_sleep_ms(INGEST_BLOCK_MS);
+            }
+            continue; /* else disconnected; reconnect on the next round */
+        }
         if (r->type == REDIS_REPLY_ERROR) {
             /* NOGROUP, or "UNBLOCKED ... no longer exists": the stream or group
              * is gone.  A failing XREADGROUP returns at once, so wait before
@@ -541,11 +598,13 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
             if (log_ratelimit_allow(&in->error_rl))
                 LOG_WARN("XREADGROUP failed: %s", r->str);
             STAT_ADD(redis_errors, 1);
+            atomic_store_explicit(&s->ingest.redis_up, 0, memory_order_relaxed);
             freeReplyObject(r);
             ingest_recreate_groups(in);
             ingest_sleep_ms(INGEST_BACKOFF_MIN_MS);
             continue;
         }
+        atomic_store_explicit(&s->ingest.redis_up, 1, memory_order_relaxed);
         (void)ingest_batch(in, r, 0);
         freeReplyObject(r);
     }

@@ -340,11 +340,17 @@ sup_reload(struct sup *sp)
         LOG_INFO("reload: SPORTS is now %s; restarting the ingest", list);
         /* The ingest restarts crash-safely (pending re-read, ring dedupe), so
          * a restart is how it picks up new streams; clients never notice. */
+        /* Groups on the new streams start from now, not from when the new
+         * ingest gets to create them. */
+        atomic_store_explicit(&sp->shm->ingest.streams_since_ms, time_now_ms(),
+                              memory_order_relaxed);
         for (int i = 0; i < sp->nchildren; i++) {
             struct sup_child *ch = &sp->children[i];
-            if (ch->role == SUP_ROLE_INGEST && ch->pid > 0)
+            if (ch->role != SUP_ROLE_INGEST)
+                continue;
+            if (ch->pid > 0)
                 kill(ch->pid, SIGTERM);
-            ch->backoff_ms = 0;
+            ch->backoff_ms = 0; /* a deliberate restart, not a crash loop */
         }
     } else {
         LOG_INFO("reload: configuration re-read");
