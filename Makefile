@@ -156,3 +156,23 @@ $(FUZZ_BUILD)/src/%.o: src/%.c
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Isrc -o $@ $< $(FUZZ_OBJS) $(FUZZ_LIBS)
+
+# ---- benchmark: load generator, publisher and ceiling probe in bench/ --------
+# `make bench` builds the service and the tools, then runs bench/run.sh
+# (settings through the environment: SCENARIOS, RUNS, DURATION, WARMUP, PIN;
+# see bench/README.md).  `make bench-tools` only builds bin/wsb-*.
+BENCH_TOOLS  := bin/wsb-load bin/wsb-publish bin/wsb-ceiling
+BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) \
+                $(shell pkg-config --cflags hiredis 2>/dev/null)
+BENCH_LIBS   := $(shell pkg-config --libs hiredis 2>/dev/null) -lpthread -lm
+
+.PHONY: bench bench-tools
+
+bench-tools: $(BENCH_TOOLS)
+
+bench: all bench-tools
+	bash bench/run.sh
+
+bin/wsb-%: bench/wsb-%.c bench/bench.c bench/bench.h
+	@mkdir -p bin
+	$(CC) $(BENCH_CFLAGS) -o $@ $< bench/bench.c $(BENCH_LIBS)
