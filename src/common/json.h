@@ -13,7 +13,9 @@
 #include <stddef.h>
 
 /* The value in text[0..len), or NULL if it is not exactly one JSON value
- * (surrounding whitespace allowed).  Free with cJSON_Delete. */
+ * (surrounding whitespace allowed), or if a string in it holds U+0000
+ * ("\u0000"): cJSON keeps strings NUL-terminated, so it would silently cut
+ * such a string short.  Free with cJSON_Delete. */
 cJSON *json_parse_exact(const char *text, size_t len);
 
 #endif

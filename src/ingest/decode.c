@@ -289,7 +289,7 @@ decode_json(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
                            in->names[0][0] == 'd' ? "data" : "payload");
     root = json_parse_exact(in->values[0], in->value_lens[0]);
     if (root == NULL)
-        return decode_fail(out, err, errlen, "%s is not valid JSON",
+        return decode_fail(out, err, errlen, "%s is not valid JSON (or holds \\u0000)",
                            in->names[0][0] == 'd' ? "data" : "payload");
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);

@@ -374,6 +374,9 @@ wsp_writeable(struct wsp_session *ss)
     static unsigned char scratch[LWS_PRE + WSP_COALESCE_BYTES];
     int rounds = 0;
 
+    if (ss->guard_code != 0 && ss->close_code == 0)
+        wsp_schedule_close(ss, ss->guard_code, ss->guard_why);
+
     if (ss->close_code != 0 && (!ss->close_flush || ss->queue_len == 0)) {
         lws_close_reason(ss->wsi, (enum lws_close_status)ss->close_code,
                          (unsigned char *)ss->close_reason, strlen(ss->close_reason));
@@ -438,9 +441,11 @@ wsp_new_client_id(char *out)
 
 /* ---- HTTP ------------------------------------------------------------------ */
 
+/* Headers now, body at the next HTTP_WRITEABLE.  upgrade: the value of an
+ * Upgrade header (426 must name the protocol), or NULL. */
 static int
 wsp_http_respond(struct lws *wsi, struct wsp_session *ss, int status, const char *type,
-                 const char *body, size_t len)
+                 const char *body, size_t len, const char *upgrade)
 {
     unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start,
                                        *end = hdr + sizeof(hdr) - 1;
@@ -453,6 +458,9 @@ wsp_http_respond(struct lws *wsi, struct wsp_session *ss, int status, const char
     if (lws_add_http_common_headers(wsi, (unsigned int)status, type, len, &p, end) ||
         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
                                      (const unsigned char *)"no-store", 8, &p, end) ||
+        (upgrade != NULL && lws_add_http_header_by_name(wsi, (const unsigned char *)"upgrade:",
+                                                        (const unsigned char *)upgrade,
+                                                        (int)strlen(upgrade), &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     lws_callback_on_writable(wsi);
@@ -470,7 +478,7 @@ wsp_http(struct lws *wsi, struct wsp_session *ss, const char *path)
     memset(ss, 0, sizeof(*ss));
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
         const char *msg = "{\"error\":\"method not allowed\"}";
-        return wsp_http_respond(wsi, ss, 405, type, msg, strlen(msg));
+        return wsp_http_respond(wsi, ss, 405, type, msg, strlen(msg), NULL);
     }
     if (lws_hdr_copy(wsi, accept, sizeof(accept), WSI_TOKEN_HTTP_ACCEPT) < 0)
         accept[0] = '\0';
@@ -494,16 +502,16 @@ wsp_http(struct lws *wsi, struct wsp_session *ss, const char *path)
         }
     } else if (strcmp(path, "/ws") == 0) {
         const char *msg = "{\"error\":\"WebSocket upgrade required\"}";
-        return wsp_http_respond(wsi, ss, 426, type, msg, strlen(msg));
+        return wsp_http_respond(wsi, ss, 426, type, msg, strlen(msg), "websocket");
     } else {
         const char *msg = "{\"error\":\"not found\"}";
-        return wsp_http_respond(wsi, ss, 404, type, msg, strlen(msg));
+        return wsp_http_respond(wsi, ss, 404, type, msg, strlen(msg), NULL);
     }
     if (rc != 0) {
         metrics_buf_free(&body);
         return -1;
     }
-    rc = wsp_http_respond(wsi, ss, status, type, body.data, body.len);
+    rc = wsp_http_respond(wsi, ss, status, type, body.data, body.len, NULL);
     metrics_buf_free(&body);
     return rc;
 }
@@ -605,9 +613,11 @@ recv(int fd, void *buf, size_t len, int flags)
     if (code == 0)
         return n;
     STAT_ADD(client_errors, 1);
-    slot->ss->close_code = 0; /* a framing error outranks any pending close */
-    wsp_schedule_close(slot->ss, code, why);
-    slot->ss->close_flush = 0;
+    /* lws has yet to parse the good frames we return: close only once it
+     * has, at the next writeable (replies to them go out first). */
+    slot->ss->guard_code = code;
+    slot->ss->guard_why = why;
+    lws_callback_on_writable(slot->ss->wsi);
     slot->blocked = 1;
     if (frame_start == 0) {
         errno = EAGAIN;
@@ -686,6 +696,50 @@ wsp_peer_key(struct lws *wsi)
 }
 
 /*
+ * A client is counted (active_clients, and its address's table) from the
+ * moment its upgrade is let through, not at ESTABLISHED: lws sends the 101
+ * before that callback, so a client could open its next connection, on
+ * another worker, before being counted and slip past the limits.  At the
+ * upgrade lws has no session memory for the connection yet, so the
+ * reservation rides in the wsi's opaque pointer (the address's two buckets
+ * and a set bit) until ESTABLISHED takes it over, or WSI_DESTROY releases it
+ * for an upgrade that never completed.
+ */
+#define WSP_RESERVED_BIT (1ULL << 40)
+
+static void
+wsp_reserve(struct lws *wsi)
+{
+    struct shm_ip_key key = wsp_peer_key(wsi);
+
+    shm_ip_add(wsp_vh->shm, wsp_vh->worker, key, +1);
+    STAT_ADD(active_clients, 1);
+    lws_set_opaque_user_data(
+        wsi, (void *)(uintptr_t)(WSP_RESERVED_BIT | ((uint64_t)key.b1 << 16) | key.b2));
+}
+
+/* Take over the reservation of wsi, if it has one: 1 and *key set. */
+static int
+wsp_take_reservation(struct lws *wsi, struct shm_ip_key *key)
+{
+    uint64_t v = (uint64_t)(uintptr_t)lws_get_opaque_user_data(wsi);
+
+    if (!(v & WSP_RESERVED_BIT))
+        return 0;
+    key->b1 = (uint16_t)(v >> 16);
+    key->b2 = (uint16_t)v;
+    lws_set_opaque_user_data(wsi, NULL);
+    return 1;
+}
+
+static void
+wsp_unreserve(struct shm_ip_key key)
+{
+    shm_ip_add(wsp_vh->shm, wsp_vh->worker, key, -1);
+    STAT_SUB(active_clients, 1);
+}
+
+/*
  * Refuse an upgrade with an HTTP status, then hang up.  The response is
  * written straight to the fresh socket: at this point lws has sent nothing,
  * and lws_return_http_status would answer an upgrade request as HTTP/1.0,
@@ -742,6 +796,8 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         if (shm_ip_count(wsp_vh->shm, wsp_peer_key(wsi)) >= wsp_vh->conf->max_clients_per_ip)
             return wsp_refuse(wsi, 429, "Too Many Requests",
                               "too many connections from this address");
+        /* Counted from now on: see wsp_reserve. */
+        wsp_reserve(wsi);
         return 0;
     }
 
@@ -751,6 +807,11 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
 
     case LWS_CALLBACK_ESTABLISHED:
         memset(ss, 0, sizeof(*ss));
+        if (!wsp_take_reservation(wsi, &ss->ip_key)) {
+            wsp_reserve(wsi); /* not through CONFIRM_UPGRADE: count it here */
+            wsp_take_reservation(wsi, &ss->ip_key);
+        }
+        ss->reserved = 1;
         ss->wsi = wsi;
         ss->is_ws = 1;
         ss->connected_ms = time_now_ms();
@@ -761,13 +822,16 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         wsp_vh->sessions = ss;
         wsp_vh->nsessions++;
         wsp_guard_attach(ss);
-        ss->ip_key = wsp_peer_key(wsi);
-        ss->ip_counted = 1;
-        shm_ip_add(wsp_vh->shm, wsp_vh->worker, ss->ip_key, +1);
-        STAT_ADD(active_clients, 1);
         STAT_ADD(total_connections, 1);
         LOG_DEBUG("client %s connected", ss->client_id);
         break;
+
+    case LWS_CALLBACK_WSI_DESTROY: {
+        struct shm_ip_key key;
+        if (wsp_take_reservation(wsi, &key))
+            wsp_unreserve(key); /* let through, never established */
+        break;
+    }
 
     case LWS_CALLBACK_CLOSED:
         if (ss == NULL || !ss->is_ws)
@@ -784,11 +848,10 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         if (ss->next)
             ss->next->prev = ss->prev;
         ss->is_ws = 0;
-        if (ss->ip_counted)
-            shm_ip_add(wsp_vh->shm, wsp_vh->worker, ss->ip_key, -1);
-        ss->ip_counted = 0;
+        if (ss->reserved)
+            wsp_unreserve(ss->ip_key);
+        ss->reserved = 0;
         wsp_vh->nsessions--;
-        STAT_SUB(active_clients, 1);
         LOG_DEBUG("client %s disconnected", ss->client_id);
         break;
 

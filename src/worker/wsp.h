@@ -79,15 +79,18 @@ struct wsp_session {
     uint64_t messages_received;
     char client_id[37];
 
-    struct shm_ip_key ip_key; /* counted in this worker's address table */
-    int ip_counted;
+    struct shm_ip_key ip_key; /* counted in this worker's address table ... */
+    int reserved;             /* ... and in active_clients, from the upgrade on */
 
     double rate_tokens; /* token bucket of RATE_LIMIT / RATE_BURST */
     uint64_t rate_refill_ms;
     uint32_t rate_rejected; /* messages refused in a row; RATE_BURST of them: cut off */
 
-    int close_code;  /* non-zero: close with it at the next writeable */
-    int close_flush; /* send what is queued before closing */
+    int guard_code;        /* framing error found by the recv() guard ... */
+    const char *guard_why; /* ... applied at the next writeable, after the frames
+                            * before it were handled */
+    int close_code;        /* non-zero: close with it at the next writeable */
+    int close_flush;       /* send what is queued before closing */
     char close_reason[96];
 
     char *rx; /* reassembly of a fragmented message */
