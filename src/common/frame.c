@@ -45,8 +45,9 @@ frame_check_value(const msgpack_object *o, int depth)
         return isfinite(o->via.f64) ? 0 : -1;
     case MSGPACK_OBJECT_STR:
         /* NUL would cut the string short in cJSON, the encoder's library. */
-        return utf8_valid(o->via.str.ptr, o->via.str.size) &&
-                       memchr(o->via.str.ptr, '\0', o->via.str.size) == NULL
+        /* size 0: ptr may be NULL, and memchr(NULL, .., 0) is undefined. */
+        return o->via.str.size == 0 || (utf8_valid(o->via.str.ptr, o->via.str.size) &&
+                                        memchr(o->via.str.ptr, '\0', o->via.str.size) == NULL)
                    ? 0
                    : -1;
     case MSGPACK_OBJECT_ARRAY:
@@ -59,7 +60,7 @@ frame_check_value(const msgpack_object *o, int depth)
         for (uint32_t i = 0; i < o->via.map.size; i++) {
             const msgpack_object *k = &o->via.map.ptr[i].key;
             if (k->type != MSGPACK_OBJECT_STR || !utf8_valid(k->via.str.ptr, k->via.str.size) ||
-                memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL ||
+                (k->via.str.size && memchr(k->via.str.ptr, '\0', k->via.str.size) != NULL) ||
                 frame_check_value(&o->via.map.ptr[i].val, depth + 1) != 0)
                 return -1;
         }
@@ -104,7 +105,9 @@ frame_unpack(const char *buf, size_t len, msgpack_zone *zone, struct frame_view 
             out->keys[i].ptr = NULL;
             out->keys[i].len = 0;
         } else if (k->type == MSGPACK_OBJECT_STR && utf8_valid(k->via.str.ptr, k->via.str.size)) {
-            out->keys[i].ptr = k->via.str.ptr;
+            /* msgpack-c leaves ptr NULL (or stale) for "": NULL would mean
+             * "the entry lacks this dimension" and match every filter. */
+            out->keys[i].ptr = k->via.str.size ? k->via.str.ptr : "";
             out->keys[i].len = k->via.str.size;
         } else {
             snprintf(err, errlen, "bad filter key %d", i);

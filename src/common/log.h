@@ -32,7 +32,8 @@ enum log_level log_get_level(void);
 int log_level_parse(const char *name);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_vmsg(enum log_level level, const char *fmt, va_list ap);
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 
 /* libwebsockets' log sink, installed with lws_set_log_level(). */
 void log_lws_emit(int lws_level, const char *line);

@@ -12,4 +12,8 @@
 /* 1 if s[0..len) is valid UTF-8 (NUL bytes allowed), else 0. */
 int utf8_valid(const char *s, size_t len);
 
+/* The longest prefix of s[0..len) of at most max bytes that does not end in
+ * the middle of a character (for quoting client input in a message). */
+size_t utf8_prefix(const char *s, size_t len, size_t max);
+
 #endif

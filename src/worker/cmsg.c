@@ -1,5 +1,6 @@
 #include "cmsg.h"
 #include "../common/json.h"
+#include "../common/utf8.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -37,8 +38,14 @@ cmsg_parse(const char *text, size_t len, struct cmsg *out, const char **code, ch
     }
     if (i == sizeof(cmsg_type_names) / sizeof(cmsg_type_names[0])) {
         *code = CMSG_ERR_INVALID_MESSAGE;
-        snprintf(msg, msglen, "unknown type \"%.64s\" (subscribe, unsubscribe, heartbeat)",
-                 type->valuestring);
+        const char *t = type->valuestring;
+        size_t tlen = strlen(t);
+        /* Quoted back to the client: never cut a character in two, never
+         * echo what is not UTF-8 (cJSON decodes \ud800 escapes as is). */
+        if (!utf8_valid(t, tlen))
+            t = "?", tlen = 1;
+        snprintf(msg, msglen, "unknown type \"%.*s\" (subscribe, unsubscribe, heartbeat)",
+                 (int)utf8_prefix(t, tlen, 64), t);
         goto fail;
     }
     out->type = (enum cmsg_type)i;

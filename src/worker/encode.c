@@ -58,7 +58,8 @@ encode_msgpack_to_json(const msgpack_object *o, int depth)
         char *s = o->via.str.size < sizeof(small) ? small : malloc(o->via.str.size + 1);
         if (s == NULL)
             return NULL;
-        memcpy(s, o->via.str.ptr, o->via.str.size);
+        if (o->via.str.size) /* ptr may be NULL for "" */
+            memcpy(s, o->via.str.ptr, o->via.str.size);
         s[o->via.str.size] = '\0';
         out = cJSON_CreateString(s);
         if (s != small)
@@ -94,7 +95,8 @@ encode_msgpack_to_json(const msgpack_object *o, int depth)
                 cJSON_Delete(item);
                 goto map_fail;
             }
-            memcpy(name, k->via.str.ptr, k->via.str.size);
+            if (k->via.str.size)
+                memcpy(name, k->via.str.ptr, k->via.str.size);
             name[k->via.str.size] = '\0';
             cJSON_AddItemToObject(out, name, item);
             if (name != small)

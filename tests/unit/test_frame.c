@@ -217,6 +217,18 @@ test_nil_and_empty_keys(void)
     CHECK_INT(v.payload->via.map.size, 0);
     msgpack_zone_destroy(&zone);
     packed_destroy(&p);
+
+    /* Empty strings as payload keys and values are fine (msgpack-c may give
+     * them a NULL pointer: nothing may read through it). */
+    packed_init(&p);
+    frame_pack_head(&p.pk, FRAME_ODDS_UPDATE, keys);
+    msgpack_pack_map(&p.pk, 1);
+    msgpack_pack_str(&p.pk, 0);
+    msgpack_pack_str(&p.pk, 0);
+    msgpack_zone_init(&zone, 2048);
+    CHECK_INT(frame_unpack(p.sb.data, p.sb.size, &zone, &v, err, sizeof(err)), 0);
+    msgpack_zone_destroy(&zone);
+    packed_destroy(&p);
 }
 
 static void

@@ -116,6 +116,21 @@ test_embedded_nul(void)
     CHECK_INT(VALID("a\0\xff"), 0);
 }
 
-TEST_MAIN(TEST(test_ascii), TEST(test_multibyte), TEST(test_overlong), TEST(test_surrogates),
-          TEST(test_above_max), TEST(test_truncated), TEST(test_stray_continuation),
-          TEST(test_embedded_nul))
+static void
+test_prefix(void)
+{
+    /* "aé€😀": 1 + 2 + 3 + 4 bytes; a prefix never ends inside a character. */
+    const char *s = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
+    static const size_t want[] = {0, 1, 1, 3, 3, 3, 6, 6, 6, 6, 10, 10};
+
+    for (size_t max = 0; max < sizeof(want) / sizeof(want[0]); max++) {
+        size_t n = utf8_prefix(s, 10, max);
+        CHECK_INT(n, want[max]);
+        CHECK(utf8_valid(s, n));
+    }
+    CHECK_INT(utf8_prefix("abc", 3, 64), 3);
+}
+
+TEST_MAIN(TEST(test_prefix), TEST(test_ascii), TEST(test_multibyte), TEST(test_overlong),
+          TEST(test_surrogates), TEST(test_above_max), TEST(test_truncated),
+          TEST(test_stray_continuation), TEST(test_embedded_nul))
