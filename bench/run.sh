@@ -1,0 +1,476 @@
+#!/usr/bin/env bash
+# Benchmark driver: for each scenario, RUNS rounds of every target in turn
+# (A B C D, A B C D, ...), each run with its own redis-server and target on
+# free ports.  Prints one table of medians and appends one JSON line per run
+# to bench/results/<date>.jsonl.  See bench/README.md for the settings.
+#
+# It stops only the processes it started (by PID), also on Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SCENARIOS=${SCENARIOS:-"seed-1k seed-10k burst mixed ingest idle"}
+TARGETS=${TARGETS:-"svc-w1 svc ceil-each ceil-coalesce"}
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-20}
+WARMUP=${WARMUP:-5}
+DRAIN=${DRAIN:-3}
+PIN=${PIN:-0}
+RAMP=${RAMP:-2000}
+LOAD_THREADS=${LOAD_THREADS:-1}
+SPORTS=${SPORTS:-basketball_nba,americanfootball_nfl,icehockey_nhl}
+RESULTS_DIR=${RESULTS_DIR:-bench/results}
+KEEP_TMP=${KEEP_TMP:-0}
+
+BIN_SVC=bin/ws-broadcaster
+BIN_LOAD=bin/wsb-load
+BIN_PUB=bin/wsb-publish
+BIN_CEIL=bin/wsb-ceiling
+
+die() {
+    echo "bench: $*" >&2
+    exit 1
+}
+
+for b in "$BIN_SVC" "$BIN_LOAD" "$BIN_PUB" "$BIN_CEIL"; do
+    [ -x "$b" ] || die "$b missing: run 'make all bench-tools' first"
+done
+command -v redis-server >/dev/null || die "redis-server not found (apt-get install redis-server)"
+if [ "$PIN" = 1 ]; then
+    command -v taskset >/dev/null || die "PIN=1 needs taskset (util-linux)"
+    [ "$(nproc)" -ge 2 ] || die "PIN=1 needs two CPUs"
+fi
+
+# Scenario table: clients, entries/s in total, filter file ("" = all), idle.
+# Override per scenario with CLIENTS_<name> / RATE_<name> (dashes as
+# underscores, e.g. CLIENTS_seed_10k=5000), or for all with CLIENTS / RATE.
+scenario() {
+    local name=$1 clients rate filters="" idle=0 var
+    case $name in
+    seed-1k) clients=1000 rate=10 ;;
+    seed-10k) clients=10000 rate=10 ;;
+    burst) clients=1000 rate=1000 ;;
+    mixed) clients=10000 rate=1000 filters=bench/filters-mixed.txt ;;
+    ingest) clients=200 rate=20000 ;;
+    idle) clients=15000 rate=0 idle=1 ;;
+    *) die "unknown scenario '$name' (seed-1k seed-10k burst mixed ingest idle)" ;;
+    esac
+    var=CLIENTS_${name//-/_}
+    clients=${!var:-${CLIENTS:-$clients}}
+    var=RATE_${name//-/_}
+    rate=${!var:-${RATE:-$rate}}
+    [ "$idle" = 1 ] && rate=0
+    SC_CLIENTS=$clients SC_RATE=$rate SC_FILTERS=$filters SC_IDLE=$idle
+}
+
+# ---- processes we own ---------------------------------------------------------
+
+OWNED=()
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/wsb-bench.XXXXXX")
+
+stop_pid() { # pid [grace seconds]
+    local pid=$1 grace=${2:-10} i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "bench: pid $pid still running after ${grace}s; SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local i
+    for ((i = ${#OWNED[@]} - 1; i >= 0; i--)); do
+        stop_pid "${OWNED[i]}" 5
+    done
+    OWNED=()
+    if [ "$KEEP_TMP" = 1 ]; then
+        echo "bench: scratch files kept in $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A port nobody listens on, below the ephemeral range the clients use.
+free_port() {
+    local p i
+    for ((i = 0; i < 200; i++)); do
+        p=$((20000 + RANDOM % 12000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# GET path from 127.0.0.1:port; prints the response (head and body).
+http_get() {
+    local port=$1 path=$2
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+        printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$path" >&3
+        timeout 5 cat <&3 || true
+    ) 2>/dev/null || true
+}
+
+wait_redis() {
+    local port=$1 i
+    for ((i = 0; i < 100; i++)); do
+        if (
+            exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+            printf 'PING\r\n' >&3
+            read -r -t 1 line <&3 && [[ $line == +PONG* ]]
+        ) 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+wait_health() {
+    local port=$1 i
+    for ((i = 0; i < 150; i++)); do
+        if http_get "$port" /health | head -1 | grep -q ' 200'; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# The PID and all its descendants.
+tree_pids() {
+    ps -e -o pid=,ppid= | awk -v root="$1" '
+        { parent[$1] = $2; pids[NR] = $1 }
+        END {
+            keep[root] = 1; changed = 1
+            while (changed) {
+                changed = 0
+                for (i in pids) { p = pids[i]
+                    if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 } }
+            }
+            for (p in keep) print p
+        }'
+}
+
+# utime + stime of the tree, in clock ticks.
+tree_cpu_ticks() {
+    local total=0 pid rest
+    for pid in $(tree_pids "$1"); do
+        rest=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null) || continue
+        # After "pid (comm) ", utime and stime are the 12th and 13th fields.
+        total=$((total + $(awk '{print $12 + $13}' <<<"$rest")))
+    done
+    echo "$total"
+}
+
+# "rss_kb pss_kb hwm_kb" summed over the tree.
+tree_mem_kb() {
+    local pid rss=0 pss=0 hwm=0 v
+    for pid in $(tree_pids "$1"); do
+        v=$(awk '/^VmRSS:/ {r=$2} /^VmHWM:/ {h=$2} END {print r+0, h+0}' "/proc/$pid/status" 2>/dev/null) || continue
+        rss=$((rss + ${v% *}))
+        hwm=$((hwm + ${v#* }))
+        v=$(awk '/^Pss:/ {print $2}' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
+        pss=$((pss + ${v:-0}))
+    done
+    echo "$rss $pss $hwm"
+}
+
+# Samples the tree's memory every 0.5 s into file until stopfile appears;
+# leaves "peak_rss_kb peak_pss_kb last_hwm_kb".
+mem_sampler() {
+    local root=$1 out=$2 stopfile=$3 peak_rss=0 peak_pss=0 hwm=0 m r p h
+    while [ ! -e "$stopfile" ] && kill -0 "$root" 2>/dev/null; do
+        m=$(tree_mem_kb "$root")
+        read -r r p h <<<"$m"
+        ((r > peak_rss)) && peak_rss=$r
+        ((p > peak_pss)) && peak_pss=$p
+        ((h > 0)) && hwm=$h
+        echo "$peak_rss $peak_pss $hwm" >"$out"
+        sleep 0.5
+    done
+}
+
+now_s() { date +%s.%N; }
+
+# "busy softirq" clock ticks of the whole machine (all CPUs) since boot.
+host_ticks() {
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $8; exit}' /proc/stat
+}
+
+# Flat "key":number from a one-line JSON text.
+jnum() {
+    local v
+    v=$(grep -o "\"$2\":[-0-9.eE+]*" <<<"$1" | head -1 | cut -d: -f2)
+    echo "${v:-0}"
+}
+
+# ---- one run --------------------------------------------------------------------
+
+FAILED_RUNS=0
+
+# A run that cannot go on: say why, stop what it started, let the next run go.
+fail_run() {
+    local i
+    echo "bench: $* -- run skipped" >&2
+    for ((i = ${#OWNED[@]} - 1; i >= 0; i--)); do
+        stop_pid "${OWNED[i]}" 5
+    done
+    OWNED=()
+    FAILED_RUNS=$((FAILED_RUNS + 1))
+}
+
+TGT_PREFIX=()
+GEN_PREFIX=()
+if [ "$PIN" = 1 ]; then
+    TGT_PREFIX=(taskset -c 0)
+    GEN_PREFIX=(taskset -c 1)
+fi
+
+DATE=$(date -u +%Y-%m-%d)
+mkdir -p "$RESULTS_DIR"
+RESULTS="$RESULTS_DIR/$DATE.jsonl"
+TSV="$TMP/runs.tsv"
+: >"$TSV"
+HOSTDESC="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
+CLK=$(getconf CLK_TCK)
+SESSION=$(date -u +%Y%m%dT%H%M%SZ)
+# Which service was measured: the commit, "+dirty" if src/ has local changes.
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if [ "$COMMIT" != unknown ] && ! git diff --quiet HEAD -- src 2>/dev/null; then
+    COMMIT="$COMMIT+dirty"
+fi
+
+run_one() { # scenario target run
+    local sc=$1 tgt=$2 run=$3 dir="$TMP/$1-$2-$3"
+    local rport port redis_pid tgt_pid load_pid pub_pid="" sampler_pid
+    local workers="" ready_timeout i cpu0 cpu1 lcpu0 lcpu1 t0 t1 hbusy0 hbusy1 hsirq0 hsirq1 metrics="" load_json pub_json="{}"
+    mkdir -p "$dir"
+
+    rport=$(free_port)
+    "${GEN_PREFIX[@]}" redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$dir" --logfile "$dir/redis.log" --maxmemory 4gb --maxmemory-policy noeviction &
+    redis_pid=$!
+    OWNED+=("$redis_pid")
+    wait_redis "$rport" || { fail_run "redis-server did not answer on port $rport"; return 1; }
+
+    port=$(free_port)
+    case $tgt in
+    svc | svc-w1)
+        workers=$([ "$tgt" = svc-w1 ] && echo 1 || echo auto)
+        cat >"$dir/ws-broadcaster.conf" <<EOF
+SERVER_ADDR=127.0.0.1:$port
+REDIS_URL=127.0.0.1:$rport
+SPORTS=$SPORTS
+CONSUMER_ID=bench-$SESSION
+WORKERS=$workers
+LOG_LEVEL=warn
+MAX_CLIENTS_PER_IP=1000000
+MAX_CLIENTS=1000000
+RATE_LIMIT=1000000
+RATE_BURST=1000000
+EOF
+        "${TGT_PREFIX[@]}" "$BIN_SVC" -c "$dir/ws-broadcaster.conf" >"$dir/target.log" 2>&1 &
+        ;;
+    ceil-each | ceil-coalesce)
+        "${TGT_PREFIX[@]}" "$BIN_CEIL" --listen "127.0.0.1:$port" --redis "127.0.0.1:$rport" \
+            --sports "$SPORTS" --mode "${tgt#ceil-}" --json "$dir/ceiling.json" >"$dir/target.log" 2>&1 &
+        ;;
+    *)
+        fail_run "unknown target '$tgt' (svc-w1 svc ceil-each ceil-coalesce)"
+        return 1
+        ;;
+    esac
+    tgt_pid=$!
+    OWNED+=("$tgt_pid")
+    if ! wait_health "$port"; then
+        fail_run "$tgt did not become healthy on port $port: $(tail -3 "$dir/target.log" 2>/dev/null)"
+        return 1
+    fi
+    sleep 0.5 # let every worker settle
+    [ "$tgt" = svc ] && workers=$(($(tree_pids "$tgt_pid" | wc -l) - 2))
+    read -r base_rss _ _ <<<"$(tree_mem_kb "$tgt_pid")"
+
+    local load_args=(-u "ws://127.0.0.1:$port/ws" -c "$SC_CLIENTS" -t "$LOAD_THREADS" -r "$RAMP"
+        --warmup "$WARMUP" --duration "$DURATION" --drain "$DRAIN" --ready-file "$dir/ready"
+        --json "$dir/load.json" --label "$sc/$tgt/$run" -q)
+    [ -n "$SC_FILTERS" ] && load_args+=(-f "$SC_FILTERS")
+    [ "$SC_IDLE" = 1 ] && load_args+=(--idle)
+    "${GEN_PREFIX[@]}" "$BIN_LOAD" "${load_args[@]}" >"$dir/load.out" 2>&1 &
+    load_pid=$!
+    OWNED+=("$load_pid")
+    ready_timeout=$((SC_CLIENTS / RAMP + 60))
+    for ((i = 0; i < ready_timeout * 10; i++)); do
+        [ -e "$dir/ready" ] && break
+        kill -0 "$load_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ ! -e "$dir/ready" ]; then
+        fail_run "wsb-load never got ready: $(tail -3 "$dir/load.out" 2>/dev/null)"
+        return 1
+    fi
+
+    mem_sampler "$tgt_pid" "$dir/mem" "$dir/mem.stop" &
+    sampler_pid=$!
+    OWNED+=("$sampler_pid")
+
+    if [ "$SC_IDLE" != 1 ]; then
+        "${GEN_PREFIX[@]}" "$BIN_PUB" --redis "127.0.0.1:$rport" --rate "$SC_RATE" \
+            --duration "$(awk -v w="$WARMUP" -v d="$DURATION" 'BEGIN {print w + d}')" \
+            --sports "$SPORTS" --json "$dir/publish.json" --label "$sc/$tgt/$run" -q \
+            >"$dir/publish.out" 2>&1 &
+        pub_pid=$!
+        OWNED+=("$pub_pid")
+        sleep "$WARMUP"
+    fi
+    # CPU of the target over the measured window only.
+    cpu0=$(tree_cpu_ticks "$tgt_pid")
+    lcpu0=$(tree_cpu_ticks "$load_pid")
+    read -r hbusy0 hsirq0 <<<"$(host_ticks)"
+    t0=$(now_s)
+    sleep "$DURATION"
+    cpu1=$(tree_cpu_ticks "$tgt_pid")
+    lcpu1=$(tree_cpu_ticks "$load_pid")
+    read -r hbusy1 hsirq1 <<<"$(host_ticks)"
+    t1=$(now_s)
+    [ -n "$pub_pid" ] && { wait "$pub_pid" || echo "bench: wsb-publish failed, see $dir/publish.out" >&2; }
+    wait "$load_pid" || echo "bench: wsb-load exited non-zero, see $dir/load.out" >&2
+    case $tgt in svc*) metrics=$(http_get "$port" /metrics | tail -1) ;; esac
+    [[ $metrics == "{"*"}" ]] || metrics=""
+    touch "$dir/mem.stop"
+    wait "$sampler_pid" 2>/dev/null || true
+    stop_pid "$tgt_pid" 10
+    stop_pid "$redis_pid" 10
+    OWNED=()
+
+    load_json=$(tail -1 "$dir/load.json" 2>/dev/null || echo '{}')
+    [ -s "$dir/publish.json" ] && pub_json=$(tail -1 "$dir/publish.json")
+    [ -s "$dir/ceiling.json" ] && metrics=$(tail -1 "$dir/ceiling.json")
+    local peak_rss peak_pss hwm cpu_per_s load_cpu host_busy host_sirq rss_mb pss_mb subscribed published expected ratio_recv
+    read -r peak_rss peak_pss hwm <<<"$(cat "$dir/mem" 2>/dev/null || echo "0 0 0")"
+    cpu_per_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v k="$CLK" \
+        'BEGIN {printf "%.3f", (b - a) / k / (t1 - t0)}')
+    # The generator's own CPU: near LOAD_THREADS s/s, the run measured wsb-load.
+    load_cpu=$(awk -v a="$lcpu0" -v b="$lcpu1" -v t0="$t0" -v t1="$t1" -v k="$CLK" \
+        'BEGIN {printf "%.3f", (b - a) / k / (t1 - t0)}')
+    # The whole machine: other processes and softirq work (loopback TCP) that
+    # no process is charged for.  Near the CPU count, the machine was full.
+    host_busy=$(awk -v a="$hbusy0" -v b="$hbusy1" -v t0="$t0" -v t1="$t1" -v k="$CLK" \
+        'BEGIN {printf "%.2f", (b - a) / k / (t1 - t0)}')
+    host_sirq=$(awk -v a="$hsirq0" -v b="$hsirq1" -v t0="$t0" -v t1="$t1" -v k="$CLK" \
+        'BEGIN {printf "%.2f", (b - a) / k / (t1 - t0)}')
+    rss_mb=$(awk -v k="$peak_rss" 'BEGIN {printf "%.1f", k / 1024}')
+    pss_mb=$(awk -v k="$peak_pss" 'BEGIN {printf "%.1f", k / 1024}')
+    subscribed=$(jnum "$load_json" subscribed)
+    published=$(jnum "$pub_json" published)
+    # Share of the offered deliveries that arrived, for subscribe-all scenarios.
+    ratio_recv=null
+    if [ -z "$SC_FILTERS" ] && [ "$SC_IDLE" != 1 ] && [ "$published" != 0 ]; then
+        expected=$((published * subscribed))
+        ratio_recv=$(awk -v d="$(jnum "$load_json" deliveries_total)" -v e="$expected" \
+            'BEGIN {printf "%.4f", (e > 0 ? d / e : 0)}')
+    fi
+    local per_conn_kb
+    per_conn_kb=$(awk -v p="$peak_rss" -v b="$base_rss" -v n="$subscribed" \
+        'BEGIN {printf "%.2f", (n > 0 ? (p - b) / n : 0)}')
+
+    {
+        printf '{"session":"%s","date":"%s","commit":"%s","machine":"%s","scenario":"%s","target":"%s",' \
+            "$SESSION" "$DATE" "$COMMIT" "$HOSTDESC" "$sc" "$tgt"
+        printf '"run":%d,"clients":%d,"rate":%s,"filters":"%s","pin":%d,"workers":"%s",' \
+            "$run" "$SC_CLIENTS" "$SC_RATE" "$SC_FILTERS" "$PIN" "$workers"
+        printf '"warmup_s":%s,"duration_s":%s,"load_threads":%d,' "$WARMUP" "$DURATION" "$LOAD_THREADS"
+        printf '"host_busy_cpus":%s,"host_softirq_cpus":%s,' "$host_busy" "$host_sirq"
+        printf '"cpu_s_per_s":%s,"load_cpu_s_per_s":%s,"rss_peak_mb":%s,"pss_peak_mb":%s,"rss_base_mb":%.1f,' \
+            "$cpu_per_s" "$load_cpu" "$rss_mb" "$pss_mb" "$(awk -v k="$base_rss" 'BEGIN {print k / 1024}')"
+        printf '"hwm_sum_mb":%.1f,"rss_per_conn_kb":%s,"received_ratio":%s,' \
+            "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')" "$per_conn_kb" "$ratio_recv"
+        printf '"load":%s,"publish":%s,"metrics":%s}\n' "$load_json" "$pub_json" "${metrics:-null}"
+    } >>"$RESULTS"
+
+    printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$tgt" "$run" \
+        "$(jnum "$load_json" deliveries_per_s)" "$(jnum "$load_json" lat_p50_us)" \
+        "$(jnum "$load_json" lat_p90_us)" "$(jnum "$load_json" lat_p99_us)" \
+        "$(jnum "$load_json" lat_p999_us)" "$(jnum "$load_json" lat_max_us)" "$cpu_per_s" \
+        "$rss_mb" "$(jnum "$load_json" failed)" "$(jnum "$load_json" closed_by_server)" \
+        "$ratio_recv" "$per_conn_kb" "$load_cpu" "$host_busy" >>"$TSV"
+    printf 'bench: %-9s %-13s run %d: %s deliveries/s, p99 %s us, cpu %s s/s (generator %s, machine %s), rss %s MB, failed %s, closed %s, received %s\n' \
+        "$sc" "$tgt" "$run" "$(jnum "$load_json" deliveries_per_s)" "$(jnum "$load_json" lat_p99_us)" \
+        "$cpu_per_s" "$load_cpu" "$host_busy" "$rss_mb" "$(jnum "$load_json" failed)" "$(jnum "$load_json" closed_by_server)" \
+        "$ratio_recv" >&2
+    [ "$KEEP_TMP" = 1 ] || rm -rf "$dir"
+}
+
+# ---- main -----------------------------------------------------------------------
+
+echo "bench: scenarios: $SCENARIOS; targets: $TARGETS; runs: $RUNS; warmup ${WARMUP}s," \
+    "window ${DURATION}s; PIN=$PIN; service at $COMMIT; $HOSTDESC" >&2
+for sc in $SCENARIOS; do
+    scenario "$sc"
+    echo "bench: $sc: $SC_CLIENTS clients, $SC_RATE entries/s${SC_FILTERS:+, filters $SC_FILTERS}" >&2
+    for ((run = 1; run <= RUNS; run++)); do
+        for tgt in $TARGETS; do
+            run_one "$sc" "$tgt" "$run" || true
+        done
+    done
+done
+
+# Medians per scenario and target, then the service against the ceilings.
+awk -F'\t' '
+function median(key, col,    n, i, j, t, a) {
+    n = cnt[key]
+    for (i = 1; i <= n; i++) a[i] = val[key, i, col] + 0
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function ms(us) { return sprintf("%.2f", us / 1000) }
+function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
+{
+    key = $1 SUBSEP $2
+    if (!(key in cnt)) { order[++nkeys] = key; sc_of[key] = $1; tg_of[key] = $2 }
+    n = ++cnt[key]
+    for (c = 4; c <= 17; c++) val[key, n, c] = $c
+    recv[key] = $14
+}
+END {
+    printf "%-9s %-13s %4s %11s %8s %8s %8s %8s %9s %6s %6s %6s %8s %6s %6s %6s %11s %11s\n",
+        "scenario", "target", "runs", "deliv/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
+        "max ms", "cpu/s", "gen/s", "host/s", "rss MB", "fail", "closed", "recv", "vs each", "vs coalesce"
+    for (i = 1; i <= nkeys; i++) {
+        key = order[i]
+        for (c = 4; c <= 17; c++) med[key, c] = median(key, c)
+    }
+    for (i = 1; i <= nkeys; i++) {
+        key = order[i]; sc = sc_of[key]; tg = tg_of[key]
+        ve = "-"; vc = "-"
+        if (tg ~ /^svc/) {
+            e = sc SUBSEP "ceil-each"; k = sc SUBSEP "ceil-coalesce"
+            if (e in cnt) ve = ratio(med[key, 4], med[e, 4]) "/" ratio(med[key, 7], med[e, 7])
+            if (k in cnt) vc = ratio(med[key, 4], med[k, 4]) "/" ratio(med[key, 7], med[k, 7])
+        }
+        printf "%-9s %-13s %4d %11.0f %8s %8s %8s %8s %9s %6.2f %6.2f %6.2f %8.1f %6d %6d %6s %11s %11s\n",
+            sc, tg, cnt[key], med[key, 4], ms(med[key, 5]), ms(med[key, 6]), ms(med[key, 7]),
+            ms(med[key, 8]), ms(med[key, 9]), med[key, 10], med[key, 16], med[key, 17], med[key, 11],
+            med[key, 12],
+            med[key, 13], (recv[key] == "null" ? "-" : sprintf("%.3f", med[key, 14])), ve, vc
+    }
+    print "cpu/s: target CPU seconds per second in the window (all its processes); gen/s: the same"
+    print "for wsb-load (near its thread count: the generator, not the target, was the limit);"
+    print "host/s: busy CPUs of the whole machine (all processes, softirq included; 2.00 = full)."
+    print "recv: deliveries received / (entries published x clients), subscribe-all scenarios only."
+    print "vs each / vs coalesce: service / ceiling, deliveries-per-second ratio / p99 ratio (medians)."
+}' "$TSV"
+echo "bench: one JSON line per run appended to $RESULTS" >&2
+if [ "$FAILED_RUNS" -gt 0 ]; then
+    echo "bench: $FAILED_RUNS run(s) failed and are missing from the table" >&2
+    exit 1
+fi
