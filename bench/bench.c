@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -353,4 +354,27 @@ bench_self_hwm_kb(void)
     }
     fclose(f);
     return kb;
+}
+
+const char *
+bench_http_header(const char *head, size_t len, const char *name, size_t *vlen)
+{
+    size_t nlen = strlen(name);
+    const char *p = head, *end = head + len;
+
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *lend = eol ? eol : end;
+        if ((size_t)(lend - p) > nlen && strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
+            const char *v = p + nlen + 1;
+            while (v < lend && (*v == ' ' || *v == '\t'))
+                v++;
+            while (lend > v && (lend[-1] == '\r' || lend[-1] == ' '))
+                lend--;
+            *vlen = (size_t)(lend - v);
+            return v;
+        }
+        p = eol ? eol + 1 : end;
+    }
+    return NULL;
 }

@@ -79,6 +79,10 @@ struct bench_rng {
 void bench_rng_seed(struct bench_rng *r);
 uint64_t bench_rng_next(struct bench_rng *r);
 
+/* Case-insensitive search for header `name` in an HTTP head[0..len);
+ * returns the value (surrounding blanks trimmed) and its length, or NULL. */
+const char *bench_http_header(const char *head, size_t len, const char *name, size_t *vlen);
+
 /* Writes s to f as a JSON string (quotes included). */
 void bench_json_str(FILE *f, const char *s);
 

@@ -712,29 +712,6 @@ ceil_on_ws_data(struct ceil_client *c)
     c->in_len -= pos;
 }
 
-static const char *
-ceil_header(const char *head, size_t len, const char *name, size_t *vlen)
-{
-    size_t nlen = strlen(name);
-    const char *p = head, *end = head + len;
-
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *lend = eol ? eol : end;
-        if ((size_t)(lend - p) > nlen && strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
-            const char *v = p + nlen + 1;
-            while (v < lend && (*v == ' ' || *v == '\t'))
-                v++;
-            while (lend > v && (lend[-1] == '\r' || lend[-1] == ' '))
-                lend--;
-            *vlen = (size_t)(lend - v);
-            return v;
-        }
-        p = eol ? eol + 1 : end;
-    }
-    return NULL;
-}
-
 static void
 ceil_http_reply(struct ceil_client *c, const char *status, const char *body)
 {
@@ -784,7 +761,7 @@ ceil_on_http(struct ceil_client *c)
         ceil_http_reply(c, "200 OK", body);
         return;
     }
-    key = ceil_header(c->in, hlen, "Sec-WebSocket-Key", &klen);
+    key = bench_http_header(c->in, hlen, "Sec-WebSocket-Key", &klen);
     if (strcmp(path, cfg.path) != 0 || key == NULL || klen == 0 || klen > 64) {
         ceil_http_reply(c, strcmp(path, cfg.path) != 0 ? "404 Not Found" : "426 Upgrade Required",
                         "{}");

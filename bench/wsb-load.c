@@ -476,31 +476,6 @@ load_send_subscribe(struct load_thread *t, struct load_client *c)
     free(msg);
 }
 
-/* Case-insensitive search for header name in the response head; returns the
- * value (leading blanks skipped) and its length, or NULL. */
-static const char *
-load_header(const char *head, size_t len, const char *name, size_t *vlen)
-{
-    size_t nlen = strlen(name);
-    const char *p = head, *end = head + len;
-
-    while (p < end) {
-        const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *lend = eol ? eol : end;
-        if ((size_t)(lend - p) > nlen && strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
-            const char *v = p + nlen + 1;
-            while (v < lend && (*v == ' ' || *v == '\t'))
-                v++;
-            while (lend > v && (lend[-1] == '\r' || lend[-1] == ' '))
-                lend--;
-            *vlen = (size_t)(lend - v);
-            return v;
-        }
-        p = eol ? eol + 1 : end;
-    }
-    return NULL;
-}
-
 /* Checks the 101 in buf[0..hlen); returns 0 or a failure reason. */
 static int
 load_check_response(struct load_thread *t, struct load_client *c, const char *buf, size_t hlen)
@@ -518,7 +493,7 @@ load_check_response(struct load_thread *t, struct load_client *c, const char *bu
         return F_HTTP_STATUS;
     }
     bench_ws_accept(c->key, strlen(c->key), expect);
-    v = load_header(buf, hlen, "Sec-WebSocket-Accept", &vlen);
+    v = bench_http_header(buf, hlen, "Sec-WebSocket-Accept", &vlen);
     if (v == NULL || vlen != BENCH_ACCEPT_LEN || memcmp(v, expect, BENCH_ACCEPT_LEN) != 0)
         return F_BAD_ACCEPT;
     return 0;
