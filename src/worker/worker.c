@@ -45,7 +45,7 @@ struct worker {
     msgpack_zone zone;
     int done;
     int frames_per_turn;
-    lws_retry_bo_t idle_policy;
+    lws_sorted_usec_list_t liveness;
     lws_sorted_usec_list_t accept_retry;
     lws_sorted_usec_list_t stop_deadline;
     struct log_ratelimit rl;
@@ -196,6 +196,16 @@ worker_begin_stop(struct worker *w)
     lws_sul_schedule(w->ctx, 0, &w->stop_deadline, worker_stop_deadline, WORKER_STOP_GRACE_US);
 }
 
+/* Once a second: ping the silent, hang up on the dead (wsp.h). */
+static void
+worker_liveness(lws_sorted_usec_list_t *sul)
+{
+    struct worker *w = lws_container_of(sul, struct worker, liveness);
+
+    wsp_liveness_sweep(&w->vh);
+    lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness, LWS_USEC_PER_SEC);
+}
+
 static int
 worker_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
@@ -317,13 +327,9 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     info.timeout_secs = c->handshake_timeout;
     info.timeout_secs_ah_idle = c->handshake_timeout;
     info.max_http_header_data = (unsigned short)c->max_header_size;
-    /* Ping a client silent for PING_INTERVAL, drop it PING_TIMEOUT later:
-     * dead TCP peers must not pile up. */
-    if (c->ping_interval > 0) {
-        w->idle_policy.secs_since_valid_ping = (uint16_t)c->ping_interval;
-        w->idle_policy.secs_since_valid_hangup = (uint16_t)(c->ping_interval + c->ping_timeout);
-        info.retry_and_idle_policy = &w->idle_policy;
-    }
+    /* Pings are ours (wsp_liveness_sweep), not lws's idle policy: lws 4.1
+     * keeps one timer per connection in a single sorted list, and inserting
+     * into it walks the list, which made connecting 10,000 clients slow. */
     w->ctx = lws_create_context(&info);
     if (w->ctx == NULL) {
         LOG_ERROR("lws_create_context() failed");
@@ -348,6 +354,8 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     LOG_INFO("serving (pid %d)", (int)getpid());
     /* Frames published before we listened were for the previous worker, if any. */
     worker_drain_ring(w);
+    if (c->ping_interval > 0)
+        lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness, LWS_USEC_PER_SEC);
 
     while (!w->done) {
         if (lws_service(w->ctx, 0) < 0)
@@ -356,6 +364,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
             w->done = 1;
     }
     lws_sul_cancel(&w->stop_deadline);
+    lws_sul_cancel(&w->liveness);
     lws_sul_cancel(&w->accept_retry);
     lws_context_destroy(w->ctx);
     sub_index_free(w->vh.index);

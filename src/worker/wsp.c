@@ -176,6 +176,30 @@ wsp_queue_clear(struct wsp_session *ss)
 }
 
 void
+wsp_liveness_sweep(struct wsp_vhost *vh)
+{
+    uint64_t now = time_mono_ms();
+    uint64_t interval = (uint64_t)vh->conf->ping_interval * 1000;
+    uint64_t timeout = (uint64_t)vh->conf->ping_timeout * 1000;
+
+    for (struct wsp_session *ss = vh->sessions; ss != NULL; ss = ss->next) {
+        if (ss->close_code != 0)
+            continue;
+        if (ss->ping_sent_ms != 0) {
+            if (now - ss->ping_sent_ms >= timeout) {
+                /* A dead peer will not read a close frame: just hang up. */
+                LOG_DEBUG("client %s did not answer a ping; dropping", ss->client_id);
+                lws_set_timeout(ss->wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG, LWS_TO_KILL_ASYNC);
+            }
+        } else if (now - ss->last_rx_ms >= interval) {
+            ss->ping_sent_ms = now;
+            ss->ping_due = 1;
+            lws_callback_on_writable(ss->wsi);
+        }
+    }
+}
+
+void
 wsp_close_all(struct wsp_vhost *vh, int code, const char *reason)
 {
     for (struct wsp_session *ss = vh->sessions; ss != NULL; ss = ss->next)
@@ -376,6 +400,15 @@ wsp_writeable(struct wsp_session *ss)
 
     if (ss->guard_code != 0 && ss->close_code == 0)
         wsp_schedule_close(ss, ss->guard_code, ss->guard_why);
+    if (ss->ping_due && ss->close_code == 0) {
+        /* A payload, because lws 4.1 does not pass an empty pong up; any
+         * bytes from the client count as an answer anyway (see recv()). */
+        unsigned char ping[LWS_PRE + 4];
+        memcpy(ping + LWS_PRE, "wsb!", 4);
+        ss->ping_due = 0;
+        if (lws_write(ss->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+            return -1;
+    }
 
     if (ss->close_code != 0 && (!ss->close_flush || ss->queue_len == 0)) {
         lws_close_reason(ss->wsi, (enum lws_close_status)ss->close_code,
@@ -602,6 +635,9 @@ recv(int fd, void *buf, size_t len, int flags)
     slot = &wsp_guard_slots[fd];
     if (slot->ss == NULL)
         return n;
+    /* The peer is alive: no ping needed, an outstanding one is answered. */
+    slot->ss->last_rx_ms = time_mono_ms();
+    slot->ss->ping_sent_ms = 0;
     if (slot->blocked) {
         /* Closing for a framing error: what follows is discarded unread, so
          * lws cannot act on it (and hang up before our close frame). */
@@ -815,6 +851,7 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         ss->wsi = wsi;
         ss->is_ws = 1;
         ss->connected_ms = time_now_ms();
+        ss->last_rx_ms = time_mono_ms();
         wsp_new_client_id(ss->client_id);
         ss->next = wsp_vh->sessions;
         if (ss->next)
@@ -856,7 +893,14 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         break;
 
     case LWS_CALLBACK_RECEIVE:
+        ss->last_rx_ms = time_mono_ms();
+        ss->ping_sent_ms = 0;
         wsp_receive(ss, in, len);
+        break;
+
+    case LWS_CALLBACK_RECEIVE_PONG:
+        ss->last_rx_ms = time_mono_ms();
+        ss->ping_sent_ms = 0;
         break;
 
     case LWS_CALLBACK_SERVER_WRITEABLE:

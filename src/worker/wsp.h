@@ -89,8 +89,12 @@ struct wsp_session {
     int guard_code;        /* framing error found by the recv() guard ... */
     const char *guard_why; /* ... applied at the next writeable, after the frames
                             * before it were handled */
-    int close_code;        /* non-zero: close with it at the next writeable */
-    int close_flush;       /* send what is queued before closing */
+    uint64_t last_rx_ms;   /* monotonic: last frame from the client (pongs too) */
+    uint64_t ping_sent_ms; /* monotonic; 0: no ping outstanding */
+    int ping_due;          /* send a ping at the next writeable */
+
+    int close_code;  /* non-zero: close with it at the next writeable */
+    int close_flush; /* send what is queued before closing */
     char close_reason[96];
 
     char *rx; /* reassembly of a fragmented message */
@@ -117,6 +121,10 @@ void wsp_msg_unref(struct wsp_msg *m);
 /* Queue m to ss (a reference is taken), or drop it and cut ss off if its
  * queue is full. */
 void wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m);
+
+/* Ping every client silent for PING_INTERVAL; hang up on those that have
+ * not answered a ping within PING_TIMEOUT.  Call about once a second. */
+void wsp_liveness_sweep(struct wsp_vhost *vh);
 
 /* Close every session with code and reason (shutdown: 1001). */
 void wsp_close_all(struct wsp_vhost *vh, int code, const char *reason);
