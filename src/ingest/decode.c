@@ -281,20 +281,18 @@ decode_json(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
 {
     struct frame_key_ref keys[FRAME_NKEYS];
     char scratch[FRAME_NKEYS][32];
+    const char *field = in->names[0][0] == 'd' ? "data" : "payload";
     cJSON *root;
     int rc;
 
     if (in->value_lens[0] > max_size)
-        return decode_fail(out, err, errlen, "%s too large",
-                           in->names[0][0] == 'd' ? "data" : "payload");
+        return decode_fail(out, err, errlen, "%s too large", field);
     root = json_parse_exact(in->values[0], in->value_lens[0]);
     if (root == NULL)
-        return decode_fail(out, err, errlen, "%s is not valid JSON (or holds \\u0000)",
-                           in->names[0][0] == 'd' ? "data" : "payload");
+        return decode_fail(out, err, errlen, "%s is not valid JSON (or holds \\u0000)", field);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return decode_fail(out, err, errlen, "%s is not a JSON object",
-                           in->names[0][0] == 'd' ? "data" : "payload");
+        return decode_fail(out, err, errlen, "%s is not a JSON object", field);
     }
     for (int k = 0; k < FRAME_NKEYS; k++)
         decode_json_key(root, decode_key_names[k], scratch[k], sizeof(scratch[k]), &keys[k]);

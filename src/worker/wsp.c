@@ -101,15 +101,16 @@ wsp_msg_unref(struct wsp_msg *m)
 }
 
 /* Close ss with code at its next writeable.  Messages already queued are
- * sent first (an error reply should reach the client before the close),
- * except for a client cut off for being slow: its queue is the problem. */
+ * sent first (an error reply should reach the client before the close);
+ * the caller clears close_flush for a client cut off for being slow, whose
+ * queue is the problem. */
 static void
 wsp_schedule_close(struct wsp_session *ss, int code, const char *reason)
 {
     if (ss->close_code != 0)
         return;
     ss->close_code = code;
-    ss->close_flush = code != LWS_CLOSE_STATUS_POLICY_VIOLATION || strstr(reason, "slow") == NULL;
+    ss->close_flush = 1;
     snprintf(ss->close_reason, sizeof(ss->close_reason), "%s", reason);
     lws_callback_on_writable(ss->wsi);
 }
@@ -128,6 +129,7 @@ wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
                  ss->queue_len);
         wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                            "client too slow: send buffer full");
+        ss->close_flush = 0;
         return;
     }
     if (ss->queue_len == ss->queue_cap) {
