@@ -25,6 +25,8 @@
  * single write happened, and be cut off as slow.
  */
 #define WORKER_FRAMES_PER_TURN_MAX 256
+/* Bytes lws buffers per WebSocket connection for what the client sends. */
+#define WORKER_RX_BUFFER           512
 #define WORKER_ACCEPTS_PER_WAKE    64
 #define WORKER_STOP_GRACE_US       (2 * LWS_USEC_PER_SEC)
 
@@ -245,10 +247,18 @@ worker_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return 0;
 }
 
+static const lws_retry_bo_t worker_no_validity = {.secs_since_valid_ping = 0,
+                                                  .secs_since_valid_hangup = 0};
+
 static const struct lws_protocols worker_protocols[] = {
     /* First: lws serves HTTP with protocol 0 and gives a WebSocket client that
      * names no subprotocol the vhost's default, also protocol 0. */
-    {"wsb", wsp_callback, sizeof(struct wsp_session), 4096, 0, NULL, WSP_COALESCE_BYTES},
+    /* lws gives every WebSocket connection an rx buffer of this size for
+     * its whole life; client messages are small (subscribe, heartbeat) and
+     * longer ones arrive in pieces that wsp reassembles, so a small buffer
+     * is most of the memory an idle connection costs. */
+    {"wsb", wsp_callback, sizeof(struct wsp_session), WORKER_RX_BUFFER, 0, NULL,
+     WSP_COALESCE_BYTES},
     {"wsb-raw", worker_raw_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
@@ -327,9 +337,13 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     info.timeout_secs = c->handshake_timeout;
     info.timeout_secs_ah_idle = c->handshake_timeout;
     info.max_http_header_data = (unsigned short)c->max_header_size;
-    /* Pings are ours (wsp_liveness_sweep), not lws's idle policy: lws 4.1
-     * keeps one timer per connection in a single sorted list, and inserting
-     * into it walks the list, which made connecting 10,000 clients slow. */
+    /* Pings are ours (wsp_liveness_sweep), not lws's validity policy: lws
+     * 4.1 keeps one timer per connection in a single sorted list, and every
+     * (re)arm walks that list to its end, which made connecting 15,000
+     * clients take seconds.  Without a policy lws falls back to a default
+     * one (ping after 300 s), so an explicit policy with no hangup time is
+     * what turns the per-connection timer off. */
+    info.retry_and_idle_policy = &worker_no_validity;
     w->ctx = lws_create_context(&info);
     if (w->ctx == NULL) {
         LOG_ERROR("lws_create_context() failed");
