@@ -10,9 +10,10 @@
  * Every server message is a refcounted, already-encoded and already-framed
  * struct wsp_msg, so an update encoded once is queued to every matching
  * client without a copy.  When a client's socket is writable, everything
- * queued for it goes out in one write: on loopback a write() costs several
- * microseconds whatever its size, so writes per delivered message decide
- * throughput.
+ * queued for it goes out in one gathering write straight from those
+ * messages (lws only writes handshakes, pings and close frames): on
+ * loopback a write() costs several microseconds whatever its size, so
+ * writes per delivered message decide throughput.
  * Each client's queue holds at most CLIENT_BUFFER messages; a client whose
  * queue is full loses that message (dropped_messages) and is disconnected
  * with close code 1008: a slow client never holds up the others or the
@@ -46,10 +47,10 @@ struct wsp_msg {
 
 struct wsp_session;
 
-/* Bytes of one coalesced write.  lws_issue_raw() cuts every write to the
- * protocol's tx_packet_size (else its rx_buffer_size, 4096 here) and buffers
- * the rest: the protocol must declare at least this, or coalescing would
- * turn into a trickle of 4 KB writes. */
+/* Bytes of one coalesced write of queued frames (one larger frame goes out
+ * on its own).  Also the protocol's tx_packet_size, for the HTTP replies
+ * lws writes: it cuts every write to that (else to the rx buffer size) and
+ * buffers the rest. */
 #define WSP_COALESCE_BYTES 65536
 
 /* The worker's state that the protocol reads and updates. */
@@ -73,6 +74,7 @@ struct wsp_session {
 
     struct wsp_msg **queue; /* ring of queue_cap, grows up to CLIENT_BUFFER */
     uint32_t queue_cap, queue_head, queue_len;
+    uint32_t head_off; /* bytes of the head message's frame already sent */
 
     uint64_t connected_ms, last_sent_ms;
     uint64_t messages_queued; /* server messages accepted for this client */
