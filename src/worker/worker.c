@@ -103,6 +103,7 @@ worker_drain_ring(struct worker *w)
 {
     struct shm_worker *st = w->vh.stats;
     int budget = w->frames_per_turn;
+    uint64_t missed_before = w->reader.missed;
 
     while (budget-- > 0) {
         struct ring_frame_meta meta;
@@ -126,6 +127,12 @@ worker_drain_ring(struct worker *w)
     }
     if (budget < 0)
         worker_wake_self(w); /* more to read: come back after one round of client I/O */
+    if (w->reader.missed != missed_before && log_ratelimit_allow(&w->rl))
+        LOG_WARN("fell behind the ring: %llu entries overwritten before this worker read "
+                 "them (%llu in all); its clients never get them (more WORKERS or CPU, or a "
+                 "larger RING_SIZE)",
+                 (unsigned long long)(w->reader.missed - missed_before),
+                 (unsigned long long)w->reader.missed);
     atomic_store_explicit(&st->ring_next, w->reader.next, memory_order_relaxed);
     atomic_store_explicit(&st->ring_missed, w->reader.missed, memory_order_relaxed);
 }

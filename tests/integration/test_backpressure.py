@@ -10,9 +10,15 @@ Contract lines -> tests:
   every entry, in order, and stays connected
                                         -> test_slow_client_is_cut_off_with_1008,
                                            test_burst_larger_than_client_buffer_reaches_a_reading_client
+* a worker that falls more than RING_SIZE entries behind loses the
+  overwritten ones for its clients: counted in ring_missed (total and per
+  worker), logged, and it goes on with what is still in the ring
+                                        -> test_worker_lapped_by_the_ring_counts_and_logs_the_loss
 """
 
 import json
+import os
+import signal
 import threading
 import time
 
@@ -148,3 +154,39 @@ def test_burst_larger_than_client_buffer_reaches_a_reading_client(service, r):
     run(go())
     m = svc.metrics()
     assert m["dropped_messages"] == 0, m
+
+
+def test_worker_lapped_by_the_ring_counts_and_logs_the_loss(service, r):
+    svc = service(RING_SIZE="1024", WORKERS="1")
+    (worker,) = svc.worker_pids().values()
+    fast = FastReader(svc.port)
+    n = 3000
+    try:
+        # a stopped worker reads nothing while the ingest fills the ring
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            publish_batch(r, svc, 0, n)
+            # the ingest acks an entry once it is in the ring (the worker,
+            # which answers /metrics, cannot be asked)
+            last = r.xrevrange(svc.stream(), count=1)[0][0]
+            deadline = time.monotonic() + 15
+            while True:
+                (g,) = [g for g in r.xinfo_groups(svc.stream()) if g["name"] == svc.group]
+                if g["last-delivered-id"] == last and g["pending"] == 0:
+                    break
+                assert time.monotonic() < deadline, f"the ingest did not publish the batch: {g}"
+                time.sleep(0.05)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        m = svc.wait_metric(lambda m: m["ring_missed"] > 0, message="ring_missed > 0")
+        assert m["workers"][0]["ring_missed"] == m["ring_missed"]
+        # what is still in the ring arrives, in order, ending with the last entry
+        seqs = fast.wait_for(n - m["ring_missed"], timeout=15)
+        assert fast.error is None and fast.close is None, (fast.error, fast.close)
+        assert seqs and seqs[-1] == n - 1 and seqs == sorted(seqs), seqs[:5]
+        assert len(seqs) + m["ring_missed"] == n, (len(seqs), m["ring_missed"])
+    finally:
+        fast.finish()
+    assert "fell behind the ring" in svc.stderr_text()
+    assert svc.health()[0] == 200
+    assert list(svc.worker_pids().values()) == [worker]
