@@ -20,6 +20,9 @@ LOAD_THREADS=${LOAD_THREADS:-1}
 SPORTS=${SPORTS:-basketball_nba,americanfootball_nfl,icehockey_nhl}
 RESULTS_DIR=${RESULTS_DIR:-bench/results}
 KEEP_TMP=${KEEP_TMP:-0}
+# The probe measures what the machine can push, not a buffering policy: it
+# drops a client only this far behind.
+CEIL_MAX_BUFFER=${CEIL_MAX_BUFFER:-67108864}
 
 BIN_SVC=bin/ws-broadcaster
 BIN_LOAD=bin/wsb-load
@@ -283,7 +286,7 @@ EOF
         ;;
     ceil-each | ceil-coalesce)
         "${TGT_PREFIX[@]}" "$BIN_CEIL" --listen "127.0.0.1:$port" --redis "127.0.0.1:$rport" \
-            --sports "$SPORTS" --mode "${tgt#ceil-}" --json "$dir/ceiling.json" >"$dir/target.log" 2>&1 &
+            --sports "$SPORTS" --mode "${tgt#ceil-}" --max-buffer "$CEIL_MAX_BUFFER" --json "$dir/ceiling.json" >"$dir/target.log" 2>&1 &
         ;;
     *)
         fail_run "unknown target '$tgt' (svc-w1 svc ceil-each ceil-coalesce)"
