@@ -23,7 +23,7 @@ WARN      := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-protot
              -Wformat=2 -Wpointer-arith
 CFLAGS    ?= -O2 -g
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(CFLAGS) $(WARN) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP
-LDLIBS    := $(PKG_LIBS) -lm
+LDLIBS    := $(PKG_LIBS) -lev -lm
 VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 SRCS      := $(wildcard src/common/*.c src/ingest/*.c src/worker/*.c src/supervisor/*.c)

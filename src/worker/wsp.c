@@ -118,6 +118,8 @@ wsp_schedule_close(struct wsp_session *ss, int code, const char *reason)
     lws_callback_on_writable(ss->wsi);
 }
 
+static int wsp_send_queue(struct wsp_session *ss, int head_only);
+
 void
 wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
 {
@@ -158,8 +160,53 @@ wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
     ss->queue_len++;
     m->refs++;
     ss->messages_queued++;
-    if (ss->queue_len == 1)
+    if (wsp_vh->batching) {
+        if (!ss->dirty) {
+            ss->dirty = 1;
+            ss->dirty_next = wsp_vh->dirty;
+            wsp_vh->dirty = ss;
+        }
+    } else if (ss->queue_len == 1) {
         lws_callback_on_writable(ss->wsi);
+    }
+}
+
+void
+wsp_batch_begin(struct wsp_vhost *vh)
+{
+    vh->batching = 1;
+}
+
+void
+wsp_batch_flush(struct wsp_vhost *vh)
+{
+    struct wsp_session *ss = vh->dirty;
+    uint64_t now = 0;
+
+    vh->batching = 0;
+    vh->dirty = NULL;
+    while (ss != NULL) {
+        struct wsp_session *next = ss->dirty_next;
+        ss->dirty = 0;
+        ss->dirty_next = NULL;
+        /* Anything but plain data (a close, a ping, bytes lws holds, a full
+         * socket) is the writeable callback's business. */
+        if (ss->await_pollout || ss->close_code != 0 || ss->guard_code != 0 || ss->ping_due ||
+            ss->broken || lws_partial_buffered(ss->wsi)) {
+            lws_callback_on_writable(ss->wsi);
+        } else {
+            if (wsp_send_queue(ss, 0) < 0)
+                ss->broken = 1;
+            if (ss->queue_len > 0 || ss->broken) {
+                ss->await_pollout = !ss->broken;
+                lws_callback_on_writable(ss->wsi);
+            }
+            if (now == 0)
+                now = time_now_ms();
+            ss->last_sent_ms = now;
+        }
+        ss = next;
+    }
 }
 
 static void
@@ -463,6 +510,10 @@ static int
 wsp_writeable(struct wsp_session *ss)
 {
     int closing_now;
+
+    ss->await_pollout = 0;
+    if (ss->broken)
+        return -1; /* a direct write found the connection broken */
 
     if (ss->guard_code != 0 && ss->close_code == 0)
         wsp_schedule_close(ss, ss->guard_code, ss->guard_why);
@@ -922,6 +973,14 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
             break;
         wsp_guard_detach(ss);
         sub_index_leave(wsp_vh->index, &ss->member);
+        if (ss->dirty) { /* not expected: batches do not reach lws */
+            struct wsp_session **pp = &wsp_vh->dirty;
+            while (*pp != NULL && *pp != ss)
+                pp = &(*pp)->dirty_next;
+            if (*pp == ss)
+                *pp = ss->dirty_next;
+            ss->dirty = 0;
+        }
         wsp_queue_clear(ss);
         free(ss->rx);
         ss->rx = NULL;

@@ -64,6 +64,10 @@ struct wsp_vhost {
     struct wsp_session *sessions; /* established WebSocket sessions */
     uint32_t nsessions;
     int stopping;
+    /* Between wsp_batch_begin() and wsp_batch_flush(): sessions that were
+     * given messages, each once. */
+    int batching;
+    struct wsp_session *dirty;
 };
 
 struct wsp_session {
@@ -75,6 +79,10 @@ struct wsp_session {
     struct wsp_msg **queue; /* ring of queue_cap, grows up to CLIENT_BUFFER */
     uint32_t queue_cap, queue_head, queue_len;
     uint32_t head_off; /* bytes of the head message's frame already sent */
+    struct wsp_session *dirty_next;
+    int dirty;         /* on vh->dirty */
+    int await_pollout; /* the socket was full: lws calls back when it is not */
+    int broken;        /* a direct write failed: close at the next callback */
 
     uint64_t connected_ms, last_sent_ms;
     uint64_t messages_queued; /* server messages accepted for this client */
@@ -121,8 +129,20 @@ struct wsp_msg *wsp_msg_adopt(char *buf, size_t len);
 void wsp_msg_unref(struct wsp_msg *m);
 
 /* Queue m to ss (a reference is taken), or drop it and cut ss off if its
- * queue is full. */
+ * queue is full.  Outside a batch, ss is written at its next writeable
+ * callback; inside one, by wsp_batch_flush(). */
 void wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m);
+
+/*
+ * A batch: the worker queues a slice of the ring to its clients, then every
+ * client given something gets one write with all of it, at once, in this
+ * turn of the loop.  Waiting for each socket's writeable callback instead
+ * lets the loop interleave small drains with writes, and a client would get
+ * one write per entry at moderate rates: writes per delivered message
+ * decide throughput.  A client whose socket is full waits for POLLOUT.
+ */
+void wsp_batch_begin(struct wsp_vhost *vh);
+void wsp_batch_flush(struct wsp_vhost *vh);
 
 /* Ping every client silent for PING_INTERVAL; hang up on those that have
  * not answered a ping within PING_TIMEOUT.  Call about once a second. */

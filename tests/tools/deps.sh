@@ -8,7 +8,7 @@
 # With everything present it only asks dpkg, so it is cheap to run every time.
 set -eu
 
-PACKAGES="build-essential pkg-config libhiredis-dev libwebsockets-dev libmsgpack-dev
+PACKAGES="build-essential pkg-config libhiredis-dev libwebsockets-dev libev-dev libmsgpack-dev
 libcjson-dev libsystemd-dev redis-server redis-tools python3 python3-pytest
 python3-websockets python3-redis curl"
 
