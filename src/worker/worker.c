@@ -21,12 +21,11 @@
 /*
  * Frames read from the ring per turn of the loop; every client given some of
  * them is written to at the end of the slice (wsp_batch_flush).  A slice is
- * half of CLIENT_BUFFER: a burst (say, the backlog after an ingest restart)
- * reaches a client in slices, and one that reads well but whose socket took
- * only part of the last slice has room for the next one.  A client whose
- * socket stays full overflows within two slices and is cut off as slow.
- * (7/8 of CLIENT_BUFFER cut reading clients whose socket buffer had not yet
- * grown to a whole slice.)
+ * 7/8 of CLIENT_BUFFER: a client that reads well starts each slice with an
+ * empty queue and cannot overflow it, so a burst (say, the backlog after an
+ * ingest restart) reaches it in slices; a client whose socket stayed full
+ * overflows on the next slice and is cut off as slow.  Each slice costs
+ * about one write per client it reached, so slices must not be small.
  */
 #define WORKER_FRAMES_PER_TURN_MAX 256
 /* Bytes lws buffers per WebSocket connection for what the client sends. */
@@ -311,7 +310,8 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->listen_fd = listen_fd;
     w->wake_fd = wake_fd;
     w->rl = rl;
-    w->frames_per_turn = (int)(c->client_buffer / 2); /* see WORKER_FRAMES_PER_TURN_MAX */
+    w->frames_per_turn = (int)(c->client_buffer - c->client_buffer / 8);
+    /* (see WORKER_FRAMES_PER_TURN_MAX) */
     if (w->frames_per_turn < 1)
         w->frames_per_turn = 1;
     if (w->frames_per_turn > WORKER_FRAMES_PER_TURN_MAX)
