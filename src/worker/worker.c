@@ -21,11 +21,14 @@
 /*
  * Frames read from the ring per turn of the loop; every client given some of
  * them is written to at the end of the slice (wsp_batch_flush).  A slice is
- * 7/8 of CLIENT_BUFFER: a client that reads well starts each slice with an
- * empty queue and cannot overflow it, so a burst (say, the backlog after an
- * ingest restart) reaches it in slices; a client whose socket stayed full
- * overflows on the next slice and is cut off as slow.  Each slice costs
- * about one write per client it reached, so slices must not be small.
+ * 7/8 of CLIENT_BUFFER: a client whose socket took the last slice starts the
+ * next with an empty queue and cannot overflow it, so a burst (say, the
+ * backlog after an ingest restart) reaches it in slices; a client whose
+ * socket stays full overflows on the next slice and is cut off as slow.
+ * Each slice costs about one write per client it reached, so the slice
+ * bounds how many entries a second a worker can serve: with half of
+ * CLIENT_BUFFER the benchmark's mixed and ingest loads were served at about
+ * 0.7x the rate, and more clients were cut, not fewer.
  */
 #define WORKER_FRAMES_PER_TURN_MAX 256
 /* Bytes lws buffers per WebSocket connection for what the client sends. */
