@@ -19,18 +19,17 @@
 #include <unistd.h>
 
 /*
- * Frames read from the ring per turn of the loop; every client given some of
- * them is written to at the end of the slice (wsp_batch_flush).  A slice is
- * 7/8 of CLIENT_BUFFER: a client whose socket took the last slice starts the
- * next with an empty queue and cannot overflow it, so a burst (say, the
- * backlog after an ingest restart) reaches it in slices; a client whose
- * socket stays full overflows on the next slice and is cut off as slow.
- * Each slice costs about one write per client it reached, so the slice
- * bounds how many entries a second a worker can serve: with half of
- * CLIENT_BUFFER the benchmark's mixed and ingest loads were served at about
- * 0.7x the rate, and more clients were cut, not fewer.
+ * Frames read from the ring per turn of the loop at most; every client given
+ * some of them is written to at the end of the slice (wsp_batch_flush), and
+ * one given 7/8 of CLIENT_BUFFER of them on the way (vh.flush_at).  A slice
+ * ends early when such a client's socket is full: it gets a turn of the
+ * loop to drain, so a burst (say, the backlog after an ingest restart)
+ * reaches a reading client in slices, while one whose socket stays full
+ * overflows CLIENT_BUFFER and is cut off as slow.  Long slices are what a
+ * worker that has fallen behind needs: clients that match few entries get
+ * all of theirs in one write instead of one write per short slice.
  */
-#define WORKER_FRAMES_PER_TURN_MAX 256
+#define WORKER_FRAMES_PER_TURN_MAX 1024
 /* Bytes lws buffers per WebSocket connection for what the client sends. */
 #define WORKER_RX_BUFFER           512
 #define WORKER_ACCEPTS_PER_WAKE    64
@@ -133,6 +132,10 @@ worker_drain_ring(struct worker *w)
         }
         sub_index_match(w->vh.index, view.keys, worker_deliver, &d);
         wsp_msg_unref(d.msg);
+        if (w->vh.slice_full) {
+            budget = -1; /* a busy client's socket is full: let it drain */
+            break;
+        }
     }
     wsp_batch_flush(&w->vh);
     if (budget < 0)
@@ -313,12 +316,10 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->listen_fd = listen_fd;
     w->wake_fd = wake_fd;
     w->rl = rl;
-    w->frames_per_turn = (int)(c->client_buffer - c->client_buffer / 8);
-    /* (see WORKER_FRAMES_PER_TURN_MAX) */
-    if (w->frames_per_turn < 1)
-        w->frames_per_turn = 1;
-    if (w->frames_per_turn > WORKER_FRAMES_PER_TURN_MAX)
-        w->frames_per_turn = WORKER_FRAMES_PER_TURN_MAX;
+    w->frames_per_turn = WORKER_FRAMES_PER_TURN_MAX;
+    w->vh.flush_at = c->client_buffer - c->client_buffer / 8;
+    if (w->vh.flush_at < 1)
+        w->vh.flush_at = 1;
     w->vh.shm = s;
     w->vh.stats = &s->workers[index - 1];
     w->vh.worker = (uint32_t)(index - 1);

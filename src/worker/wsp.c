@@ -119,6 +119,7 @@ wsp_schedule_close(struct wsp_session *ss, int code, const char *reason)
 }
 
 static int wsp_send_queue(struct wsp_session *ss, int head_only);
+static int wsp_send_direct(struct wsp_session *ss);
 
 void
 wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
@@ -166,6 +167,14 @@ wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
             ss->dirty_next = wsp_vh->dirty;
             wsp_vh->dirty = ss;
         }
+        /* A client that takes many of the slice's entries is written to as
+         * soon as its queue nears CLIENT_BUFFER, so the slice can go on for
+         * the others, who get fewer, fuller writes.  If its socket is full,
+         * the slice ends here: it gets a turn of the loop to drain before
+         * anything more is queued to it (and is cut off only if it is still
+         * full when its queue overflows). */
+        if (ss->queue_len >= wsp_vh->flush_at && wsp_send_direct(ss) != 0)
+            wsp_vh->slice_full = 1;
     } else if (ss->queue_len == 1) {
         lws_callback_on_writable(ss->wsi);
     }
@@ -175,13 +184,36 @@ void
 wsp_batch_begin(struct wsp_vhost *vh)
 {
     vh->batching = 1;
+    vh->slice_full = 0;
+    vh->batch_ms = time_now_ms();
+}
+
+/* Write ss's queue now, outside lws's writeable callback.  Anything but
+ * plain data (a close, a ping, bytes lws holds) is left to that callback.
+ * Returns 0 if the queue is empty afterwards. */
+static int
+wsp_send_direct(struct wsp_session *ss)
+{
+    if (ss->close_code != 0 || ss->guard_code != 0 || ss->ping_due || ss->broken ||
+        lws_partial_buffered(ss->wsi)) {
+        lws_callback_on_writable(ss->wsi);
+        return -1;
+    }
+    if (wsp_send_queue(ss, 0) < 0)
+        ss->broken = 1;
+    ss->last_sent_ms = wsp_vh->batch_ms;
+    if (ss->queue_len > 0 || ss->broken) {
+        ss->await_pollout = !ss->broken;
+        lws_callback_on_writable(ss->wsi);
+        return -1;
+    }
+    return 0;
 }
 
 void
 wsp_batch_flush(struct wsp_vhost *vh)
 {
     struct wsp_session *ss = vh->dirty;
-    uint64_t now = 0;
 
     vh->batching = 0;
     vh->dirty = NULL;
@@ -189,22 +221,10 @@ wsp_batch_flush(struct wsp_vhost *vh)
         struct wsp_session *next = ss->dirty_next;
         ss->dirty = 0;
         ss->dirty_next = NULL;
-        /* Anything but plain data (a close, a ping, bytes lws holds, a full
-         * socket) is the writeable callback's business. */
-        if (ss->await_pollout || ss->close_code != 0 || ss->guard_code != 0 || ss->ping_due ||
-            ss->broken || lws_partial_buffered(ss->wsi)) {
-            lws_callback_on_writable(ss->wsi);
-        } else {
-            if (wsp_send_queue(ss, 0) < 0)
-                ss->broken = 1;
-            if (ss->queue_len > 0 || ss->broken) {
-                ss->await_pollout = !ss->broken;
-                lws_callback_on_writable(ss->wsi);
-            }
-            if (now == 0)
-                now = time_now_ms();
-            ss->last_sent_ms = now;
-        }
+        if (ss->await_pollout)
+            lws_callback_on_writable(ss->wsi); /* still full: wait for POLLOUT */
+        else
+            (void)wsp_send_direct(ss);
         ss = next;
     }
 }
