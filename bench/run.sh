@@ -23,6 +23,8 @@ KEEP_TMP=${KEEP_TMP:-0}
 # The probe measures what the machine can push, not a buffering policy: it
 # drops a client only this far behind.
 CEIL_MAX_BUFFER=${CEIL_MAX_BUFFER:-67108864}
+# Extra service settings, KEY=VALUE separated by spaces (e.g. CLIENT_BUFFER=4096).
+SVC_SETTINGS=${SVC_SETTINGS:-}
 
 BIN_SVC=bin/ws-broadcaster
 BIN_LOAD=bin/wsb-load
@@ -282,6 +284,7 @@ MAX_CLIENTS=1000000
 RATE_LIMIT=1000000
 RATE_BURST=1000000
 EOF
+        for kv in $SVC_SETTINGS; do echo "$kv"; done >>"$dir/ws-broadcaster.conf"
         "${TGT_PREFIX[@]}" "$BIN_SVC" -c "$dir/ws-broadcaster.conf" >"$dir/target.log" 2>&1 &
         ;;
     ceil-each | ceil-coalesce)
