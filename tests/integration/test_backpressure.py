@@ -10,6 +10,10 @@ Contract lines -> tests:
   every entry, in order, and stays connected
                                         -> test_slow_client_is_cut_off_with_1008,
                                            test_burst_larger_than_client_buffer_reaches_a_reading_client
+* slices of the ring larger than CLIENT_BUFFER: a client taking every entry
+  is written to as its queue fills, clients with narrow filters get theirs,
+  all in order, nobody is cut
+                                        -> test_burst_with_mixed_filters_reaches_every_reading_client
 * a worker that falls more than RING_SIZE entries behind loses the
   overwritten ones for its clients: counted in ring_missed (total and per
   worker), logged, and it goes on with what is still in the ring
@@ -154,6 +158,30 @@ def test_burst_larger_than_client_buffer_reaches_a_reading_client(service, r):
     run(go())
     m = svc.metrics()
     assert m["dropped_messages"] == 0, m
+
+
+def test_burst_with_mixed_filters_reaches_every_reading_client(service, r):
+    svc = service(CLIENT_BUFFER="16")
+    everything = FastReader(svc.port)
+    narrow = [FastReader(svc.port, {"events": [f"mx{k}"]}) for k in range(5)]
+    n = 2000
+    try:
+        publish_many(r, [(svc.stream(), odds_fields(svc.sport, event=f"mx{i % 10}", seq=str(i),
+                                                    pad=PAD)) for i in range(n)])
+        seqs = everything.wait_for(n)
+        assert everything.error is None and everything.close is None, \
+            (everything.error, everything.close)
+        assert seqs == list(range(n)), f"got {len(seqs)} of {n} (first gap at {first_gap(seqs)})"
+        for k, c in enumerate(narrow):
+            want = list(range(k, n, 10))
+            got = c.wait_for(len(want))
+            assert c.error is None and c.close is None, (k, c.error, c.close)
+            assert got == want, (k, len(got), len(want))
+    finally:
+        for c in [everything] + narrow:
+            c.finish()
+    m = svc.metrics()
+    assert m["dropped_messages"] == 0 and m["slow_disconnects"] == 0, m
 
 
 def test_worker_lapped_by_the_ring_counts_and_logs_the_loss(service, r):
