@@ -173,8 +173,13 @@ wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
          * the slice ends here: it gets a turn of the loop to drain before
          * anything more is queued to it (and is cut off only if it is still
          * full when its queue overflows). */
-        if (ss->queue_len >= wsp_vh->flush_at && wsp_send_direct(ss) != 0)
+        if (ss->queue_len >= wsp_vh->flush_at && wsp_send_direct(ss) != 0 && !ss->ended_slice) {
+            /* Once until its queue has been empty again: a client that reads
+             * just enough to stay near CLIENT_BUFFER must not cut every slice
+             * short for everyone else. */
+            ss->ended_slice = 1;
             wsp_vh->slice_full = 1;
+        }
     } else if (ss->queue_len == 1) {
         lws_callback_on_writable(ss->wsi);
     }
@@ -520,6 +525,8 @@ wsp_send_queue(struct wsp_session *ss, int head_only)
         }
         if (delivered > 0)
             STAT_ADD(total_messages, delivered);
+        if (ss->queue_len == 0)
+            ss->ended_slice = 0;
         if ((size_t)w < total || head_only)
             return 0; /* the socket took part: it is full */
     }

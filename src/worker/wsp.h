@@ -86,6 +86,7 @@ struct wsp_session {
     int dirty;         /* on vh->dirty */
     int await_pollout; /* the socket was full: lws calls back when it is not */
     int broken;        /* a direct write failed: close at the next callback */
+    int ended_slice;   /* cut a ring slice short since its queue was last empty */
 
     uint64_t connected_ms, last_sent_ms;
     uint64_t messages_queued; /* server messages accepted for this client */
