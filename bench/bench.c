@@ -229,6 +229,41 @@ bench_ws_accept(const char *key, size_t keylen, char out[BENCH_ACCEPT_LEN + 1])
     bench_base64(digest, sizeof(digest), out);
 }
 
+size_t
+bench_ws_header(const unsigned char *h, size_t avail, uint64_t *payload_len)
+{
+    size_t hlen = 2;
+    uint64_t plen;
+
+    if (avail < 2)
+        return 0;
+    plen = h[1] & 0x7f;
+    if (plen == 126)
+        hlen += 2;
+    else if (plen == 127)
+        hlen += 8;
+    if (h[1] & 0x80)
+        hlen += 4;
+    if (avail < hlen)
+        return 0;
+    if (plen == 126) {
+        plen = (uint64_t)h[2] << 8 | h[3];
+    } else if (plen == 127) {
+        plen = 0;
+        for (int i = 0; i < 8; i++)
+            plen = plen << 8 | h[2 + i];
+    }
+    *payload_len = plen;
+    return hlen;
+}
+
+void
+bench_ws_unmask(unsigned char *payload, uint64_t len, const unsigned char key[4])
+{
+    for (uint64_t i = 0; i < len; i++)
+        payload[i] ^= key[i & 3];
+}
+
 /* ---- process, parsing ----------------------------------------------------- */
 
 long

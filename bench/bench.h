@@ -59,6 +59,14 @@ size_t bench_base64(const unsigned char *in, size_t len, char *out);
 /* Sec-WebSocket-Accept for a key of keylen bytes, into out (29 bytes with NUL). */
 void bench_ws_accept(const char *key, size_t keylen, char out[BENCH_ACCEPT_LEN + 1]);
 
+/* The header of the WebSocket frame at h[0..avail) (RFC 6455 5.2): its
+ * length, mask key included, with the payload length in *payload_len; 0 if
+ * the header is not all there yet. */
+size_t bench_ws_header(const unsigned char *h, size_t avail, uint64_t *payload_len);
+
+/* XORs a masked payload with its key, in place. */
+void bench_ws_unmask(unsigned char *payload, uint64_t len, const unsigned char key[4]);
+
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft
  * limit, or -1 (errno set) if getrlimit fails. */
 long bench_raise_nofile(void);

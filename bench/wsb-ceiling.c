@@ -649,8 +649,8 @@ ceil_on_ws_data(struct ceil_client *c)
 
     while (c->state == CS_WS && c->in_len - pos >= 2) {
         unsigned char *h = (unsigned char *)c->in + pos;
-        size_t avail = c->in_len - pos, hlen = 6;
-        uint64_t plen = h[1] & 0x7f;
+        size_t avail = c->in_len - pos, hlen;
+        uint64_t plen;
         unsigned opcode = h[0] & 0x0f;
 
         if (!(h[1] & 0x80)) {
@@ -658,19 +658,8 @@ ceil_on_ws_data(struct ceil_client *c)
             ceil_close(c);
             return;
         }
-        if (plen == 126)
-            hlen += 2;
-        else if (plen == 127)
-            hlen += 8;
-        if (avail < hlen)
+        if ((hlen = bench_ws_header(h, avail, &plen)) == 0)
             break;
-        if (plen == 126) {
-            plen = (uint64_t)h[2] << 8 | h[3];
-        } else if (plen == 127) {
-            plen = 0;
-            for (int i = 0; i < 8; i++)
-                plen = plen << 8 | h[2 + i];
-        }
         if (plen > CEIL_MSG_MAX) {
             st.protocol_errors++;
             ceil_close(c);
@@ -678,11 +667,7 @@ ceil_on_ws_data(struct ceil_client *c)
         }
         if (avail - hlen < plen)
             break;
-        {
-            unsigned char *mk = h + hlen - 4, *p = h + hlen;
-            for (uint64_t i = 0; i < plen; i++)
-                p[i] ^= mk[i & 3];
-        }
+        bench_ws_unmask(h + hlen, plen, h + hlen - 4);
         switch (opcode) {
         case 0x1:
             ceil_on_message(c, (char *)h + hlen, (size_t)plen);

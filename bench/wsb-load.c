@@ -693,7 +693,7 @@ load_parse(struct load_thread *t, struct load_client *c, char *buf, size_t len, 
 
     while (pos < len) {
         unsigned char *h = (unsigned char *)buf + pos;
-        size_t avail = len - pos, hlen = 2;
+        size_t avail = len - pos, hlen;
         uint64_t plen;
         int masked;
 
@@ -703,30 +703,14 @@ load_parse(struct load_thread *t, struct load_client *c, char *buf, size_t len, 
             pos += n;
             continue;
         }
-        if (avail < 2)
+        if ((hlen = bench_ws_header(h, avail, &plen)) == 0)
             break;
         masked = (h[1] & 0x80) != 0;
-        plen = h[1] & 0x7f;
-        if (plen == 126)
-            hlen += 2;
-        else if (plen == 127)
-            hlen += 8;
-        if (masked)
-            hlen += 4;
-        if (avail < hlen)
-            break;
-        if (plen == 126) {
-            plen = (uint64_t)h[2] << 8 | h[3];
-        } else if (plen == 127) {
-            plen = 0;
-            for (int i = 0; i < 8; i++)
-                plen = plen << 8 | h[2 + i];
-            if (plen >> 62) {
-                /* Nonsense length: no way to find the next frame. */
-                t->st.bad_frames++;
-                load_server_closed(t, c);
-                return -1;
-            }
+        if (plen >> 62) {
+            /* Nonsense length: no way to find the next frame. */
+            t->st.bad_frames++;
+            load_server_closed(t, c);
+            return -1;
         }
         if (masked)
             t->st.masked++;
@@ -744,11 +728,8 @@ load_parse(struct load_thread *t, struct load_client *c, char *buf, size_t len, 
         }
         if (avail - hlen < plen)
             break;
-        if (masked) {
-            unsigned char *mk = h + hlen - 4, *p = h + hlen;
-            for (uint64_t i = 0; i < plen; i++)
-                p[i] ^= mk[i & 3];
-        }
+        if (masked)
+            bench_ws_unmask(h + hlen, plen, h + hlen - 4);
         if (load_on_frame(t, c, h[0], (char *)h + hlen, (size_t)plen, now_real, now_mono) != 0)
             return -1;
         pos += hlen + (size_t)plen;
