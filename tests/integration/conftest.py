@@ -903,6 +903,19 @@ async def ws_connect(port, path="/ws", **kw):
     return WSClient(ws)
 
 
+async def close_codes(clients, timeout=5.0):
+    """Wait up to timeout for each client's connection to close; their close
+    codes, in order (None where it stayed open)."""
+    codes = []
+    for c in clients:
+        try:
+            await asyncio.wait_for(c.ws.wait_closed(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        codes.append(c.ws.close_code)
+    return codes
+
+
 @contextlib.asynccontextmanager
 async def ws_client(svc, path="/ws", **kw):
     port = svc if isinstance(svc, int) else svc.port

@@ -90,6 +90,7 @@ import websockets
 from conftest import (
     UPDATE_TYPES,
     apublish_many,
+    close_codes,
     free_port,
     odds_fields,
     proc_alive,
@@ -996,13 +997,7 @@ def test_sigint_closes_clients_1001_and_exits_0(service):
         svc.remember_children()
         t0 = time.monotonic()
         svc.signal(signal.SIGINT)
-        codes = []
-        for c in clients:
-            try:
-                await asyncio.wait_for(c.ws.wait_closed(), 5)
-            except asyncio.TimeoutError:
-                pass
-            codes.append(c.ws.close_code)
+        codes = await close_codes(clients)
         # the workers no longer accept: a new connection is not served
         try:
             late = await ws_connect(svc.port, open_timeout=6)

@@ -21,6 +21,7 @@ import time
 
 from conftest import (
     RawWS,
+    close_codes,
     odds_fields,
     proc_comm,
     proc_descendants,
@@ -102,13 +103,7 @@ def test_sigterm_closes_clients_1001_and_exits_0(service, r):
         svc.remember_children()
         t0 = time.monotonic()
         svc.signal(signal.SIGTERM)
-        codes = []
-        for c in clients:
-            try:
-                await asyncio.wait_for(c.ws.wait_closed(), 5)
-            except asyncio.TimeoutError:
-                pass
-            codes.append(c.ws.close_code)
+        codes = await close_codes(clients)
         rc = await asyncio.to_thread(svc.terminate, max(0.1, 5 - (time.monotonic() - t0)))
         return m, codes, rc
 
