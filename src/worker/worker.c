@@ -21,7 +21,7 @@
 /*
  * Frames read from the ring per turn of the loop at most; every client given
  * some of them is written to at the end of the slice (wsp_batch_flush), and
- * one given 7/8 of CLIENT_BUFFER of them on the way (vh.flush_at).  A slice
+ * one given 7/8 of CLIENT_BUFFER of them on the way (wsp_enqueue).  A slice
  * ends early when such a client's socket is full: it gets a turn of the
  * loop to drain, so a burst (say, the backlog after an ingest restart)
  * reaches a reading client in slices, while one whose socket stays full
@@ -29,11 +29,11 @@
  * worker that has fallen behind needs: clients that match few entries get
  * all of theirs in one write instead of one write per short slice.
  */
-#define WORKER_FRAMES_PER_TURN_MAX 1024
+#define WORKER_FRAMES_PER_SLICE 1024
 /* Bytes lws buffers per WebSocket connection for what the client sends. */
-#define WORKER_RX_BUFFER           512
-#define WORKER_ACCEPTS_PER_WAKE    64
-#define WORKER_STOP_GRACE_US       (2 * LWS_USEC_PER_SEC)
+#define WORKER_RX_BUFFER        512
+#define WORKER_ACCEPTS_PER_WAKE 64
+#define WORKER_STOP_GRACE_US    (2 * LWS_USEC_PER_SEC)
 
 enum worker_fd_kind { WORKER_FD_LISTEN = 1, WORKER_FD_WAKE, WORKER_FD_SIGNAL };
 
@@ -52,7 +52,6 @@ struct worker {
     char *frame;
     msgpack_zone zone;
     int done;
-    int frames_per_turn;
     lws_sorted_usec_list_t liveness;
     lws_sorted_usec_list_t accept_retry;
     lws_sorted_usec_list_t stop_deadline;
@@ -108,7 +107,7 @@ static void
 worker_drain_ring(struct worker *w)
 {
     struct shm_worker *st = w->vh.stats;
-    int budget = w->frames_per_turn;
+    int budget = WORKER_FRAMES_PER_SLICE;
     uint64_t missed_before = w->reader.missed;
 
     wsp_batch_begin(&w->vh);
@@ -316,10 +315,6 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->listen_fd = listen_fd;
     w->wake_fd = wake_fd;
     w->rl = rl;
-    w->frames_per_turn = WORKER_FRAMES_PER_TURN_MAX;
-    w->vh.flush_at = c->client_buffer - c->client_buffer / 8;
-    if (w->vh.flush_at < 1)
-        w->vh.flush_at = 1;
     w->vh.shm = s;
     w->vh.stats = &s->workers[index - 1];
     w->vh.worker = (uint32_t)(index - 1);

@@ -168,12 +168,12 @@ wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m)
             wsp_vh->dirty = ss;
         }
         /* A client that takes many of the slice's entries is written to as
-         * soon as its queue nears CLIENT_BUFFER, so the slice can go on for
+         * soon as its queue nears CLIENT_BUFFER (7/8 of it), so the slice can go on for
          * the others, who get fewer, fuller writes.  If its socket is full,
          * the slice ends here: it gets a turn of the loop to drain before
          * anything more is queued to it (and is cut off only if it is still
          * full when its queue overflows). */
-        if (ss->queue_len >= wsp_vh->flush_at && wsp_send_direct(ss) != 0 && !ss->ended_slice) {
+        if (ss->queue_len >= limit - limit / 8 && wsp_send_direct(ss) != 0 && !ss->ended_slice) {
             /* Once until its queue has been empty again: a client that reads
              * just enough to stay near CLIENT_BUFFER must not cut every slice
              * short for everyone else. */

@@ -69,8 +69,7 @@ struct wsp_vhost {
     int batching;
     struct wsp_session *dirty;
     uint64_t batch_ms; /* wall clock at wsp_batch_begin() */
-    uint32_t flush_at; /* queue length that gets a client written mid-batch */
-    int slice_full;    /* a client at flush_at could not be written: stop */
+    int slice_full;    /* a client near CLIENT_BUFFER could not be written: stop */
 };
 
 struct wsp_session {
@@ -143,7 +142,7 @@ void wsp_enqueue(struct wsp_session *ss, struct wsp_msg *m);
  * turn of the loop.  Waiting for each socket's writeable callback instead
  * lets the loop interleave small drains with writes, and a client would get
  * one write per entry at moderate rates: writes per delivered message
- * decide throughput.  A client whose queue reaches vh->flush_at during the
+ * decide throughput.  A client whose queue reaches 7/8 of CLIENT_BUFFER during the
  * batch is written to there and then; if its socket is full, vh->slice_full
  * tells the worker to end the slice.  A client whose socket is full waits
  * for POLLOUT.
