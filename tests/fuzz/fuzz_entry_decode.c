@@ -29,6 +29,7 @@
 #include "worker/encode.h"
 
 #include "fuzz.h"
+#include "../seed_fields.h"
 
 #define FUZZ_MAX_PAIRS 300 /* more than DECODE_MAX_FIELDS, to reach that limit */
 
@@ -37,23 +38,9 @@ static const uint32_t fuzz_max_sizes[8] = {65536, 65536, 65536, 16384, 4096, 102
 static const char *const fuzz_sports[4] = {NULL, "basketball_nba", "americanfootball_nfl",
                                            "soccer_epl"};
 
-/* Keep in sync with decode_known in src/ingest/decode.c (README "Streams in"). */
-static const char *const fuzz_numeric[] = {
-    "price",      "point", "decimal_odds", "implied_probability", "novig_probability",
-    "fair_price", "edge"};
-static const char *const fuzz_seed_fields[] = {"event_id",
-                                               "sport_key",
-                                               "market_key",
-                                               "book_key",
-                                               "outcome_name",
-                                               "price",
-                                               "point",
-                                               "decimal_odds",
-                                               "implied_probability",
-                                               "novig_probability",
-                                               "fair_price",
-                                               "edge",
-                                               "normalized_at"};
+/* The contract's lists (README "Streams in"); decode_known in src/ingest/decode.c follows them. */
+static const char *const fuzz_numeric[] = {SEED_NUMERIC_FIELD_NAMES};
+static const char *const fuzz_seed_fields[] = {SEED_FIELD_NAMES};
 /* Filter key of each dimension, in enum frame_key order. */
 static const char *const fuzz_key_fields[FRAME_NKEYS] = {"sport_key", "event_id", "market_key",
                                                          "book_key"};

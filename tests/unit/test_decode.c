@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "test.h"
+#include "../seed_fields.h"
 
 #define ENTRY_MAX 300
 
@@ -179,40 +180,13 @@ check_payload_keys(const struct decoded *d, const char *const *want, size_t n)
 }
 
 /* The seed's fields in the seed's order (README "Streams in"). */
-static const char *const seed_fields[] = {"event_id",
-                                          "sport_key",
-                                          "market_key",
-                                          "book_key",
-                                          "outcome_name",
-                                          "price",
-                                          "point",
-                                          "decimal_odds",
-                                          "implied_probability",
-                                          "novig_probability",
-                                          "fair_price",
-                                          "edge",
-                                          "normalized_at"};
+static const char *const seed_fields[] = {SEED_FIELD_NAMES};
 #define NSEED (sizeof(seed_fields) / sizeof(seed_fields[0]))
 
 static void
 test_flat_full_entry(void)
 {
-    static const char *const want[] = {"event_id",
-                                       "sport_key",
-                                       "market_key",
-                                       "book_key",
-                                       "outcome_name",
-                                       "price",
-                                       "point",
-                                       "decimal_odds",
-                                       "implied_probability",
-                                       "novig_probability",
-                                       "fair_price",
-                                       "edge",
-                                       "normalized_at",
-                                       "source",
-                                       "zeta",
-                                       "alpha"};
+    static const char *const want[] = {SEED_FIELD_NAMES, "source", "zeta", "alpha"};
     struct entry e = {0};
     struct decoded d;
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "test.h"
+#include "../seed_fields.h"
 
 /* 2025-11-07T12:34:56.123Z, the seed README's example. */
 #define NOW_MS 1762518896123ULL
@@ -166,19 +167,7 @@ encode_built_at(int line, struct built *b, uint64_t now, size_t headroom, const 
 static void
 test_update_seed_example(void)
 {
-    static const char *const order[] = {"event_id",
-                                        "sport_key",
-                                        "market_key",
-                                        "book_key",
-                                        "outcome_name",
-                                        "price",
-                                        "point",
-                                        "decimal_odds",
-                                        "implied_probability",
-                                        "novig_probability",
-                                        "fair_price",
-                                        "edge",
-                                        "normalized_at"};
+    static const char *const order[] = {SEED_FIELD_NAMES};
     struct built b;
     cJSON *msg, *c;
     char *buf = NULL;
