@@ -28,9 +28,12 @@ VERSION   := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 SRCS      := $(wildcard src/common/*.c src/ingest/*.c src/worker/*.c src/supervisor/*.c)
 MAIN_SRC  := src/supervisor/main.c
-LIB_SRCS  := $(filter-out $(MAIN_SRC),$(SRCS))
+# Defines recv() for the whole process (src/worker/recv_override.h): only the
+# service binary gets it, never the unit tests.
+RECV_SRC  := src/worker/recv_override.c
+LIB_SRCS  := $(filter-out $(MAIN_SRC) $(RECV_SRC),$(SRCS))
 LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/%.o)
-MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o)
+MAIN_OBJ  := $(MAIN_SRC:%.c=$(BUILD)/%.o) $(RECV_SRC:%.c=$(BUILD)/%.o)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)

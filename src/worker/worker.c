@@ -1,5 +1,5 @@
 #include "worker.h"
-#include "encode.h"
+#include "outbound.h"
 #include "sub.h"
 #include "wsp.h"
 #include "../common/frame.h"
@@ -11,7 +11,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -20,8 +19,8 @@
 
 /*
  * Frames read from the ring per turn of the loop at most; every client given
- * some of them is written to at the end of the slice (wsp_batch_flush), and
- * one given 7/8 of CLIENT_BUFFER of them on the way (wsp_enqueue).  A slice
+ * some of them is written to at the end of the slice, and one given 7/8 of
+ * CLIENT_BUFFER of them on the way (outbound.h).  A slice
  * ends early when such a client's socket is full: it gets a turn of the
  * loop to drain, so a burst (say, the backlog after an ingest restart)
  * reaches a reading client in slices, while one whose socket stays full
@@ -62,38 +61,6 @@ static struct worker worker;
 
 static int worker_kinds[4] = {0, WORKER_FD_LISTEN, WORKER_FD_WAKE, WORKER_FD_SIGNAL};
 
-struct worker_delivery {
-    struct worker *w;
-    const struct frame_view *view;
-    struct wsp_msg *msg;
-    int failed;
-};
-
-static void
-worker_deliver(struct sub_member *m, void *arg)
-{
-    struct worker_delivery *d = arg;
-    struct wsp_session *ss =
-        (struct wsp_session *)((char *)m - offsetof(struct wsp_session, member));
-
-    if (d->failed)
-        return;
-    if (d->msg == NULL) {
-        /* Encoded once, on the first match: entries nobody wants cost no JSON. */
-        char err[128];
-        size_t len = 0;
-        char *buf = encode_update(d->view, time_now_ms(), LWS_PRE, &len, err, sizeof(err));
-        if (buf == NULL || (d->msg = wsp_msg_adopt(buf, len)) == NULL) {
-            d->failed = 1;
-            atomic_fetch_add_explicit(&d->w->vh.stats->invalid_frames, 1, memory_order_relaxed);
-            if (log_ratelimit_allow(&d->w->rl))
-                LOG_WARN("cannot encode frame: %s", buf == NULL ? err : "out of memory");
-            return;
-        }
-    }
-    wsp_enqueue(ss, d->msg);
-}
-
 static void
 worker_wake_self(struct worker *w)
 {
@@ -110,12 +77,11 @@ worker_drain_ring(struct worker *w)
     int budget = WORKER_FRAMES_PER_SLICE;
     uint64_t missed_before = w->reader.missed;
 
-    wsp_batch_begin(&w->vh);
+    outbound_batch_begin(&w->vh);
 
     while (budget-- > 0) {
         struct ring_frame_meta meta;
         struct frame_view view;
-        struct worker_delivery d = {w, &view, NULL, 0};
         uint32_t len;
         char err[128];
 
@@ -129,14 +95,12 @@ worker_drain_ring(struct worker *w)
                          (unsigned long long)(w->reader.next - 1), err);
             continue;
         }
-        sub_index_match(w->vh.index, view.keys, worker_deliver, &d);
-        wsp_msg_unref(d.msg);
-        if (w->vh.slice_full) {
+        if (outbound_broadcast(&w->vh, &view)) {
             budget = -1; /* a busy client's socket is full: let it drain */
             break;
         }
     }
-    wsp_batch_flush(&w->vh);
+    outbound_batch_flush(&w->vh);
     if (budget < 0)
         worker_wake_self(w); /* more to read: come back after one round of client I/O */
     if (w->reader.missed != missed_before && log_ratelimit_allow(&w->rl))
@@ -194,8 +158,8 @@ worker_stop_deadline(lws_sorted_usec_list_t *sul)
 {
     struct worker *w = lws_container_of(sul, struct worker, stop_deadline);
 
-    if (w->vh.nsessions > 0)
-        LOG_WARN("%u clients still open after the grace period; closing", w->vh.nsessions);
+    if (w->vh.sessions.count > 0)
+        LOG_WARN("%u clients still open after the grace period; closing", w->vh.sessions.count);
     w->done = 1;
     lws_cancel_service(w->ctx);
 }
@@ -206,7 +170,7 @@ worker_begin_stop(struct worker *w)
     if (w->vh.stopping)
         return;
     w->vh.stopping = 1;
-    LOG_INFO("stopping: closing %u clients", w->vh.nsessions);
+    LOG_INFO("stopping: closing %u clients", w->vh.sessions.count);
     atomic_store_explicit(&w->vh.stats->listening, 0, memory_order_relaxed);
     if (w->listen_wsi != NULL) {
         /* Closes our copy of the listener; the supervisor keeps its own. */
@@ -276,8 +240,7 @@ static const struct lws_protocols worker_protocols[] = {
      * its whole life; client messages are small (subscribe, heartbeat) and
      * longer ones arrive in pieces that wsp reassembles, so a small buffer
      * is most of the memory an idle connection costs. */
-    {"wsb", wsp_callback, sizeof(struct wsp_session), WORKER_RX_BUFFER, 0, NULL,
-     WSP_COALESCE_BYTES},
+    {"wsb", wsp_callback, sizeof(struct wsp_session), WORKER_RX_BUFFER, 0, NULL, OUTQ_WRITE_BYTES},
     {"wsb-raw", worker_raw_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
@@ -400,7 +363,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
 
     while (!w->done) {
         ev_run(w->loop, EVRUN_ONCE);
-        if (w->vh.stopping && w->vh.nsessions == 0)
+        if (w->vh.stopping && w->vh.sessions.count == 0)
             w->done = 1;
     }
     lws_sul_cancel(&w->stop_deadline);

@@ -1,6 +1,6 @@
 /*
  * fuzz_client_message: what a client sends, through the same steps as
- * wsp_handle_message (cmsg_parse, then for a subscribe sub_filter_parse,
+ * inbound_message in src/worker/inbound.c (cmsg_parse, then for a subscribe sub_filter_parse,
  * sub_index_join and the "subscribed" reply), plus the index matching it
  * feeds.
  *

@@ -1,0 +1,28 @@
+/*
+ * http: the plain HTTP side of a worker's port.
+ *
+ * GET /health and GET /metrics (JSON, or Prometheus text when asked for with
+ * ?format=prometheus or an Accept header) are answered from shared memory by
+ * any worker, for the whole instance; GET /ws without an upgrade gets 426,
+ * anything else 404, a method other than GET 405.  Every reply is
+ * Cache-Control: no-store.  Headers go out at once, the body at the next
+ * HTTP_WRITEABLE; the connection then waits for its next request (keep-alive).
+ *
+ * Worker role; single-threaded.  The reply in flight is held in the
+ * connection's struct wsp_session (http_body, http_len).
+ */
+#ifndef WSB_HTTP_H
+#define WSB_HTTP_H
+
+#include "wsp.h"
+
+/* lws's HTTP callback for path; 0, or -1 to hang up. */
+int http_request(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss, const char *path);
+
+/* lws's HTTP_WRITEABLE: the body.  0, or -1 to hang up. */
+int http_writeable(struct lws *wsi, struct wsp_session *ss);
+
+/* lws's CLOSED_HTTP: drop a reply never sent. */
+void http_closed(struct wsp_session *ss);
+
+#endif

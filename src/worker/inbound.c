@@ -1,0 +1,147 @@
+#include "inbound.h"
+#include "cmsg.h"
+#include "outbound.h"
+#include "../common/timeutil.h"
+#include "../common/utf8.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A reassembly buffer larger than this is given back after its message. */
+#define INBOUND_KEEP_RX_BYTES 16384
+
+static void
+inbound_heartbeat(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    cJSON *p = cJSON_CreateObject();
+    char connected[32], last[32];
+
+    if (p == NULL)
+        return;
+    time_format_iso_s(ss->connected_ms, connected, sizeof(connected));
+    time_format_iso_s(ss->last_sent_ms ? ss->last_sent_ms : ss->connected_ms, last, sizeof(last));
+    cJSON_AddStringToObject(p, "client_id", ss->client_id);
+    cJSON_AddStringToObject(p, "connected_at", connected);
+    /* Everything queued before this reply is sent before it: the client has
+     * received exactly this many messages when the reply arrives. */
+    cJSON_AddNumberToObject(p, "messages_sent", (double)ss->messages_queued);
+    cJSON_AddNumberToObject(p, "messages_received", (double)ss->messages_received);
+    cJSON_AddStringToObject(p, "last_message_at", last);
+    cJSON_AddNumberToObject(p, "buffer_size", vh->conf->client_buffer);
+    cJSON_AddNumberToObject(p, "buffer_utilization", 100.0 * ss->q.len / vh->conf->client_buffer);
+    outbound_send_message(vh, ss, "heartbeat", p);
+}
+
+static void
+inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *payload)
+{
+    struct sub_filter filter;
+    char why[256];
+
+    if (sub_filter_parse(payload, &vh->limits, &filter, why, sizeof(why)) != 0) {
+        /* The previous filter stays in force. */
+        outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
+        return;
+    }
+    sub_index_leave(vh->index, &ss->member);
+    if (sub_index_join(vh->index, &ss->member, &filter) != 0) {
+        outbound_send_error(vh, ss, "internal_error", "out of memory");
+        return;
+    }
+    outbound_send_message(vh, ss, "subscribed", sub_filter_to_json(sub_member_filter(&ss->member)));
+}
+
+static void
+inbound_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *text, size_t len)
+{
+    const struct conf *c = vh->conf;
+    struct cmsg msg;
+    const char *code;
+    char why[256];
+
+    ss->messages_received++;
+    /* RFC 6455 8.1: a text message that is not UTF-8 fails the connection. */
+    if (!utf8_valid(text, len)) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_INVALID_PAYLOAD, "text message is not UTF-8", 1);
+        return;
+    }
+    if (!tokenbucket_take(&ss->rate, time_mono_ms(), c->rate_limit, c->rate_burst)) {
+        if (++ss->rate_rejected >= c->rate_burst) {
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded", 1);
+            return;
+        }
+        outbound_send_error(vh, ss, "rate_limited", "too many messages; slow down");
+        return;
+    }
+    ss->rate_rejected = 0;
+    if (cmsg_parse(text, len, &msg, &code, why, sizeof(why)) != 0) {
+        outbound_send_error(vh, ss, code, why);
+        return;
+    }
+    switch (msg.type) {
+    case CMSG_SUBSCRIBE:
+        inbound_subscribe(vh, ss, msg.payload);
+        break;
+    case CMSG_UNSUBSCRIBE:
+        sub_index_leave(vh->index, &ss->member);
+        outbound_send_message(vh, ss, "unsubscribed", NULL);
+        break;
+    case CMSG_HEARTBEAT:
+        inbound_heartbeat(vh, ss);
+        break;
+    }
+    cmsg_free(&msg);
+}
+
+void
+inbound_receive(struct wsp_vhost *vh, struct wsp_session *ss, const char *in, size_t len)
+{
+    int final = lws_is_final_fragment(ss->wsi) && lws_remaining_packet_payload(ss->wsi) == 0;
+    size_t limit = vh->conf->max_message_size;
+
+    if (ss->close_code != 0)
+        return;
+    if (lws_frame_is_binary(ss->wsi)) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                           "binary messages are not supported", 1);
+        return;
+    }
+    if (ss->rx_len + len > limit) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too large", 1);
+        return;
+    }
+    if (final && ss->rx_len == 0) {
+        inbound_message(vh, ss, in, len); /* the common case: no copy */
+        return;
+    }
+    if (ss->rx_len + len > ss->rx_cap) {
+        size_t cap = ss->rx_cap ? ss->rx_cap : 1024;
+        char *p;
+        while (cap < ss->rx_len + len)
+            cap *= 2;
+        p = realloc(ss->rx, cap);
+        if (p == NULL) {
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+            return;
+        }
+        ss->rx = p;
+        ss->rx_cap = cap;
+    }
+    memcpy(ss->rx + ss->rx_len, in, len);
+    ss->rx_len += len;
+    if (final) {
+        inbound_message(vh, ss, ss->rx, ss->rx_len);
+        ss->rx_len = 0;
+        if (ss->rx_cap > INBOUND_KEEP_RX_BYTES)
+            inbound_release(ss);
+    }
+}
+
+void
+inbound_release(struct wsp_session *ss)
+{
+    free(ss->rx);
+    ss->rx = NULL;
+    ss->rx_len = 0;
+    ss->rx_cap = 0;
+}

@@ -1,0 +1,257 @@
+#include "outbound.h"
+#include "encode.h"
+#include "../common/log.h"
+#include "../common/timeutil.h"
+
+#include <string.h>
+
+/* Bounds one client's turn in the loop: at most this many writes of at most
+ * OUTQ_WRITE_BYTES each, well above what the worker queues per turn, so a
+ * client that keeps up empties its queue every turn. */
+#define OUTBOUND_WRITES_PER_ROUND 16
+
+static struct log_ratelimit outbound_rl = LOG_RATELIMIT_INIT(10000, 10);
+
+static void
+outbound_mark_dirty(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    if (lws_dll2_is_detached(&ss->dirty))
+        lws_dll2_add_head(&ss->dirty, &vh->dirty);
+}
+
+/* Write ss's queue; counts what went out and notes an emptied queue.
+ * -1 if the connection is broken. */
+static int
+outbound_write(struct wsp_vhost *vh, struct wsp_session *ss, int head_only)
+{
+    uint32_t delivered;
+    int rc = outq_write(&ss->q, lws_get_socket_fd(ss->wsi), OUTBOUND_WRITES_PER_ROUND, head_only,
+                        &delivered);
+
+    if (delivered > 0)
+        WSP_STAT_ADD(vh, total_messages, delivered);
+    if (ss->q.len == 0)
+        ss->ended_slice = 0;
+    return rc;
+}
+
+/* Write ss's queue now, outside lws's writeable callback.  Anything but
+ * plain data (a close, a ping, bytes lws holds) is left to that callback.
+ * Returns 0 if the queue is empty afterwards. */
+static int
+outbound_send_direct(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    if (ss->close_code != 0 || ss->guard_code != 0 || ss->ping_due || ss->broken ||
+        lws_partial_buffered(ss->wsi)) {
+        lws_callback_on_writable(ss->wsi);
+        return -1;
+    }
+    if (outbound_write(vh, ss, 0) < 0)
+        ss->broken = 1;
+    ss->last_sent_ms = vh->batch_ms;
+    if (ss->q.len > 0 || ss->broken) {
+        ss->await_pollout = !ss->broken;
+        lws_callback_on_writable(ss->wsi);
+        return -1;
+    }
+    return 0;
+}
+
+void
+outbound_enqueue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *m)
+{
+    uint32_t limit = vh->conf->client_buffer;
+
+    if (ss->close_code != 0)
+        return; /* on its way out: nothing more is sent */
+    if (outq_push(&ss->q, m, limit) != 0) {
+        WSP_STAT_ADD(vh, dropped_messages, 1);
+        if (outq_full(&ss->q, limit)) {
+            WSP_STAT_ADD(vh, slow_disconnects, 1);
+            LOG_INFO("client %s too slow (%u messages queued); disconnecting", ss->client_id,
+                     ss->q.len);
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                               "client too slow: send buffer full", 0);
+        } else {
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+        }
+        return;
+    }
+    ss->messages_queued++;
+    if (!vh->batching) {
+        if (ss->q.len == 1)
+            lws_callback_on_writable(ss->wsi);
+        return;
+    }
+    outbound_mark_dirty(vh, ss);
+    /* A client that takes many of the slice's entries is written to as soon
+     * as its queue nears CLIENT_BUFFER (7/8 of it), so the slice can go on
+     * for the others, who get fewer, fuller writes.  If its socket is full,
+     * the slice ends here: it gets a turn of the loop to drain before
+     * anything more is queued to it (and is cut off only if it is still
+     * full when its queue overflows).  Once until its queue has been empty
+     * again: a client that reads just enough to stay near CLIENT_BUFFER
+     * must not cut every slice short for everyone else. */
+    if (ss->q.len >= limit - limit / 8 && outbound_send_direct(vh, ss) != 0 && !ss->ended_slice) {
+        ss->ended_slice = 1;
+        vh->slice_full = 1;
+    }
+}
+
+static void
+outbound_send_owned(struct wsp_vhost *vh, struct wsp_session *ss, char *buf, size_t len)
+{
+    struct outq_msg *m;
+
+    if (buf == NULL)
+        return;
+    m = outq_msg_adopt(buf, len);
+    if (m == NULL)
+        return;
+    outbound_enqueue(vh, ss, m);
+    outq_msg_unref(m);
+}
+
+void
+outbound_send_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *type,
+                      cJSON *payload)
+{
+    size_t len = 0;
+    char *buf = encode_message(type, payload, time_now_ms(), OUTQ_HEADROOM, &len);
+
+    outbound_send_owned(vh, ss, buf, len);
+}
+
+void
+outbound_send_error(struct wsp_vhost *vh, struct wsp_session *ss, const char *code,
+                    const char *message)
+{
+    size_t len = 0;
+    char *buf = encode_error(code, message, time_now_ms(), OUTQ_HEADROOM, &len);
+
+    WSP_STAT_ADD(vh, client_errors, 1);
+    outbound_send_owned(vh, ss, buf, len);
+}
+
+void
+outbound_batch_begin(struct wsp_vhost *vh)
+{
+    vh->batching = 1;
+    vh->slice_full = 0;
+    vh->batch_ms = time_now_ms();
+}
+
+struct outbound_delivery {
+    struct wsp_vhost *vh;
+    const struct frame_view *view;
+    struct outq_msg *msg;
+    int failed;
+};
+
+static void
+outbound_deliver(struct sub_member *member, void *arg)
+{
+    struct outbound_delivery *d = arg;
+    struct wsp_session *ss = lws_container_of(member, struct wsp_session, member);
+
+    if (d->failed)
+        return;
+    if (d->msg == NULL) {
+        /* Encoded once, on the first match: entries nobody wants cost no JSON. */
+        char err[128];
+        size_t len = 0;
+        char *buf = encode_update(d->view, time_now_ms(), OUTQ_HEADROOM, &len, err, sizeof(err));
+        if (buf == NULL || (d->msg = outq_msg_adopt(buf, len)) == NULL) {
+            d->failed = 1;
+            WSP_STAT_ADD(d->vh, invalid_frames, 1);
+            if (log_ratelimit_allow(&outbound_rl))
+                LOG_WARN("cannot encode frame: %s", buf == NULL ? err : "out of memory");
+            return;
+        }
+    }
+    outbound_enqueue(d->vh, ss, d->msg);
+}
+
+int
+outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view)
+{
+    struct outbound_delivery d = {vh, view, NULL, 0};
+    int full;
+
+    vh->slice_full = 0;
+    sub_index_match(vh->index, view->keys, outbound_deliver, &d);
+    outq_msg_unref(d.msg);
+    full = vh->slice_full;
+    vh->slice_full = 0;
+    return full;
+}
+
+void
+outbound_batch_flush(struct wsp_vhost *vh)
+{
+    vh->batching = 0;
+    while (vh->dirty.head != NULL) {
+        struct wsp_session *ss = lws_container_of(vh->dirty.head, struct wsp_session, dirty);
+        lws_dll2_remove(&ss->dirty);
+        if (ss->await_pollout)
+            lws_callback_on_writable(ss->wsi); /* still full: wait for POLLOUT */
+        else
+            (void)outbound_send_direct(vh, ss);
+    }
+}
+
+int
+outbound_writeable(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    int closing_now;
+
+    ss->await_pollout = 0;
+    if (ss->broken)
+        return -1; /* a direct write found the connection broken */
+
+    if (ss->guard_code != 0 && ss->close_code == 0)
+        wsp_schedule_close(ss, ss->guard_code, ss->guard_why, 1);
+    /* lws still holds bytes of its own (a handshake reply, a ping): they
+     * go first, and lws calls back when they are out. */
+    if (lws_partial_buffered(ss->wsi)) {
+        lws_callback_on_writable(ss->wsi);
+        return 0;
+    }
+    closing_now = ss->close_code != 0 && (!ss->close_flush || ss->q.len == 0);
+    if (outq_mid_frame(&ss->q) || !closing_now) {
+        /* A slow client being cut still gets the rest of a frame it has
+         * half of, and nothing more. */
+        if (outbound_write(vh, ss, closing_now) < 0)
+            return -1;
+    }
+    if (!outq_mid_frame(&ss->q)) {
+        if (closing_now) {
+            lws_close_reason(ss->wsi, (enum lws_close_status)ss->close_code,
+                             (unsigned char *)ss->close_reason, strlen(ss->close_reason));
+            return -1;
+        }
+        if (ss->ping_due) {
+            /* A payload, because lws 4.1 does not pass an empty pong up; any
+             * bytes from the client count as an answer anyway (rxguard). */
+            unsigned char ping[LWS_PRE + 4];
+            memcpy(ping + LWS_PRE, "wsb!", 4);
+            ss->ping_due = 0;
+            if (lws_write(ss->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+                return -1;
+        }
+    }
+    if (ss->q.len > 0 || ss->close_code != 0 || ss->ping_due)
+        lws_callback_on_writable(ss->wsi);
+    ss->last_sent_ms = time_now_ms();
+    return 0;
+}
+
+void
+outbound_release(struct wsp_session *ss)
+{
+    /* Not expected (batches do not reach lws), but a session freed while
+     * on the dirty list would be written after it is gone. */
+    if (!lws_dll2_is_detached(&ss->dirty))
+        lws_dll2_remove(&ss->dirty);
+    outq_clear(&ss->q);
+}

@@ -1,0 +1,67 @@
+/*
+ * outbound: everything the worker sends to its WebSocket clients.
+ *
+ * Each client's queue (struct outq) holds at most CLIENT_BUFFER shared,
+ * already-framed messages; a client whose queue is full loses that message
+ * (dropped_messages) and is closed with 1008: a slow client never holds up
+ * the others or the worker's memory.
+ *
+ * Ring entries reach clients in batches: the worker opens a batch, hands
+ * each decoded entry of a ring slice to outbound_broadcast(), which matches
+ * it against the filter index, encodes it once on the first match and
+ * queues the same message to every matching client; outbound_batch_flush()
+ * then writes every client given something once, with all of it, in this
+ * turn of the loop.  Waiting for each socket's writeable callback instead
+ * lets the loop interleave small drains with writes, and a client would get
+ * one write per entry at moderate rates.  A client whose queue reaches 7/8
+ * of CLIENT_BUFFER during the batch is written there and then; if its
+ * socket is full the slice should end, so it can drain (see
+ * outbound_broadcast's return value).
+ *
+ * Everything else (replies, errors, pings, the close frame) goes out from
+ * outbound_writeable(), lws's writeable callback, where control frames are
+ * only ever written between complete data frames.
+ *
+ * Worker role; single-threaded.
+ */
+#ifndef WSB_OUTBOUND_H
+#define WSB_OUTBOUND_H
+
+#include "wsp.h"
+#include "../common/frame.h"
+
+#include <cjson/cJSON.h>
+
+/* Queue m to ss (a reference is taken), or drop it and cut ss off if its
+ * queue is full.  Outside a batch, ss is written at its next writeable
+ * callback; inside one, by outbound_batch_flush(). */
+void outbound_enqueue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *m);
+
+/* A "type" message with payload (consumed; NULL means {}) to ss alone. */
+void outbound_send_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *type,
+                           cJSON *payload);
+
+/* An "error" message {code, message} to ss alone; counted in client_errors. */
+void outbound_send_error(struct wsp_vhost *vh, struct wsp_session *ss, const char *code,
+                         const char *message);
+
+void outbound_batch_begin(struct wsp_vhost *vh);
+
+/* Match the entry in view against the filter index and queue it, encoded
+ * once, to every client it matches.  Returns 1 if a client near its
+ * CLIENT_BUFFER could not be written because its socket is full: the
+ * caller should end the ring slice and give it a turn of the loop to
+ * drain.  0 otherwise (an entry that cannot be encoded is counted in
+ * invalid_frames and logged). */
+int outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view);
+
+void outbound_batch_flush(struct wsp_vhost *vh);
+
+/* lws's SERVER_WRITEABLE for ss: the rest of its queue, then a pending
+ * ping, then a scheduled close.  Returns -1 when lws is to close it. */
+int outbound_writeable(struct wsp_vhost *vh, struct wsp_session *ss);
+
+/* A closing session leaves the batch and frees its queue. */
+void outbound_release(struct wsp_session *ss);
+
+#endif

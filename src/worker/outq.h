@@ -1,0 +1,103 @@
+/*
+ * outq: framed server messages and one client's queue of them.
+ *
+ * Every server message is a refcounted struct outq_msg, encoded once and
+ * framed once: the WebSocket frame header is written in the headroom right
+ * before the text, so the whole frame (frame_len bytes at buf + frame_off)
+ * goes out as is, and an update encoded once is queued to every matching
+ * client without a copy.
+ *
+ * A struct outq is one client's FIFO of such messages.  outq_write() sends
+ * its head in one gathering sendmsg() straight from the shared messages: on
+ * loopback a write costs several microseconds whatever its size, and a copy
+ * into a staging buffer cost as much CPU as the kernel's own copy, so writes
+ * per delivered message decide throughput.  The socket may take part of a
+ * frame; head_off remembers how much, and the caller must write nothing
+ * else on that socket (no ping, pong or close frame) until outq_mid_frame()
+ * is false again, or the client would see a frame cut in two.
+ *
+ * Worker role, single-threaded.  No policy here: the caller decides the
+ * queue's bound (CLIENT_BUFFER) and what to do when it is reached.
+ */
+#ifndef WSB_OUTQ_H
+#define WSB_OUTQ_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes of one gathering write (one larger frame goes out on its own).
+ * Also the protocol's tx_packet_size, for the HTTP replies lws writes: it
+ * cuts every write to that (else to the rx buffer size) and buffers the
+ * rest. */
+#define OUTQ_WRITE_BYTES 65536
+
+/* The headroom in front of a message's text: LWS_PRE, so lws could frame
+ * the same buffer too. */
+#define OUTQ_HEADROOM LWS_PRE
+
+struct outq_msg {
+    uint32_t refs;
+    uint32_t len;       /* bytes of text at buf + OUTQ_HEADROOM */
+    uint32_t frame_off; /* the frame (header + text) starts here in buf */
+    uint32_t frame_len;
+    char *buf; /* OUTQ_HEADROOM bytes of headroom, then the text */
+};
+
+/* Write the header of an unmasked, final text frame (RFC 6455 5.2) for a
+ * payload of len bytes into hdr (at least 10 bytes); returns its length. */
+size_t outq_frame_header(unsigned char *hdr, uint64_t len);
+
+/* Take ownership of buf (OUTQ_HEADROOM bytes, then len bytes of text) and
+ * frame it; refs = 1.  NULL on OOM (buf is freed). */
+struct outq_msg *outq_msg_adopt(char *buf, size_t len);
+
+/* A message of text[0..len) copied behind the headroom, refs = 1; NULL on OOM. */
+struct outq_msg *outq_msg_new(const char *text, size_t len);
+
+void outq_msg_ref(struct outq_msg *m);
+
+/* Drop one reference; frees m with the last.  NULL is a no-op. */
+void outq_msg_unref(struct outq_msg *m);
+
+/* One client's queue: a ring of message pointers that grows on demand, so an
+ * idle client costs no queue memory.  Zero-initialised is empty. */
+struct outq {
+    struct outq_msg **slots;
+    uint32_t cap, head, len;
+    uint32_t head_off; /* bytes of the head message's frame already written */
+};
+
+/* Append m (a reference is taken) if fewer than limit messages are queued.
+ * 0, or -1 if the queue holds limit messages or memory ran out (m is not
+ * queued either way; outq_full tells which). */
+int outq_push(struct outq *q, struct outq_msg *m, uint32_t limit);
+
+static inline int
+outq_full(const struct outq *q, uint32_t limit)
+{
+    return q->len >= limit;
+}
+
+/* A frame is partly written: only the rest of it may go out next. */
+static inline int
+outq_mid_frame(const struct outq *q)
+{
+    return q->head_off > 0;
+}
+
+/* Drop every queued message and the ring itself. */
+void outq_clear(struct outq *q);
+
+/*
+ * Write what is queued to the non-blocking socket fd: at most `rounds`
+ * sendmsg() calls, each gathering frames up to OUTQ_WRITE_BYTES.  With
+ * head_only, only the rest of the head frame (a client being cut off gets
+ * the frame it has half of, and nothing more).  Stops early when the socket
+ * takes less than offered (it is full).  *delivered counts the frames that
+ * went out completely.  Returns 0 (the queue may still hold messages), or
+ * -1 if the connection is broken (errno set).
+ */
+int outq_write(struct outq *q, int fd, int rounds, int head_only, uint32_t *delivered);
+
+#endif
