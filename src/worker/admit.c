@@ -28,7 +28,7 @@ admit_origin_listed(const char *list, const char *origin)
         }
         while (len > 0 && item[len - 1] == ' ')
             len--;
-        if (len == origin_len && strncasecmp(item, origin, len) == 0)
+        if (len > 0 && len == origin_len && strncasecmp(item, origin, len) == 0)
             return 1;
         list += n;
         if (*list == ',')

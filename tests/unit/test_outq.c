@@ -1,0 +1,189 @@
+/*
+ * test_outq: the frames every client receives.  A wrong frame header or a
+ * partly written frame resumed at the wrong byte corrupts a client's stream
+ * for good, so the header is checked at each length boundary, and the
+ * gathering write is driven over a socketpair whose receiver reads a little
+ * at a time, the way a slow client does.
+ */
+#include "worker/outq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "test.h"
+
+static void
+header_lengths(void)
+{
+    unsigned char h[10];
+
+    CHECK_INT(outq_frame_header(h, 0), 2);
+    CHECK_INT(h[0], 0x81);
+    CHECK_INT(h[1], 0);
+    CHECK_INT(outq_frame_header(h, 125), 2);
+    CHECK_INT(h[1], 125);
+    CHECK_INT(outq_frame_header(h, 126), 4);
+    CHECK_INT(h[1], 126);
+    CHECK_INT(h[2], 0);
+    CHECK_INT(h[3], 126);
+    CHECK_INT(outq_frame_header(h, 65535), 4);
+    CHECK_INT(h[2], 0xff);
+    CHECK_INT(h[3], 0xff);
+    CHECK_INT(outq_frame_header(h, 65536), 10);
+    CHECK_INT(h[1], 127);
+    for (int i = 2; i < 10; i++)
+        CHECK_INT(h[i], i == 7 ? 1 : 0);
+    CHECK_INT(outq_frame_header(h, 0x0102030405ULL), 10);
+    CHECK_INT(h[5], 0x01);
+    CHECK_INT(h[9], 0x05);
+}
+
+static void
+msg_frame_in_headroom(void)
+{
+    struct outq_msg *m = outq_msg_new("hello", 5);
+    const unsigned char *f;
+
+    CHECK(m != NULL);
+    CHECK_INT(m->frame_len, 7);
+    CHECK_INT(m->frame_off + m->frame_len, OUTQ_HEADROOM + 5);
+    f = (const unsigned char *)m->buf + m->frame_off;
+    CHECK_INT(f[0], 0x81);
+    CHECK_INT(f[1], 5);
+    CHECK(memcmp(f + 2, "hello", 5) == 0);
+    CHECK_INT(m->buf[OUTQ_HEADROOM + 5], '\0');
+    outq_msg_unref(m);
+}
+
+static void
+push_limit_and_refs(void)
+{
+    struct outq q = {0};
+    struct outq_msg *m = outq_msg_new("x", 1);
+
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(outq_push(&q, m, 3), 0);
+    CHECK_INT(m->refs, 4);
+    CHECK(outq_full(&q, 3));
+    CHECK_INT(outq_push(&q, m, 3), -1);
+    CHECK_INT(m->refs, 4);
+    outq_clear(&q);
+    CHECK_INT(m->refs, 1);
+    CHECK_INT(q.len, 0);
+    CHECK(q.slots == NULL);
+    outq_msg_unref(m);
+}
+
+/* Read everything pending on fd into buf at off; returns the new offset. */
+static size_t
+drain(int fd, unsigned char *buf, size_t off, size_t cap, size_t at_most)
+{
+    while (off < cap && at_most > 0) {
+        size_t want = cap - off < at_most ? cap - off : at_most;
+        ssize_t n = read(fd, buf + off, want);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+        at_most -= (size_t)n;
+    }
+    return off;
+}
+
+/* Many messages of varied sizes through a small socket buffer, read a few
+ * KB at a time: the bytes received are exactly the frames, in order. */
+static void
+partial_writes_resume_at_the_right_byte(void)
+{
+    enum { N = 200 };
+    int sv[2], size = 4096;
+    struct outq q = {0};
+    static unsigned char expect[N * 9000], got[N * 9000];
+    size_t expect_len = 0, got_len = 0;
+    uint32_t delivered_total = 0;
+
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    CHECK_INT(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+    CHECK_INT(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    for (int i = 0; i < N; i++) {
+        char text[8192];
+        size_t len = (size_t)(i * 37) % 8000 + 1;
+        struct outq_msg *m;
+        memset(text, 'a' + i % 26, len);
+        m = outq_msg_new(text, len);
+        memcpy(expect + expect_len, m->buf + m->frame_off, m->frame_len);
+        expect_len += m->frame_len;
+        CHECK_INT(outq_push(&q, m, N), 0);
+        outq_msg_unref(m);
+    }
+    for (int spins = 0; q.len > 0 && spins < 100000; spins++) {
+        uint32_t delivered;
+        CHECK_INT(outq_write(&q, sv[0], 4, 0, &delivered), 0);
+        delivered_total += delivered;
+        got_len = drain(sv[1], got, got_len, sizeof(got), 3000);
+    }
+    got_len = drain(sv[1], got, got_len, sizeof(got), sizeof(got));
+    CHECK_INT(q.len, 0);
+    CHECK_INT(delivered_total, N);
+    CHECK_INT(got_len, expect_len);
+    CHECK(memcmp(got, expect, expect_len) == 0);
+    outq_clear(&q);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/* head_only writes the rest of the head frame and nothing after it. */
+static void
+head_only_finishes_one_frame(void)
+{
+    int sv[2];
+    struct outq q = {0};
+    struct outq_msg *a = outq_msg_new("first", 5), *b = outq_msg_new("second", 6);
+    unsigned char got[64];
+    uint32_t delivered;
+    ssize_t n;
+
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    CHECK_INT(outq_push(&q, a, 8), 0);
+    CHECK_INT(outq_push(&q, b, 8), 0);
+    q.head_off = 3; /* as if 3 bytes of the first frame were out */
+    CHECK(outq_mid_frame(&q));
+    CHECK_INT(outq_write(&q, sv[0], 4, 1, &delivered), 0);
+    CHECK_INT(delivered, 1);
+    CHECK(!outq_mid_frame(&q));
+    CHECK_INT(q.len, 1);
+    n = read(sv[1], got, sizeof(got));
+    CHECK_INT(n, (ssize_t)a->frame_len - 3);
+    CHECK(memcmp(got, a->buf + a->frame_off + 3, (size_t)n) == 0);
+    outq_clear(&q);
+    outq_msg_unref(a);
+    outq_msg_unref(b);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void
+broken_connection_is_reported(void)
+{
+    int sv[2];
+    struct outq q = {0};
+    struct outq_msg *m = outq_msg_new("x", 1);
+    uint32_t delivered;
+
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    close(sv[1]);
+    CHECK_INT(outq_push(&q, m, 8), 0);
+    CHECK_INT(outq_write(&q, sv[0], 4, 0, &delivered), -1);
+    CHECK_INT(errno, EPIPE);
+    CHECK_INT(q.len, 1);
+    outq_clear(&q);
+    outq_msg_unref(m);
+    close(sv[0]);
+}
+
+TEST_MAIN(TEST(header_lengths), TEST(msg_frame_in_headroom), TEST(push_limit_and_refs),
+          TEST(partial_writes_resume_at_the_right_byte), TEST(head_only_finishes_one_frame),
+          TEST(broken_connection_is_reported))
