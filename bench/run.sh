@@ -25,6 +25,10 @@ KEEP_TMP=${KEEP_TMP:-0}
 CEIL_MAX_BUFFER=${CEIL_MAX_BUFFER:-67108864}
 # Extra service settings, KEY=VALUE separated by spaces (e.g. CLIENT_BUFFER=4096).
 SVC_SETTINGS=${SVC_SETTINGS:-}
+# Another build of the service (say, of the previous commit) for the targets
+# "base" and "base-w1", measured in the same rounds as "svc" for a
+# before/after comparison.
+BASE_BIN=${BASE_BIN:-}
 
 BIN_SVC=bin/ws-broadcaster
 BIN_LOAD=bin/wsb-load
@@ -270,8 +274,13 @@ run_one() { # scenario target run
 
     port=$(free_port)
     case $tgt in
-    svc | svc-w1)
-        workers=$([ "$tgt" = svc-w1 ] && echo 1 || echo auto)
+    svc | svc-w1 | base | base-w1)
+        local bin=$BIN_SVC
+        if [ "${tgt#base}" != "$tgt" ]; then
+            [ -x "$BASE_BIN" ] || { fail_run "target $tgt needs BASE_BIN (an executable)"; return 1; }
+            bin=$BASE_BIN
+        fi
+        workers=$([ "${tgt%-w1}" != "$tgt" ] && echo 1 || echo auto)
         cat >"$dir/ws-broadcaster.conf" <<EOF
 SERVER_ADDR=127.0.0.1:$port
 REDIS_URL=127.0.0.1:$rport
@@ -285,14 +294,14 @@ RATE_LIMIT=1000000
 RATE_BURST=1000000
 EOF
         for kv in $SVC_SETTINGS; do echo "$kv"; done >>"$dir/ws-broadcaster.conf"
-        "${TGT_PREFIX[@]}" "$BIN_SVC" -c "$dir/ws-broadcaster.conf" >"$dir/target.log" 2>&1 &
+        "${TGT_PREFIX[@]}" "$bin" -c "$dir/ws-broadcaster.conf" >"$dir/target.log" 2>&1 &
         ;;
     ceil-each | ceil-coalesce)
         "${TGT_PREFIX[@]}" "$BIN_CEIL" --listen "127.0.0.1:$port" --redis "127.0.0.1:$rport" \
             --sports "$SPORTS" --mode "${tgt#ceil-}" --max-buffer "$CEIL_MAX_BUFFER" --json "$dir/ceiling.json" >"$dir/target.log" 2>&1 &
         ;;
     *)
-        fail_run "unknown target '$tgt' (svc-w1 svc ceil-each ceil-coalesce)"
+        fail_run "unknown target '$tgt' (svc-w1 svc base-w1 base ceil-each ceil-coalesce)"
         return 1
         ;;
     esac
@@ -303,7 +312,7 @@ EOF
         return 1
     fi
     sleep 0.5 # let every worker settle
-    [ "$tgt" = svc ] && workers=$(($(tree_pids "$tgt_pid" | wc -l) - 2))
+    case $tgt in svc | base) workers=$(($(tree_pids "$tgt_pid" | wc -l) - 2)) ;; esac
     read -r base_rss _ _ <<<"$(tree_mem_kb "$tgt_pid")"
 
     local load_args=(-u "ws://127.0.0.1:$port/ws" -c "$SC_CLIENTS" -t "$LOAD_THREADS" -r "$RAMP"
@@ -350,7 +359,7 @@ EOF
     t1=$(now_s)
     [ -n "$pub_pid" ] && { wait "$pub_pid" || echo "bench: wsb-publish failed, see $dir/publish.out" >&2; }
     wait "$load_pid" || echo "bench: wsb-load exited non-zero, see $dir/load.out" >&2
-    case $tgt in svc*) metrics=$(http_get "$port" /metrics | tail -1) ;; esac
+    case $tgt in svc* | base*) metrics=$(http_get "$port" /metrics | tail -1) ;; esac
     [[ $metrics == "{"*"}" ]] || metrics=""
     touch "$dir/mem.stop"
     wait "$sampler_pid" 2>/dev/null || true
@@ -458,7 +467,7 @@ END {
     for (i = 1; i <= nkeys; i++) {
         key = order[i]; sc = sc_of[key]; tg = tg_of[key]
         ve = "-"; vc = "-"
-        if (tg ~ /^svc/) {
+        if (tg ~ /^(svc|base)/) {
             e = sc SUBSEP "ceil-each"; k = sc SUBSEP "ceil-coalesce"
             if (e in cnt) ve = ratio(med[key, 4], med[e, 4]) "/" ratio(med[key, 7], med[e, 7])
             if (k in cnt) vc = ratio(med[key, 4], med[k, 4]) "/" ratio(med[key, 7], med[k, 7])
