@@ -19,8 +19,18 @@ outbound_mark_dirty(struct wsp_vhost *vh, struct wsp_session *ss)
         lws_dll2_add_head(&ss->dirty, &vh->dirty);
 }
 
-/* Write ss's queue; counts what went out and notes an emptied queue.
- * -1 if the connection is broken. */
+/*
+ * Write ss's queue; counts what went out and notes an emptied queue.  -1 if
+ * the connection is broken.
+ *
+ * A frame the socket took only part of is finished by lws: its rest is
+ * handed over as raw bytes, which lws buffers and writes before anything
+ * else on that connection.  lws answers a client's ping (and sends its own
+ * close reply) at the next POLLOUT, ahead of our writeable callback; with the
+ * rest of a frame still ours, that pong would land in the middle of it and
+ * corrupt the client's stream.  Only a full socket leaves a frame half
+ * sent, so the copy lws makes is rare.
+ */
 static int
 outbound_write(struct wsp_vhost *vh, struct wsp_session *ss, int head_only)
 {
@@ -28,6 +38,14 @@ outbound_write(struct wsp_vhost *vh, struct wsp_session *ss, int head_only)
     int rc = outq_write(&ss->q, lws_get_socket_fd(ss->wsi), OUTBOUND_WRITES_PER_ROUND, head_only,
                         &delivered);
 
+    if (rc == 0 && outq_mid_frame(&ss->q)) {
+        size_t len;
+        const unsigned char *rest = outq_head_rest(&ss->q, &len);
+        if (lws_write(ss->wsi, (unsigned char *)rest, len, LWS_WRITE_RAW) < (int)len)
+            rc = -1;
+        outq_drop_head(&ss->q);
+        delivered++;
+    }
     if (delivered > 0)
         WSP_STAT_ADD(vh, total_messages, delivered);
     if (ss->q.len == 0)

@@ -112,6 +112,29 @@ outq_pop(struct outq *q)
     q->len--;
 }
 
+const unsigned char *
+outq_head_rest(const struct outq *q, size_t *len)
+{
+    const struct outq_msg *m;
+
+    if (q->len == 0) {
+        *len = 0;
+        return NULL;
+    }
+    m = q->slots[q->head];
+    *len = m->frame_len - q->head_off;
+    return (const unsigned char *)m->buf + m->frame_off + q->head_off;
+}
+
+void
+outq_drop_head(struct outq *q)
+{
+    if (q->len == 0)
+        return;
+    q->head_off = 0;
+    outq_pop(q);
+}
+
 void
 outq_clear(struct outq *q)
 {

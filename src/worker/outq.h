@@ -86,6 +86,13 @@ outq_mid_frame(const struct outq *q)
     return q->head_off > 0;
 }
 
+/* The unwritten rest of the head frame, and its length; NULL if the queue is
+ * empty.  With outq_drop_head, for handing that rest to another writer. */
+const unsigned char *outq_head_rest(const struct outq *q, size_t *len);
+
+/* Drop the head message (the rest of its frame is someone else's now). */
+void outq_drop_head(struct outq *q);
+
 /* Drop every queued message and the ring itself. */
 void outq_clear(struct outq *q);
 
