@@ -1,4 +1,5 @@
 #include "shm.h"
+#include "hash.h"
 
 #include <assert.h>
 #include <string.h>
@@ -12,6 +13,8 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 static_assert(sizeof(struct shm_header) == RING_CACHELINE, "header is one cache line");
 static_assert(sizeof(struct shm_ingest) == RING_CACHELINE, "ingest stats: one line");
+static_assert(sizeof(struct shm_retired) == RING_CACHELINE,
+              "retired totals: one line, so the stream table after it stays aligned");
 static_assert(sizeof(struct shm_worker) == 2 * RING_CACHELINE, "worker stats: own lines");
 static_assert(offsetof(struct shm, workers) % RING_CACHELINE == 0,
               "worker slots start on a cache line: no false sharing between workers");
@@ -164,14 +167,13 @@ shm_worker_retire(struct shm *s, uint32_t i)
 struct shm_ip_key
 shm_ip_key(const void *addr, size_t len)
 {
-    const unsigned char *p = addr;
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    /* Keyed: with a public hash, addresses a client controls (a v6 prefix
+     * holds plenty) could be chosen to share buckets with a victim's and
+     * push its count to MAX_CLIENTS_PER_IP.  The key is the instance's
+     * (hash.h), so every worker buckets an address alike. */
+    uint64_t h = hash_bytes(addr, len);
     struct shm_ip_key key;
 
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
-    }
     key.b1 = (uint16_t)(h & (SHM_IP_BUCKETS - 1));
     key.b2 = (uint16_t)((h >> 32) & (SHM_IP_BUCKETS - 1));
     if (key.b2 == key.b1)

@@ -5,17 +5,23 @@
  * so it outlives every child and a restarted child inherits it as it was.
  * Everything in it is found by offset, never by pointer.
  *
- *   struct shm_header      magic, version, sizes; set once before fork
- *   struct shm_ingest      ingest stats and state           (writer: ingest)
+ *   struct shm_header      magic, version, sizes   (writer: supervisor, before fork)
+ *   struct shm_ingest      ingest stats and state  (writer: ingest; pid, restarts and
+ *                                                    streams_since_ms: supervisor)
  *   struct shm_retired     totals of workers that died       (writer: supervisor)
  *   struct shm_stream[]    stream names and last Redis ids   (writer: ingest)
- *   struct shm_worker[]    one per worker slot, own lines    (writer: that worker)
+ *   struct shm_worker[]    one per worker slot, own lines    (writer: that worker;
+ *                                                    pid, restarts: supervisor)
+ *   struct shm_iptable[]   per-worker client-address counts  (writer: that worker)
  *   struct ring            then its slots and data           (writer: ingest)
  *
- * Every shared field has exactly one writing role, named beside it.  Stats
- * are relaxed atomics: they are counters, nothing is ordered by them.  The
- * sizes and offsets the other roles depend on are checked at compile time
- * in shm.c.
+ * Every shared field has exactly one writing role, named beside it.  The one
+ * kind of exception: after reaping a worker, the supervisor folds and zeroes
+ * that worker's slot and address table (shm_worker_retire); the writer is
+ * dead then and its successor not yet forked, so two writers never overlap.
+ * Stats are relaxed atomics: they are counters, nothing is ordered by them.
+ * The sizes and offsets the other roles depend on are checked at compile
+ * time in shm.c.
  */
 #ifndef WSB_SHM_H
 #define WSB_SHM_H
@@ -43,20 +49,24 @@ struct shm_header {
 };
 
 struct shm_ingest {
-    _Atomic int32_t pid;                 /* writer: supervisor (at fork; 0 when dead) */
-    _Atomic uint32_t redis_up;           /* writer: ingest; 1 while reading Redis */
+    _Atomic int32_t pid; /* writer: supervisor (at fork; 0 when dead) */
+    /* writer: ingest only; 1 while reading Redis.  A dead ingest's last
+     * value stays until the next one clears it on start: readers count
+     * the ingest as up only while pid != 0 too. */
+    _Atomic uint32_t redis_up;
     _Atomic uint64_t entries_read;       /* entries taken from Redis */
     _Atomic uint64_t entries_published;  /* frames written to the ring */
     _Atomic uint64_t invalid_entries;    /* malformed: skipped, acked */
     _Atomic uint64_t duplicates_skipped; /* pending entries already in the ring */
-    _Atomic uint64_t redis_errors;
-    _Atomic uint64_t restarts;         /* writer: supervisor */
-    _Atomic uint64_t streams_since_ms; /* writer: supervisor; when a reload last changed
-                                        * SPORTS (0: never): where new groups start */
+    _Atomic uint64_t redis_errors;       /* failed commands and lost connections */
+    _Atomic uint64_t restarts;           /* writer: supervisor (at each respawn) */
+    _Atomic uint64_t streams_since_ms;   /* writer: supervisor; when a reload last changed
+                                          * SPORTS (0: never): where new groups start */
 };
 
 /* Cumulative counters of workers that exited, so totals survive a restart and
- * active_clients never counts a dead worker's clients. Writer: supervisor. */
+ * active_clients never counts a dead worker's clients.  Writer: supervisor
+ * (shm_worker_retire). */
 struct shm_retired {
     _Atomic uint64_t total_connections;
     _Atomic uint64_t total_messages;
@@ -65,11 +75,12 @@ struct shm_retired {
     _Atomic uint64_t ring_missed;
     _Atomic uint64_t invalid_frames;
     _Atomic uint64_t client_errors;
-    _Atomic uint64_t worker_restarts;
+    _Atomic uint64_t worker_restarts; /* never written: restarts stay in each slot
+                                       * (shm_worker.restarts); keeps the line full */
 };
 
 struct shm_stream {
-    /* writer: ingest.  name is set (then used_flag, release) once per index;
+    /* writer: ingest.  name is set (then used, release) once per index;
      * indices are never reused, so a frame's stream index stays meaningful. */
     char name[SHM_STREAM_NAME];
     _Atomic uint32_t used;
@@ -80,18 +91,22 @@ struct shm_stream {
 };
 
 struct shm_worker {
-    _Atomic int32_t pid;             /* writer: supervisor (at fork; 0 when dead) */
-    _Atomic uint32_t listening;      /* writer: worker */
-    _Atomic uint64_t active_clients; /* writer: worker (reset by supervisor when it dies) */
+    /* writer: the worker itself, where no other is named.  Once it has
+     * died, the supervisor folds its counters into shm_retired and zeroes
+     * them, active_clients and listening (shm_worker_retire). */
+    _Atomic int32_t pid;        /* writer: supervisor (at fork; 0 when dead) */
+    _Atomic uint32_t listening; /* 1 while it accepts and reads the ring */
+    _Atomic uint64_t active_clients;
     _Atomic uint64_t total_connections;
     _Atomic uint64_t total_messages;   /* messages written to clients */
-    _Atomic uint64_t dropped_messages; /* not queued: client buffer full */
+    _Atomic uint64_t dropped_messages; /* not queued: client buffer full, or no memory */
     _Atomic uint64_t slow_disconnects;
-    _Atomic uint64_t ring_next;   /* next ring sequence this worker will read */
-    _Atomic uint64_t ring_missed; /* frames lost to a lap */
-    _Atomic uint64_t invalid_frames;
-    _Atomic uint64_t client_errors; /* error replies sent */
-    _Atomic uint64_t restarts;      /* writer: supervisor */
+    _Atomic uint64_t ring_next;      /* next ring sequence this worker will read */
+    _Atomic uint64_t ring_missed;    /* frames lost to a lap */
+    _Atomic uint64_t invalid_frames; /* ring frames it could not decode or encode */
+    _Atomic uint64_t client_errors;  /* error replies sent, connections closed for a
+                                      * protocol violation */
+    _Atomic uint64_t restarts;       /* writer: supervisor (at each respawn) */
     uint8_t pad[2 * RING_CACHELINE - 88];
 };
 
@@ -152,7 +167,9 @@ struct shm_totals {
 };
 void shm_totals(struct shm *s, struct shm_totals *t);
 
-/* The two buckets of a client address (raw bytes: 4 for IPv4, 16 for IPv6). */
+/* The two buckets of a client address (raw bytes: 4 for IPv4, 16 for IPv6),
+ * from the keyed hash of hash.h: the same in every process of an instance,
+ * not predictable from outside it.  Any role. */
 struct shm_ip_key {
     uint16_t b1, b2;
 };
@@ -161,7 +178,8 @@ struct shm_ip_key shm_ip_key(const void *addr, size_t len);
 /* Connections from key across all workers (an upper bound).  Any role. */
 uint32_t shm_ip_count(struct shm *s, struct shm_ip_key key);
 
-/* Worker i (from 0) gained (+1) or lost (-1) a connection from key. */
+/* Worker i (from 0) gained (+1) or lost (-1) a connection from key.
+ * Worker i only: it is the one writer of its table. */
 void shm_ip_add(struct shm *s, uint32_t i, struct shm_ip_key key, int delta);
 
 /* Supervisor, after reaping worker i: fold its counters into retired and

@@ -1,6 +1,7 @@
 #include "ingest.h"
 #include "decode.h"
 #include "../common/log.h"
+#include "../common/streamid.h"
 #include "../common/timeutil.h"
 
 #include <errno.h>
@@ -21,7 +22,7 @@ struct ingest_stream {
     const char *sport; /* default sport_key; NULL for the opportunities stream */
     enum frame_type type;
     int shm_index;
-    uint64_t last_ms, last_seq; /* last id published to the ring */
+    struct streamid last;       /* last id published to the ring */
     char next_pending[48];      /* pending-phase cursor */
     uint64_t disabled_until_ms; /* monotonic; the key is not a usable stream until then */
 };
@@ -62,25 +63,6 @@ ingest_sleep_ms(uint64_t ms)
     (void)nanosleep(&ts, NULL);
 }
 
-static int
-ingest_parse_id(const char *id, uint64_t *ms, uint64_t *seq)
-{
-    char *end;
-
-    errno = 0;
-    *ms = strtoull(id, &end, 10);
-    if (errno != 0 || *end != '-')
-        return -1;
-    *seq = strtoull(end + 1, &end, 10);
-    return errno != 0 || *end != '\0' ? -1 : 0;
-}
-
-static int
-ingest_id_after(uint64_t ms, uint64_t seq, uint64_t last_ms, uint64_t last_seq)
-{
-    return ms > last_ms || (ms == last_ms && seq > last_seq);
-}
-
 static void
 ingest_setup_streams(struct ingest *in)
 {
@@ -107,8 +89,8 @@ ingest_setup_streams(struct ingest *in)
         st->shm_index = shm_stream_index(in->shm, st->name);
         WSB_ASSERT(st->shm_index >= 0); /* conf bounds the stream count below the table */
         row = &in->shm->streams[st->shm_index];
-        st->last_ms = atomic_load_explicit(&row->last_ms, memory_order_relaxed);
-        st->last_seq = atomic_load_explicit(&row->last_seq, memory_order_relaxed);
+        st->last.ms = atomic_load_explicit(&row->last_ms, memory_order_relaxed);
+        st->last.seq = atomic_load_explicit(&row->last_seq, memory_order_relaxed);
     }
 }
 
@@ -124,11 +106,9 @@ ingest_recover_last_ids(struct ingest *in)
         return;
     for (int i = 0; i < in->nstreams; i++) {
         struct ingest_stream *st = &in->streams[i];
-        if ((uint32_t)st->shm_index == meta.stream &&
-            ingest_id_after(meta.id_ms, meta.id_seq, st->last_ms, st->last_seq)) {
-            st->last_ms = meta.id_ms;
-            st->last_seq = meta.id_seq;
-        }
+        struct streamid id = {meta.id_ms, meta.id_seq};
+        if ((uint32_t)st->shm_index == meta.stream && streamid_cmp(&id, &st->last) > 0)
+            st->last = id;
     }
 }
 
@@ -176,7 +156,7 @@ ingest_ensure_group(struct ingest *in, struct ingest_stream *st)
 {
     _Atomic uint32_t *grouped = &in->shm->streams[st->shm_index].grouped;
     uint64_t since = atomic_load_explicit(&in->shm->ingest.streams_since_ms, memory_order_relaxed);
-    char at[32];
+    char at[STREAMID_STR_MAX];
     const char *argv[] = {"XGROUP", "CREATE", st->name, in->group, at, "MKSTREAM"};
     redisReply *r;
     int rc = 0;
@@ -184,7 +164,7 @@ ingest_ensure_group(struct ingest *in, struct ingest_stream *st)
     if (atomic_load_explicit(grouped, memory_order_relaxed))
         snprintf(at, sizeof(at), "0");
     else if (since != 0)
-        snprintf(at, sizeof(at), "%llu-0", (unsigned long long)since);
+        (void)streamid_format(&(struct streamid){since, 0}, at, sizeof(at)); /* always fits */
     else
         snprintf(at, sizeof(at), "$");
     r = ingest_command(in, 6, argv);
@@ -297,16 +277,18 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
     size_t name_lens[DECODE_MAX_FIELDS + 1], value_lens[DECODE_MAX_FIELDS + 1];
     struct decode_input di;
     struct ring_frame_meta meta;
-    uint64_t ms, seq;
+    struct streamid sid;
     char err[256];
     size_t n;
 
     STAT_ADD(entries_read, 1);
-    if (ingest_parse_id(id->str, &ms, &seq) != 0) {
+    if (streamid_parse(id->str, id->len, &sid) != 0) {
         STAT_ADD(invalid_entries, 1);
+        if (log_ratelimit_allow(&in->invalid_rl))
+            LOG_WARN("entry %s with a malformed id %.*s; skipped", st->name, (int)id->len, id->str);
         return 0;
     }
-    if (pending && !ingest_id_after(ms, seq, st->last_ms, st->last_seq)) {
+    if (pending && streamid_cmp(&sid, &st->last) <= 0) {
         /* Already in the ring: published before a crash, never acked. */
         STAT_ADD(duplicates_skipped, 1);
         return 0;
@@ -351,13 +333,12 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
         return 0;
     }
     meta.stream = (uint32_t)st->shm_index;
-    meta.id_ms = ms;
-    meta.id_seq = seq;
+    meta.id_ms = sid.ms;
+    meta.id_seq = sid.seq;
     WSB_ASSERT(ring_publish(in->ring, in->frame.data, (uint32_t)in->frame.size, &meta) >= 0);
-    st->last_ms = ms;
-    st->last_seq = seq;
-    atomic_store_explicit(&in->shm->streams[st->shm_index].last_ms, ms, memory_order_relaxed);
-    atomic_store_explicit(&in->shm->streams[st->shm_index].last_seq, seq, memory_order_relaxed);
+    st->last = sid;
+    atomic_store_explicit(&in->shm->streams[st->shm_index].last_ms, sid.ms, memory_order_relaxed);
+    atomic_store_explicit(&in->shm->streams[st->shm_index].last_seq, sid.seq, memory_order_relaxed);
     STAT_ADD(entries_published, 1);
     return 1;
 }
@@ -550,6 +531,11 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
     struct log_ratelimit error_rl = LOG_RATELIMIT_INIT(10000, 5);
     struct sigaction sa;
     uint64_t backoff = INGEST_BACKOFF_MIN_MS;
+
+    /* First thing: redis_up has no other writer (shm.h), so a predecessor
+     * that died connected left its 1 there; until this process has
+     * connected, the truth is 0. */
+    atomic_store_explicit(&s->ingest.redis_up, 0, memory_order_relaxed);
 
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = ingest_on_signal;

@@ -1,4 +1,5 @@
 #include "sup.h"
+#include "../common/hash.h"
 #include "../common/log.h"
 #include "../common/shm.h"
 #include "../common/timeutil.h"
@@ -253,8 +254,10 @@ sup_reap(struct sup *sp)
         lived = now - ch->started_ms;
         ch->pid = 0;
         if (ch->role == SUP_ROLE_INGEST) {
+            /* pid 0 alone makes /health and redis_connected report the
+             * ingest down; its redis_up is left to it (one writer), and the
+             * next ingest clears it when it starts. */
             atomic_store_explicit(&sp->shm->ingest.pid, 0, memory_order_relaxed);
-            atomic_store_explicit(&sp->shm->ingest.redis_up, 0, memory_order_relaxed);
         } else {
             shm_worker_retire(sp->shm, (uint32_t)(ch->index - 1));
         }
@@ -426,6 +429,13 @@ sup_setup(struct sup *sp)
     }
     signal(SIGPIPE, SIG_IGN);
 
+    /* Before the first fork, so every child inherits the one key: workers
+     * bucket client addresses into tables that are summed across them, and
+     * must all put an address in the same buckets.  A new key per start. */
+    if (hash_init() != 0) {
+        LOG_ERROR("getrandom(%d bytes) failed: %s", HASH_KEY_LEN, strerror(errno));
+        return -1;
+    }
     sp->shm = shm_create((uint32_t)sp->conf.workers, sp->conf.ring_size, sp->conf.max_entry_size);
     if (sp->shm == NULL) {
         LOG_ERROR("mmap(shared memory for %u frames) failed: %s", sp->conf.ring_size,

@@ -47,11 +47,20 @@ metrics_buf_free(struct metrics_buf *b)
     memset(b, 0, sizeof(*b));
 }
 
+/* What every reader of "is the ingest up" uses: redis_up is the ingest's
+ * own word and a dead ingest cannot clear it, while pid is cleared by the
+ * supervisor when it reaps the ingest (shm.h). */
+static int
+metrics_redis_up(struct shm *s)
+{
+    return LOAD(s->ingest.redis_up) && LOAD(s->ingest.pid) != 0;
+}
+
 int
 metrics_health(struct shm *s, struct metrics_buf *out)
 {
     struct shm_totals t;
-    int up = LOAD(s->ingest.redis_up) && LOAD(s->ingest.pid) != 0;
+    int up = metrics_redis_up(s);
 
     shm_totals(s, &t);
     if (metrics_printf(out,
@@ -61,164 +70,307 @@ metrics_health(struct shm *s, struct metrics_buf *out)
     return up ? 200 : 503;
 }
 
-int
-metrics_json(struct shm *s, struct metrics_buf *out)
-{
-    struct shm_totals t;
-    struct ring *r = shm_ring(s);
-    uint64_t head = ring_head(r);
-    uint64_t now_ms = time_now_ms(); /* wall clock: may step back below the start time */
-    int rc;
+/* ---- the one list of figures -------------------------------------------------- */
 
-    shm_totals(s, &t);
-    rc = metrics_printf(
-        out,
-        "{\"active_clients\":%llu,\"total_connections\":%llu,\"total_messages\":%llu,"
-        "\"broadcast_capacity\":%u,\"broadcast_usage\":%llu,\"dropped_messages\":%llu,"
-        "\"invalid_entries\":%llu,\"slow_disconnects\":%llu,\"ring_missed\":%llu,"
-        "\"invalid_frames\":%llu,\"client_errors\":%llu,\"ring_head\":%llu,"
-        "\"redis_connected\":%s,\"entries_read\":%llu,\"entries_published\":%llu,"
-        "\"duplicates_skipped\":%llu,\"redis_errors\":%llu,\"uptime_seconds\":%llu,"
-        "\"ingest\":{\"pid\":%d,\"restarts\":%llu},\"workers\":[",
-        (unsigned long long)t.active_clients, (unsigned long long)t.total_connections,
-        (unsigned long long)t.total_messages, r->nslots, (unsigned long long)t.broadcast_usage,
-        (unsigned long long)t.dropped_messages, (unsigned long long)LOAD(s->ingest.invalid_entries),
-        (unsigned long long)t.slow_disconnects, (unsigned long long)t.ring_missed,
-        (unsigned long long)t.invalid_frames, (unsigned long long)t.client_errors,
-        (unsigned long long)head, LOAD(s->ingest.redis_up) ? "true" : "false",
-        (unsigned long long)LOAD(s->ingest.entries_read),
-        (unsigned long long)LOAD(s->ingest.entries_published),
-        (unsigned long long)LOAD(s->ingest.duplicates_skipped),
-        (unsigned long long)LOAD(s->ingest.redis_errors),
-        (unsigned long long)(now_ms > s->hdr.started_ms ? (now_ms - s->hdr.started_ms) / 1000 : 0),
-        LOAD(s->ingest.pid), (unsigned long long)LOAD(s->ingest.restarts));
-    for (uint32_t i = 0; rc == 0 && i < s->hdr.nworkers; i++) {
-        struct shm_worker *w = &s->workers[i];
-        uint64_t next = LOAD(w->ring_next);
-        rc = metrics_printf(
-            out,
-            "%s{\"worker\":%u,\"pid\":%d,\"active_clients\":%llu,\"total_connections\":%llu,"
-            "\"total_messages\":%llu,\"dropped_messages\":%llu,\"slow_disconnects\":%llu,"
-            "\"ring_lag\":%llu,\"ring_missed\":%llu,\"restarts\":%llu}",
-            i ? "," : "", i + 1, LOAD(w->pid), (unsigned long long)LOAD(w->active_clients),
-            (unsigned long long)LOAD(w->total_connections),
-            (unsigned long long)LOAD(w->total_messages),
-            (unsigned long long)LOAD(w->dropped_messages),
-            (unsigned long long)LOAD(w->slow_disconnects),
-            (unsigned long long)(head > next ? head - next : 0),
-            (unsigned long long)LOAD(w->ring_missed), (unsigned long long)LOAD(w->restarts));
+/* One reading of shm per request, so the figures that derive from the same
+ * load (totals, the ring head) agree within a body. */
+struct metrics_view {
+    struct shm *s;
+    struct shm_totals t;
+    uint64_t head;
+    uint64_t now_ms;
+};
+
+enum metrics_type { METRICS_GAUGE, METRICS_COUNTER };
+
+struct metrics_field {
+    const char *name; /* the JSON key; Prometheus: ws_broadcaster_<prefix><name> */
+    enum metrics_type type;
+    int boolean; /* JSON true/false, Prometheus 1/0 */
+    const char *help;
+    /* worker is the slot (from 0) for per-worker figures, unused otherwise */
+    uint64_t (*get)(const struct metrics_view *v, uint32_t worker);
+};
+
+#define METRICS_TOTAL(field)                                                                       \
+    static uint64_t metrics_total_##field(const struct metrics_view *v, uint32_t worker)           \
+    {                                                                                              \
+        (void)worker;                                                                              \
+        return v->t.field;                                                                         \
     }
-    if (rc == 0)
-        rc = metrics_printf(out, "]}");
+#define METRICS_INGEST(field)                                                                      \
+    static uint64_t metrics_ingest_##field(const struct metrics_view *v, uint32_t worker)          \
+    {                                                                                              \
+        (void)worker;                                                                              \
+        return (uint64_t)LOAD(v->s->ingest.field);                                                 \
+    }
+#define METRICS_WORKER(field)                                                                      \
+    static uint64_t metrics_worker_##field(const struct metrics_view *v, uint32_t worker)          \
+    {                                                                                              \
+        return (uint64_t)LOAD(v->s->workers[worker].field);                                        \
+    }
+
+METRICS_TOTAL(active_clients)
+METRICS_TOTAL(total_connections)
+METRICS_TOTAL(total_messages)
+METRICS_TOTAL(broadcast_usage)
+METRICS_TOTAL(dropped_messages)
+METRICS_TOTAL(slow_disconnects)
+METRICS_TOTAL(ring_missed)
+METRICS_TOTAL(invalid_frames)
+METRICS_TOTAL(client_errors)
+METRICS_INGEST(invalid_entries)
+METRICS_INGEST(entries_read)
+METRICS_INGEST(entries_published)
+METRICS_INGEST(duplicates_skipped)
+METRICS_INGEST(redis_errors)
+METRICS_INGEST(pid)
+METRICS_INGEST(restarts)
+METRICS_WORKER(pid)
+METRICS_WORKER(active_clients)
+METRICS_WORKER(total_connections)
+METRICS_WORKER(total_messages)
+METRICS_WORKER(dropped_messages)
+METRICS_WORKER(slow_disconnects)
+METRICS_WORKER(ring_missed)
+METRICS_WORKER(restarts)
+
+static uint64_t
+metrics_capacity(const struct metrics_view *v, uint32_t worker)
+{
+    (void)worker;
+    return shm_ring(v->s)->nslots;
+}
+
+static uint64_t
+metrics_ring_head(const struct metrics_view *v, uint32_t worker)
+{
+    (void)worker;
+    return v->head;
+}
+
+static uint64_t
+metrics_redis_connected(const struct metrics_view *v, uint32_t worker)
+{
+    (void)worker;
+    return (uint64_t)metrics_redis_up(v->s);
+}
+
+static uint64_t
+metrics_uptime(const struct metrics_view *v, uint32_t worker)
+{
+    (void)worker;
+    /* Wall clock: stepped back below the start time, it reads 0, not an
+     * unsigned wrap-around. */
+    return v->now_ms > v->s->hdr.started_ms ? (v->now_ms - v->s->hdr.started_ms) / 1000 : 0;
+}
+
+static uint64_t
+metrics_worker_ring_lag(const struct metrics_view *v, uint32_t worker)
+{
+    uint64_t next = LOAD(v->s->workers[worker].ring_next);
+
+    /* A cursor past the head (a worker that read up to it while the head
+     * was loaded) is no lag, not a wrap-around. */
+    return v->head > next ? v->head - next : 0;
+}
+
+/*
+ * Every figure /metrics shows, in JSON order.  Both renderers walk these
+ * tables and nothing else, so a figure cannot be in one format only.  The
+ * JSON keys are the interface (clients, tests, the seed's five first): never
+ * rename one; add new figures at the end of their table.
+ */
+static const struct metrics_field metrics_top_fields[] = {
+    {"active_clients", METRICS_GAUGE, 0, "Connected WebSocket clients.",
+     metrics_total_active_clients},
+    {"total_connections", METRICS_COUNTER, 0, "WebSocket connections accepted since start.",
+     metrics_total_total_connections},
+    {"total_messages", METRICS_COUNTER, 0, "Messages delivered to clients since start.",
+     metrics_total_total_messages},
+    {"broadcast_capacity", METRICS_GAUGE, 0, "Ring capacity in frames.", metrics_capacity},
+    {"broadcast_usage", METRICS_GAUGE, 0, "Frames written but not yet read by the slowest worker.",
+     metrics_total_broadcast_usage},
+    {"dropped_messages", METRICS_COUNTER, 0, "Messages dropped because a client's queue was full.",
+     metrics_total_dropped_messages},
+    {"invalid_entries", METRICS_COUNTER, 0, "Malformed stream entries skipped and acknowledged.",
+     metrics_ingest_invalid_entries},
+    {"slow_disconnects", METRICS_COUNTER, 0, "Clients disconnected for a full queue.",
+     metrics_total_slow_disconnects},
+    {"ring_missed", METRICS_COUNTER, 0, "Frames workers missed because the ring lapped them.",
+     metrics_total_ring_missed},
+    {"invalid_frames", METRICS_COUNTER, 0, "Ring frames a worker could not decode or encode.",
+     metrics_total_invalid_frames},
+    {"client_errors", METRICS_COUNTER, 0, "Error replies sent to clients.",
+     metrics_total_client_errors},
+    {"ring_head", METRICS_COUNTER, 0, "Sequence of the next ring frame.", metrics_ring_head},
+    {"redis_connected", METRICS_GAUGE, 1, "1 while the ingest reads Redis.",
+     metrics_redis_connected},
+    {"entries_read", METRICS_COUNTER, 0, "Stream entries read from Redis.",
+     metrics_ingest_entries_read},
+    {"entries_published", METRICS_COUNTER, 0, "Frames written to the ring.",
+     metrics_ingest_entries_published},
+    {"duplicates_skipped", METRICS_COUNTER, 0,
+     "Pending entries skipped after an ingest restart because the ring already held them.",
+     metrics_ingest_duplicates_skipped},
+    {"redis_errors", METRICS_COUNTER, 0, "Failed Redis commands and lost connections.",
+     metrics_ingest_redis_errors},
+    {"uptime_seconds", METRICS_GAUGE, 0, "Seconds since the instance started.", metrics_uptime},
+};
+
+static const struct metrics_field metrics_ingest_fields[] = {
+    {"pid", METRICS_GAUGE, 0, "Process id of the ingest (0 while it is restarted).",
+     metrics_ingest_pid},
+    {"restarts", METRICS_COUNTER, 0, "Times the ingest was restarted.", metrics_ingest_restarts},
+};
+
+static const struct metrics_field metrics_worker_fields[] = {
+    {"pid", METRICS_GAUGE, 0, "Process id per worker (0 while it is restarted).",
+     metrics_worker_pid},
+    {"active_clients", METRICS_GAUGE, 0, "Connected WebSocket clients per worker.",
+     metrics_worker_active_clients},
+    {"total_connections", METRICS_COUNTER, 0, "WebSocket connections per worker since it started.",
+     metrics_worker_total_connections},
+    {"total_messages", METRICS_COUNTER, 0, "Messages delivered per worker since it started.",
+     metrics_worker_total_messages},
+    {"dropped_messages", METRICS_COUNTER, 0, "Messages dropped per worker (full client queue).",
+     metrics_worker_dropped_messages},
+    {"slow_disconnects", METRICS_COUNTER, 0, "Slow clients disconnected per worker.",
+     metrics_worker_slow_disconnects},
+    {"ring_lag", METRICS_GAUGE, 0, "Frames published but not yet read by the worker.",
+     metrics_worker_ring_lag},
+    {"ring_missed", METRICS_COUNTER, 0, "Frames the worker missed because the ring lapped it.",
+     metrics_worker_ring_missed},
+    {"restarts", METRICS_COUNTER, 0, "Times the worker slot was restarted.",
+     metrics_worker_restarts},
+};
+
+#define METRICS_N(a) (sizeof(a) / sizeof((a)[0]))
+
+enum metrics_shape {
+    METRICS_TOP,        /* plain top-level keys; ws_broadcaster_<name> */
+    METRICS_OBJECT,     /* "key":{...}; ws_broadcaster_<prefix><name> */
+    METRICS_PER_WORKER, /* "key":[{"worker":n,...}]; ws_broadcaster_<prefix><name>{worker="n"} */
+};
+
+static const struct metrics_section {
+    enum metrics_shape shape;
+    const char *key;    /* JSON key of the object or array; NULL at the top */
+    const char *prefix; /* Prometheus name prefix after ws_broadcaster_ */
+    const struct metrics_field *fields;
+    size_t nfields;
+} metrics_sections[] = {
+    {METRICS_TOP, NULL, "", metrics_top_fields, METRICS_N(metrics_top_fields)},
+    {METRICS_OBJECT, "ingest", "ingest_", metrics_ingest_fields, METRICS_N(metrics_ingest_fields)},
+    {METRICS_PER_WORKER, "workers", "worker_", metrics_worker_fields,
+     METRICS_N(metrics_worker_fields)},
+};
+
+static void
+metrics_view_load(struct metrics_view *v, struct shm *s)
+{
+    v->s = s;
+    shm_totals(s, &v->t);
+    v->head = ring_head(shm_ring(s));
+    v->now_ms = time_now_ms();
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+/* The fields of one section as "k":v pairs, each after a comma but the
+ * first when first is set. */
+static int
+metrics_json_fields(struct metrics_buf *out, const struct metrics_view *v,
+                    const struct metrics_section *sec, uint32_t worker, int first)
+{
+    int rc = 0;
+
+    for (size_t f = 0; rc == 0 && f < sec->nfields; f++) {
+        const struct metrics_field *fd = &sec->fields[f];
+        uint64_t value = fd->get(v, worker);
+        const char *sep = first && f == 0 ? "" : ",";
+
+        if (fd->boolean)
+            rc = metrics_printf(out, "%s\"%s\":%s", sep, fd->name, value ? "true" : "false");
+        else
+            rc = metrics_printf(out, "%s\"%s\":%llu", sep, fd->name, (unsigned long long)value);
+    }
     return rc;
 }
 
-static int
-metrics_prom_one(struct metrics_buf *out, const char *name, const char *type, const char *help,
-                 unsigned long long value)
+int
+metrics_json(struct shm *s, struct metrics_buf *out)
 {
-    return metrics_printf(out,
-                          "# HELP ws_broadcaster_%s %s\n# TYPE ws_broadcaster_%s %s\n"
-                          "ws_broadcaster_%s %llu\n",
-                          name, help, name, type, name, value);
-}
+    struct metrics_view v;
+    int rc = metrics_printf(out, "{");
 
-/* Per-worker families of the Prometheus output; keep in sync with the
- * "workers" objects of metrics_json. */
-#define METRICS_WORKER_GETTER(field)                                                               \
-    static uint64_t metrics_get_##field(struct shm_worker *w, uint64_t head)                       \
-    {                                                                                              \
-        (void)head;                                                                                \
-        return LOAD(w->field);                                                                     \
+    metrics_view_load(&v, s);
+    for (size_t i = 0; rc == 0 && i < METRICS_N(metrics_sections); i++) {
+        const struct metrics_section *sec = &metrics_sections[i];
+
+        switch (sec->shape) {
+        case METRICS_TOP:
+            rc = metrics_json_fields(out, &v, sec, 0, i == 0);
+            break;
+        case METRICS_OBJECT:
+            rc = metrics_printf(out, "%s\"%s\":{", i ? "," : "", sec->key);
+            if (rc == 0)
+                rc = metrics_json_fields(out, &v, sec, 0, 1);
+            if (rc == 0)
+                rc = metrics_printf(out, "}");
+            break;
+        case METRICS_PER_WORKER:
+            rc = metrics_printf(out, "%s\"%s\":[", i ? "," : "", sec->key);
+            for (uint32_t w = 0; rc == 0 && w < s->hdr.nworkers; w++) {
+                /* Workers are numbered from 1, as in the logs and process names. */
+                rc = metrics_printf(out, "%s{\"worker\":%u", w ? "," : "", w + 1);
+                if (rc == 0)
+                    rc = metrics_json_fields(out, &v, sec, w, 0);
+                if (rc == 0)
+                    rc = metrics_printf(out, "}");
+            }
+            if (rc == 0)
+                rc = metrics_printf(out, "]");
+            break;
+        }
     }
-METRICS_WORKER_GETTER(active_clients)
-METRICS_WORKER_GETTER(total_connections)
-METRICS_WORKER_GETTER(total_messages)
-METRICS_WORKER_GETTER(dropped_messages)
-METRICS_WORKER_GETTER(slow_disconnects)
-METRICS_WORKER_GETTER(ring_missed)
-METRICS_WORKER_GETTER(restarts)
-
-static uint64_t
-metrics_get_ring_lag(struct shm_worker *w, uint64_t head)
-{
-    uint64_t next = LOAD(w->ring_next);
-
-    return head > next ? head - next : 0;
+    if (rc == 0)
+        rc = metrics_printf(out, "}");
+    return rc;
 }
 
-static const struct metrics_worker_field {
-    const char *name;
-    const char *type;
-    const char *help;
-    uint64_t (*get)(struct shm_worker *w, uint64_t head);
-} metrics_worker_fields[] = {
-    {"active_clients", "gauge", "Connected WebSocket clients per worker.",
-     metrics_get_active_clients},
-    {"total_connections", "counter", "WebSocket connections per worker since it started.",
-     metrics_get_total_connections},
-    {"total_messages", "counter", "Messages delivered per worker since it started.",
-     metrics_get_total_messages},
-    {"dropped_messages", "counter", "Messages dropped per worker (full client queue).",
-     metrics_get_dropped_messages},
-    {"slow_disconnects", "counter", "Slow clients disconnected per worker.",
-     metrics_get_slow_disconnects},
-    {"ring_lag", "gauge", "Frames published but not yet read by the worker.", metrics_get_ring_lag},
-    {"ring_missed", "counter", "Frames the worker missed because the ring lapped it.",
-     metrics_get_ring_missed},
-    {"restarts", "counter", "Times the worker slot was restarted.", metrics_get_restarts},
-};
+/* ---- Prometheus text ------------------------------------------------------- */
 
 int
 metrics_prometheus(struct shm *s, struct metrics_buf *out)
 {
-    struct shm_totals t;
-    struct ring *r = shm_ring(s);
-    uint64_t head = ring_head(r);
+    struct metrics_view v;
     int rc = 0;
 
-    shm_totals(s, &t);
-    rc |= metrics_prom_one(out, "active_clients", "gauge", "Connected WebSocket clients.",
-                           t.active_clients);
-    rc |= metrics_prom_one(out, "total_connections", "counter",
-                           "WebSocket connections accepted since start.", t.total_connections);
-    rc |= metrics_prom_one(out, "total_messages", "counter",
-                           "Messages delivered to clients since start.", t.total_messages);
-    rc |=
-        metrics_prom_one(out, "broadcast_capacity", "gauge", "Ring capacity in frames.", r->nslots);
-    rc |= metrics_prom_one(out, "broadcast_usage", "gauge",
-                           "Frames written but not yet read by the slowest worker.",
-                           t.broadcast_usage);
-    rc |=
-        metrics_prom_one(out, "dropped_messages", "counter",
-                         "Messages dropped because a client's queue was full.", t.dropped_messages);
-    rc |= metrics_prom_one(out, "invalid_entries", "counter",
-                           "Malformed stream entries skipped and acknowledged.",
-                           LOAD(s->ingest.invalid_entries));
-    rc |= metrics_prom_one(out, "slow_disconnects", "counter",
-                           "Clients disconnected for a full queue.", t.slow_disconnects);
-    rc |= metrics_prom_one(out, "ring_missed", "counter",
-                           "Frames workers missed because the ring lapped them.", t.ring_missed);
-    rc |= metrics_prom_one(out, "client_errors", "counter", "Error replies sent to clients.",
-                           t.client_errors);
-    rc |= metrics_prom_one(out, "redis_connected", "gauge", "1 while the ingest reads Redis.",
-                           LOAD(s->ingest.redis_up));
-    rc |= metrics_prom_one(out, "entries_read", "counter", "Stream entries read from Redis.",
-                           LOAD(s->ingest.entries_read));
-    rc |= metrics_prom_one(out, "entries_published", "counter", "Frames written to the ring.",
-                           LOAD(s->ingest.entries_published));
-    rc |= metrics_prom_one(out, "ring_head", "counter", "Sequence of the next ring frame.", head);
-    for (size_t f = 0; f < sizeof(metrics_worker_fields) / sizeof(metrics_worker_fields[0]); f++) {
-        const struct metrics_worker_field *wf = &metrics_worker_fields[f];
-        rc |= metrics_printf(out,
-                             "# HELP ws_broadcaster_worker_%s %s\n"
-                             "# TYPE ws_broadcaster_worker_%s %s\n",
-                             wf->name, wf->help, wf->name, wf->type);
-        for (uint32_t i = 0; i < s->hdr.nworkers; i++)
-            rc |= metrics_printf(out, "ws_broadcaster_worker_%s{worker=\"%u\"} %llu\n", wf->name,
-                                 i + 1, (unsigned long long)wf->get(&s->workers[i], head));
+    metrics_view_load(&v, s);
+    for (size_t i = 0; rc == 0 && i < METRICS_N(metrics_sections); i++) {
+        const struct metrics_section *sec = &metrics_sections[i];
+
+        for (size_t f = 0; rc == 0 && f < sec->nfields; f++) {
+            const struct metrics_field *fd = &sec->fields[f];
+            const char *type = fd->type == METRICS_COUNTER ? "counter" : "gauge";
+
+            rc = metrics_printf(out,
+                                "# HELP ws_broadcaster_%s%s %s\n"
+                                "# TYPE ws_broadcaster_%s%s %s\n",
+                                sec->prefix, fd->name, fd->help, sec->prefix, fd->name, type);
+            if (sec->shape != METRICS_PER_WORKER) {
+                if (rc == 0)
+                    rc = metrics_printf(out, "ws_broadcaster_%s%s %llu\n", sec->prefix, fd->name,
+                                        (unsigned long long)fd->get(&v, 0));
+                continue;
+            }
+            for (uint32_t w = 0; rc == 0 && w < s->hdr.nworkers; w++)
+                rc = metrics_printf(out, "ws_broadcaster_%s%s{worker=\"%u\"} %llu\n", sec->prefix,
+                                    fd->name, w + 1, (unsigned long long)fd->get(&v, w));
+        }
     }
-    return rc ? -1 : 0;
+    return rc;
 }
 
 int

@@ -2,10 +2,15 @@
  * metrics: the bodies of GET /health and GET /metrics, read from shared
  * memory, so any worker answers for the whole instance.
  *
- * /health is healthy while the ingest reads Redis (shm ingest.redis_up) and
- * degraded otherwise.  /metrics is JSON, or the Prometheus text exposition
- * format.  Worker-side, I/O-free; reads shm with relaxed loads (figures from
- * different processes are each current, not a consistent snapshot).
+ * /health is healthy while the ingest is alive (shm ingest.pid, kept by the
+ * supervisor) and reads Redis (ingest.redis_up, kept by the ingest), and
+ * degraded otherwise; redis_connected in /metrics says the same.  /metrics
+ * is JSON, or the Prometheus text exposition format, both rendered from one
+ * table of figures in metrics.c: a JSON key k is ws_broadcaster_k in the
+ * text, ingest.k is ws_broadcaster_ingest_k, and workers[].k is
+ * ws_broadcaster_worker_k{worker="n"}.  Worker-side, I/O-free; reads shm
+ * with relaxed loads (figures from different processes are each current,
+ * not a consistent snapshot).
  */
 #ifndef WSB_METRICS_H
 #define WSB_METRICS_H

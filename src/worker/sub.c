@@ -1,4 +1,5 @@
 #include "sub.h"
+#include "../common/hash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,10 @@ sub_filter_matches(const struct sub_filter *f, const struct frame_key_ref keys[S
 
 /* ---- a small chained hash map: byte string -> pointer ----------------- */
 
+/* Keys are values clients chose (event ids, book names), hence hash_bytes,
+ * keyed per instance: nobody can pick values that all land in one bucket
+ * and turn every lookup of them into a walk down one long chain. */
+
 struct sub_map_entry {
     struct sub_map_entry *next;
     uint64_t hash;
@@ -211,20 +216,6 @@ struct sub_map {
     size_t nbuckets; /* power of two, or 0 before first use */
     size_t count;
 };
-
-static uint64_t
-sub_hash(const char *s, size_t len)
-{
-    /* FNV-1a: keys are short names, and a hostile client can only hurt its
-     * own worker's lookups, which the filter limits bound. */
-    uint64_t h = 1469598103934665603ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 static struct sub_map_entry **
 sub_map_slot(struct sub_map *m, const char *key, size_t len, uint64_t h)
@@ -243,7 +234,7 @@ sub_map_get(struct sub_map *m, const char *key, size_t len)
 {
     if (m->nbuckets == 0)
         return NULL;
-    struct sub_map_entry *e = *sub_map_slot(m, key, len, sub_hash(key, len));
+    struct sub_map_entry *e = *sub_map_slot(m, key, len, hash_bytes(key, len));
     return e ? e->value : NULL;
 }
 
@@ -273,7 +264,7 @@ sub_map_grow(struct sub_map *m)
 static int
 sub_map_put(struct sub_map *m, const char *key, size_t len, void *value)
 {
-    uint64_t h = sub_hash(key, len);
+    uint64_t h = hash_bytes(key, len);
     struct sub_map_entry *e;
 
     if (m->count + 1 > m->nbuckets && sub_map_grow(m) != 0)
@@ -298,7 +289,7 @@ sub_map_del(struct sub_map *m, const char *key, size_t len)
 
     if (m->nbuckets == 0)
         return;
-    pp = sub_map_slot(m, key, len, sub_hash(key, len));
+    pp = sub_map_slot(m, key, len, hash_bytes(key, len));
     e = *pp;
     if (e == NULL)
         return;

@@ -570,7 +570,8 @@ test_prometheus_values(void)
     check_buf(&b);
     if (b.data != NULL) {
         const char *t = b.data;
-        CHECK_INT(check_exposition(t), 14 + 8 * 2);
+        /* 18 top-level figures and 2 of the ingest, then 9 per worker. */
+        CHECK_INT(check_exposition(t), 20 + 9 * 2);
         CHECK_LINE(t, "# TYPE ws_broadcaster_active_clients gauge");
         CHECK_LINE(t, "ws_broadcaster_active_clients 5");
         CHECK_LINE(t, "# TYPE ws_broadcaster_total_connections counter");
@@ -586,12 +587,28 @@ test_prometheus_values(void)
         CHECK_LINE(t, "ws_broadcaster_invalid_entries 16");
         CHECK_LINE(t, "ws_broadcaster_slow_disconnects 8");
         CHECK_LINE(t, "ws_broadcaster_ring_missed 16");
+        CHECK_LINE(t, "# TYPE ws_broadcaster_invalid_frames counter");
+        CHECK_LINE(t, "ws_broadcaster_invalid_frames 22");
         CHECK_LINE(t, "ws_broadcaster_client_errors 27");
         CHECK_LINE(t, "# TYPE ws_broadcaster_redis_connected gauge");
         CHECK_LINE(t, "ws_broadcaster_redis_connected 1");
         CHECK_LINE(t, "ws_broadcaster_entries_read 15");
         CHECK_LINE(t, "ws_broadcaster_entries_published 10");
         CHECK_LINE(t, "ws_broadcaster_ring_head 10");
+        CHECK_LINE(t, "# TYPE ws_broadcaster_duplicates_skipped counter");
+        CHECK_LINE(t, "ws_broadcaster_duplicates_skipped 17");
+        CHECK_LINE(t, "# TYPE ws_broadcaster_redis_errors counter");
+        CHECK_LINE(t, "ws_broadcaster_redis_errors 18");
+        CHECK_LINE(t, "# TYPE ws_broadcaster_uptime_seconds gauge");
+        CHECK_LINE(t, "ws_broadcaster_uptime_seconds 0");
+        CHECK_LINE(t, "# TYPE ws_broadcaster_ingest_pid gauge");
+        CHECK_LINE(t, "ws_broadcaster_ingest_pid 4242");
+        CHECK_LINE(t, "# TYPE ws_broadcaster_ingest_restarts counter");
+        CHECK_LINE(t, "ws_broadcaster_ingest_restarts 19");
+        CHECK_LINE(t, "# TYPE ws_broadcaster_worker_pid gauge");
+        CHECK_LINE(t, "ws_broadcaster_worker_pid{worker=\"1\"} 101");
+        CHECK_LINE(t, "ws_broadcaster_worker_pid{worker=\"2\"} 102");
+        CHECK_LINE(t, "ws_broadcaster_worker_restarts{worker=\"1\"} 1");
         CHECK_LINE(t, "# TYPE ws_broadcaster_worker_active_clients gauge");
         CHECK_LINE(t, "ws_broadcaster_worker_active_clients{worker=\"1\"} 3");
         CHECK_LINE(t, "ws_broadcaster_worker_active_clients{worker=\"2\"} 2");
@@ -616,6 +633,25 @@ test_prometheus_values(void)
 }
 
 static void
+test_prometheus_uptime(void)
+{
+    struct shm *s = region(1);
+    struct metrics_buf b = {0};
+    const char *p;
+
+    s->hdr.started_ms = time_now_ms() - 3725500;
+    CHECK_INT(metrics_prometheus(s, &b), 0);
+    p = b.data ? strstr(b.data, "\nws_broadcaster_uptime_seconds ") : NULL;
+    CHECK(p != NULL);
+    if (p != NULL) {
+        unsigned long long v = strtoull(p + strlen("\nws_broadcaster_uptime_seconds "), NULL, 10);
+        CHECK(v >= 3725 && v <= 3727);
+    }
+    metrics_buf_free(&b);
+    shm_destroy(s);
+}
+
+static void
 test_prometheus_many_workers(void)
 {
     struct shm *s = region(SHM_MAX_WORKERS);
@@ -630,7 +666,7 @@ test_prometheus_many_workers(void)
     CHECK_INT(metrics_prometheus(s, &b), 0);
     check_buf(&b);
     if (b.data != NULL) {
-        CHECK_INT(check_exposition(b.data), 14 + 8 * SHM_MAX_WORKERS);
+        CHECK_INT(check_exposition(b.data), 20 + 9 * SHM_MAX_WORKERS);
         for (uint32_t i = 0; i < SHM_MAX_WORKERS; i++) {
             snprintf(line, sizeof(line), "ws_broadcaster_worker_active_clients{worker=\"%u\"} %u",
                      i + 1, i * 10);
@@ -644,6 +680,190 @@ test_prometheus_many_workers(void)
         CHECK_LINE(b.data, "ws_broadcaster_broadcast_usage 3");
     }
     metrics_buf_free(&b);
+    shm_destroy(s);
+}
+
+static void
+test_redis_connected_needs_live_ingest(void)
+{
+    /* A dead ingest cannot clear its redis_up; the supervisor only zeroes
+     * its pid.  Every reader must see it as down all the same. */
+    struct shm *s = busy_region();
+    struct metrics_buf b = {0};
+    cJSON *j;
+
+    SET(s->ingest.pid, 0);
+    CHECK_INT(metrics_json(s, &b), 0);
+    j = parse_body(&b);
+    if (j != NULL)
+        CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "redis_connected")));
+    cJSON_Delete(j);
+    metrics_buf_free(&b);
+    CHECK_INT(metrics_prometheus(s, &b), 0);
+    if (b.data != NULL)
+        CHECK_LINE(b.data, "ws_broadcaster_redis_connected 0");
+    metrics_buf_free(&b);
+    check_health_at(__LINE__, s, 503, "degraded", 5);
+    shm_destroy(s);
+}
+
+/* ---- JSON and Prometheus: the same figures ---------------------------------- */
+
+struct prom_sample {
+    char name[96];
+    int worker; /* the worker="n" label, 0 without labels */
+    double value;
+    int seen; /* matched by a JSON figure */
+};
+
+/* The samples of a Prometheus body whose form check_exposition has
+ * checked; a label other than worker="n" reads as worker -1.  Returns the
+ * count. */
+static int
+prom_samples(const char *body, struct prom_sample *out, int max)
+{
+    int n = 0;
+
+    for (const char *p = body; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        size_t nlen = strcspn(p, "{ \n");
+
+        if (p[0] != '#' && n < max && nlen < sizeof(out[n].name)) {
+            const char *sp = memchr(p, ' ', len);
+            memcpy(out[n].name, p, nlen);
+            out[n].name[nlen] = '\0';
+            out[n].worker = 0;
+            if (p[nlen] == '{' && sscanf(p + nlen, "{worker=\"%d\"}", &out[n].worker) != 1)
+                out[n].worker = -1;
+            out[n].value = sp ? strtod(sp + 1, NULL) : -1;
+            out[n].seen = 0;
+            n++;
+        }
+        p = nl ? nl + 1 : p + len;
+    }
+    return n;
+}
+
+/* The sample name{worker} must exist, be unmatched so far, and hold v. */
+static void
+match_sample(struct prom_sample *smp, int n, const char *name, int worker, double v)
+{
+    for (int i = 0; i < n; i++) {
+        if (strcmp(smp[i].name, name) != 0 || smp[i].worker != worker)
+            continue;
+        if (smp[i].seen) {
+            printf("#   %s{worker=%d} matched twice\n", name, worker);
+            test_failed_checks++;
+        }
+        smp[i].seen = 1;
+        if (smp[i].value != v) {
+            printf("#   %s{worker=%d} is %.17g, JSON says %.17g\n", name, worker, smp[i].value, v);
+            test_failed_checks++;
+        }
+        return;
+    }
+    printf("#   JSON figure has no sample %s{worker=%d}\n", name, worker);
+    test_failed_checks++;
+}
+
+/* Every figure of a JSON object: name prefix+key, a number or a boolean. */
+static void
+match_object(struct prom_sample *smp, int n, const cJSON *obj, const char *prefix, int worker)
+{
+    const cJSON *item;
+
+    cJSON_ArrayForEach(item, obj)
+    {
+        char name[128];
+        if (worker > 0 && strcmp(item->string, "worker") == 0)
+            continue; /* the label */
+        snprintf(name, sizeof(name), "ws_broadcaster_%s%s", prefix, item->string);
+        if (cJSON_IsBool(item))
+            match_sample(smp, n, name, worker, cJSON_IsTrue(item) ? 1 : 0);
+        else if (cJSON_IsNumber(item))
+            match_sample(smp, n, name, worker, item->valuedouble);
+        else if (worker == 0 && prefix[0] == '\0' && cJSON_IsObject(item)) {
+            char sub[64];
+            snprintf(sub, sizeof(sub), "%s_", item->string);
+            match_object(smp, n, item, sub, 0);
+        } else if (worker == 0 && prefix[0] == '\0' && cJSON_IsArray(item) &&
+                   strcmp(item->string, "workers") == 0) {
+            const cJSON *w;
+            cJSON_ArrayForEach(w, item)
+            {
+                const cJSON *num = cJSON_GetObjectItemCaseSensitive(w, "worker");
+                CHECK(cJSON_IsNumber(num) && num->valuedouble >= 1);
+                if (cJSON_IsNumber(num))
+                    match_object(smp, n, w, "worker_", (int)num->valuedouble);
+            }
+        } else {
+            printf("#   JSON %s%s is neither a figure nor a known group\n", prefix, item->string);
+            test_failed_checks++;
+        }
+    }
+}
+
+static void
+check_formats_agree(struct shm *s)
+{
+    struct metrics_buf jb = {0}, pb = {0};
+    struct prom_sample smp[1024];
+    cJSON *j;
+    int n;
+
+    CHECK_INT(metrics_json(s, &jb), 0);
+    CHECK_INT(metrics_prometheus(s, &pb), 0);
+    j = parse_body(&jb);
+    check_buf(&pb);
+    if (j != NULL && pb.data != NULL) {
+        check_exposition(pb.data);
+        n = prom_samples(pb.data, smp, 1024);
+        CHECK(n > 0 && n < 1024);
+        /* JSON -> Prometheus */
+        match_object(smp, n, j, "", 0);
+        /* Prometheus -> JSON: nothing left over, and every family described. */
+        for (int i = 0; i < n; i++) {
+            char help[sizeof(smp[i].name) + 16];
+            if (!smp[i].seen) {
+                printf("#   sample %s{worker=%d} is not in the JSON\n", smp[i].name, smp[i].worker);
+                test_failed_checks++;
+            }
+            snprintf(help, sizeof(help), "# HELP %.95s ", smp[i].name);
+            if (strstr(pb.data, help) == NULL) {
+                printf("#   no HELP line for %s\n", smp[i].name);
+                test_failed_checks++;
+            }
+        }
+    }
+    cJSON_Delete(j);
+    metrics_buf_free(&jb);
+    metrics_buf_free(&pb);
+}
+
+static void
+test_formats_agree(void)
+{
+    /* Every JSON figure is a Prometheus sample of the same value and the
+     * other way round, top-level, in "ingest" and per worker.  A start in
+     * the future pins uptime_seconds at 0 in both bodies, rendered a moment
+     * apart. */
+    struct shm *s = busy_region();
+
+    s->hdr.started_ms = time_now_ms() + 3600000;
+    check_formats_agree(s);
+    /* The ingest dead, Redis's flag stale: both say disconnected. */
+    SET(s->ingest.pid, 0);
+    check_formats_agree(s);
+    shm_destroy(s);
+
+    s = region(SHM_MAX_WORKERS);
+    s->hdr.started_ms = time_now_ms() + 3600000;
+    for (uint32_t i = 0; i < SHM_MAX_WORKERS; i++) {
+        live_worker(s, i, (int32_t)(1000 + i), 0);
+        SET(s->workers[i].total_messages, 7 * i);
+    }
+    check_formats_agree(s);
     shm_destroy(s);
 }
 
@@ -709,5 +929,6 @@ TEST_MAIN(TEST(test_health_healthy), TEST(test_health_degraded), TEST(test_healt
           TEST(test_json_usage_counts_live_workers_only), TEST(test_json_fresh_region),
           TEST(test_json_many_workers), TEST(test_json_uptime),
           TEST(test_json_uptime_clock_stepped_back), TEST(test_prometheus_values),
-          TEST(test_prometheus_many_workers), TEST(test_wants_prometheus),
-          TEST(test_buf_free_empty))
+          TEST(test_prometheus_many_workers), TEST(test_prometheus_uptime),
+          TEST(test_redis_connected_needs_live_ingest), TEST(test_formats_agree),
+          TEST(test_wants_prometheus), TEST(test_buf_free_empty))

@@ -3,8 +3,10 @@
  * /metrics endpoint reports.  Totals must survive a worker's death (its
  * counters move to `retired`) and broadcast_usage must follow only the
  * workers that are alive and listening, or one dead slot would pin it at
- * the whole ring.
+ * the whole ring.  Client addresses are bucketed by the instance's keyed
+ * hash: the same in every worker, different under another key.
  */
+#include "common/hash.h"
 #include "common/shm.h"
 #include "common/timeutil.h"
 
@@ -357,6 +359,66 @@ test_worker_retire(void)
     shm_destroy(s);
 }
 
+static void
+test_ip_key_keyed(void)
+{
+    unsigned char k1[HASH_KEY_LEN] = {1}, k2[HASH_KEY_LEN] = {2};
+    struct shm_ip_key a[256], b;
+    int moved = 0;
+
+    hash_set_key(k1);
+    for (int i = 0; i < 256; i++) {
+        unsigned char v4[4] = {10, 0, (unsigned char)(i / 16), (unsigned char)i};
+        a[i] = shm_ip_key(v4, sizeof(v4));
+        CHECK(a[i].b1 < SHM_IP_BUCKETS && a[i].b2 < SHM_IP_BUCKETS);
+        CHECK(a[i].b1 != a[i].b2);
+        /* The same address, the same buckets: how a disconnect finds the
+         * buckets its connect raised, in any worker. */
+        b = shm_ip_key(v4, sizeof(v4));
+        CHECK(b.b1 == a[i].b1 && b.b2 == a[i].b2);
+    }
+    /* Another key (another instance) puts the addresses elsewhere: which
+     * addresses share buckets cannot be worked out from outside. */
+    hash_set_key(k2);
+    for (int i = 0; i < 256; i++) {
+        unsigned char v4[4] = {10, 0, (unsigned char)(i / 16), (unsigned char)i};
+        b = shm_ip_key(v4, sizeof(v4));
+        moved += b.b1 != a[i].b1 || b.b2 != a[i].b2;
+    }
+    CHECK(moved > 250);
+}
+
+static void
+test_ip_count_across_workers(void)
+{
+    unsigned char key[HASH_KEY_LEN] = {7};
+    unsigned char v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+    struct shm *s = shm_create(3, 1024, 2048);
+    struct shm_ip_key k;
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    hash_set_key(key);
+    k = shm_ip_key(v6, sizeof(v6));
+    CHECK_INT(shm_ip_count(s, k), 0);
+    shm_ip_add(s, 0, k, +1);
+    shm_ip_add(s, 1, k, +1);
+    shm_ip_add(s, 1, k, +1);
+    shm_ip_add(s, 2, k, +1);
+    CHECK_INT(shm_ip_count(s, k), 4);
+    shm_ip_add(s, 1, k, -1);
+    CHECK_INT(shm_ip_count(s, k), 3);
+    /* A dead worker's connections are gone with it. */
+    shm_worker_retire(s, 2);
+    CHECK_INT(shm_ip_count(s, k), 2);
+    /* Going below zero (a bug elsewhere) saturates instead of wrapping. */
+    shm_ip_add(s, 2, k, -1);
+    CHECK_INT(shm_ip_count(s, k), 2);
+    shm_destroy(s);
+}
+
 TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_create_refused),
           TEST(test_stream_index), TEST(test_stream_table_full), TEST(test_stream_index_stable),
-          TEST(test_totals_sum), TEST(test_totals_broadcast_usage), TEST(test_worker_retire))
+          TEST(test_totals_sum), TEST(test_totals_broadcast_usage), TEST(test_worker_retire),
+          TEST(test_ip_key_keyed), TEST(test_ip_count_across_workers))
