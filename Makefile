@@ -130,7 +130,7 @@ FUZZ_BUILD   := build/fuzz
 FUZZ_NAMES   := fuzz_client_message fuzz_entry_decode fuzz_frame fuzz_config
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 FUZZ_SRCS    := $(wildcard src/common/*.c) src/ingest/decode.c src/worker/cmsg.c \
-                src/worker/sub.c src/worker/encode.c
+                src/worker/sub.c src/worker/sub_filter.c src/worker/encode.c
 FUZZ_OBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_PKGS    := libcjson msgpack
 # clang's -Wformat=2 adds -Wformat-nonliteral, which gcc's leaves out for

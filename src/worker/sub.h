@@ -1,10 +1,6 @@
 /*
- * sub: client filters and the index that matches entries to subscribers.
- *
- * A filter has four lists, one per dimension of enum frame_key (sports,
- * events, markets, books).  An entry matches when, in every dimension, the
- * list is empty, the entry lacks that dimension, or the entry's value is in
- * the list.
+ * sub: the index that matches entries to subscribers (filters themselves
+ * are sub_filter.h's).
  *
  * The index groups members that hold an identical filter, and files each
  * group under one "anchor" dimension (the first non-empty of events, books,
@@ -19,46 +15,12 @@
 #ifndef WSB_SUB_H
 #define WSB_SUB_H
 
+#include "sub_filter.h"
 #include "../common/frame.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define SUB_NDIMS FRAME_NKEYS
-
-/* The filter list names in the wire protocol, indexed by enum frame_key. */
-extern const char *const sub_dim_names[SUB_NDIMS];
-
-struct sub_list {
-    uint32_t n;
-    char **values; /* sorted (by length, then bytes), unique, NUL-terminated */
-    uint32_t *lens;
-};
-
-struct sub_filter {
-    struct sub_list dims[SUB_NDIMS];
-};
-
-struct sub_limits {
-    uint32_t max_values;    /* per list */
-    uint32_t max_value_len; /* bytes per value */
-};
-
-/* Parse a subscribe payload (an object, or NULL for none) into out.  Missing
- * or null lists are empty.  Returns 0, or -1 with a client-facing reason in
- * err if a list is not a list of strings or exceeds the limits; out is then
- * left empty.  The caller frees out with sub_filter_free. */
-int sub_filter_parse(const cJSON *payload, const struct sub_limits *limits, struct sub_filter *out,
-                     char *err, size_t errlen);
-
-void sub_filter_free(struct sub_filter *f);
-
-/* {"sports":[...],"events":[...],"markets":[...],"books":[...]}; NULL on OOM. */
-cJSON *sub_filter_to_json(const struct sub_filter *f);
-
-/* The definition of a match, without the index. */
-int sub_filter_matches(const struct sub_filter *f, const struct frame_key_ref keys[SUB_NDIMS]);
 
 struct sub_group;
 
