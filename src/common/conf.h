@@ -73,21 +73,52 @@ struct conf {
     int log_level;       /* enum log_level */
 };
 
-/* One row per setting, in the order `-t` prints them and the docs list them. */
+/*
+ * The settings table, conf_keys[]: one row per setting, in the order `-t`
+ * prints them, reload warnings list them and the docs list them.  A row says
+ * where the value lives in struct conf and what type it is; from that alone
+ * conf_set parses it (file and environment included), conf_get prints it,
+ * conf_defaults sets it and conf_restart_keys_changed compares it.  A plain
+ * number is one row and one field; a type that needs more brings its own
+ * parse (and format) function.
+ */
+enum conf_type {
+    CONF_TYPE_U32,    /* uint32_t, from min to max */
+    CONF_TYPE_INT,    /* int; the row's parse function reads it */
+    CONF_TYPE_STRING, /* char[size], NUL-terminated */
+    CONF_TYPE_SECRET, /* a STRING that conf_get shows only as "(set)" or "" */
+    CONF_TYPE_CUSTOM, /* parse and format given; compared by its text form */
+};
+
 struct conf_key {
     const char *name;
     const char *default_value;
-    int reloadable; /* 1: SIGHUP applies it; 0: needs a restart */
+    int reloadable; /* 1: SIGHUP applies it (sup_reload); 0: needs a restart */
     const char *help;
+    enum conf_type type;
+    size_t offset;     /* offsetof(struct conf, field) */
+    size_t size;       /* sizeof that field */
+    uint32_t min, max; /* bounds of a number (U32 rows, WORKERS) */
+    /* NULL: the type's own.  parse stores value, and may fill fields that
+     * follow from it (SERVER_ADDR's host and port), or returns -1 with
+     * "KEY: why" in err.  format writes what conf_get gives: a text parse
+     * reads back to the same value, and all of it (CUSTOM rows are compared
+     * by it). */
+    int (*parse)(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                 size_t errlen);
+    int (*format)(const struct conf *c, const struct conf_key *k, char *buf, size_t size);
 };
 
 extern const struct conf_key conf_keys[];
 extern const size_t conf_nkeys;
 
+/* Every setting at its default.  A default that does not parse, or a row
+ * that does not fit its field, is a bug in the table: logged, then abort. */
 void conf_defaults(struct conf *c);
 
 /* Set one key from its text form.  Returns 0, or -1 with "KEY: why" in err
- * (unknown keys included). */
+ * (unknown keys included).  A failure may leave that key half-set: callers
+ * keep no struct whose load failed. */
 int conf_set(struct conf *c, const char *key, const char *value, char *err, size_t errlen);
 
 /* Read a config file into c.  Returns 0, or -1 with "PATH:LINE: KEY: why" in
@@ -104,11 +135,13 @@ int conf_check(const struct conf *c, char *err, size_t errlen);
  * exists), then the environment, then conf_check. */
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 
-/* The text form of one setting of c (as conf_set accepts it) into buf. */
+/* The text form of one setting of c (as conf_set accepts it; a SECRET only
+ * as "(set)" or "") into buf, truncated to size.  0, or -1 for an unknown key. */
 int conf_get(const struct conf *c, const char *key, char *buf, size_t size);
 
 /* Comma-separated names of the non-reloadable keys whose values differ
- * between a and b; empty if none. */
+ * between a and b (a SECRET by its real value), in table order; empty if
+ * none.  Truncated to size, always terminated. */
 void conf_restart_keys_changed(const struct conf *a, const struct conf *b, char *buf, size_t size);
 
 /* The password to AUTH with: REDIS_PASSWORD, else the URL's; NULL if none. */

@@ -1,6 +1,8 @@
 #include "log.h"
 #include "timeutil.h"
 
+#include <assert.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +12,11 @@ static enum log_role log_role = LOG_ROLE_SUPERVISOR;
 static int log_index;
 static enum log_level log_level = LOG_LEVEL_INFO;
 
-static const char *const log_level_names[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
+/* The one list of level names, indexed by enum log_level: LOG_LEVEL parses
+ * it, `-t` prints it, log lines uppercase it. */
+static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+static_assert(sizeof(log_level_names) / sizeof(log_level_names[0]) == LOG_LEVEL_DEBUG + 1,
+              "one name per enum log_level");
 
 void
 log_set_role(enum log_role role, int index)
@@ -34,13 +40,31 @@ log_get_level(void)
 int
 log_level_parse(const char *name)
 {
-    static const char *const names[] = {"error", "warn", "info", "debug"};
-
-    for (int i = 0; i < 4; i++) {
-        if (strcasecmp(name, names[i]) == 0)
+    for (int i = 0; i <= LOG_LEVEL_DEBUG; i++) {
+        if (strcasecmp(name, log_level_names[i]) == 0)
             return i;
     }
     return -1;
+}
+
+const char *
+log_level_name(int level)
+{
+    if (level < 0 || level > LOG_LEVEL_DEBUG)
+        return NULL;
+    return log_level_names[level];
+}
+
+/* A level as log lines show it: its name in capitals. */
+static void
+log_level_label(enum log_level level, char *buf, size_t size)
+{
+    const char *name = log_level_name(level);
+    size_t i;
+
+    for (i = 0; name != NULL && name[i] != '\0' && i < size - 1; i++)
+        buf[i] = (char)toupper((unsigned char)name[i]);
+    buf[i] = '\0';
 }
 
 void
@@ -48,6 +72,7 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
 {
     char line[2048];
     char role[32];
+    char label[8];
     size_t n;
     int r;
 
@@ -69,8 +94,11 @@ log_vmsg(enum log_level level, const char *fmt, va_list ap)
         break;
     }
 
+    log_level_label(level, label, sizeof(label));
     n = time_format_iso_ms(time_now_ms(), line, sizeof(line));
-    r = snprintf(line + n, sizeof(line) - n, " %s %s: ", log_level_names[level], role);
+    /* Padded to the longest name: messages line up, and readers of the log
+     * (tests/integration LOG_LINE_RE among them) expect "WARN " with its space. */
+    r = snprintf(line + n, sizeof(line) - n, " %-5s %s: ", label, role);
     if (r > 0)
         n += (size_t)r;
     r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

@@ -28,8 +28,14 @@ void log_set_role(enum log_role role, int index);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 
-/* Parse "error", "warn", "info" or "debug"; -1 if none of them. */
+/* Parse a level's name, in any case ("warn", "WARN"); -1 if none matches. */
 int log_level_parse(const char *name);
+
+/* The lowercase name of a level ("error", "warn", "info", "debug"): what
+ * LOG_LEVEL takes and `-t` prints.  Log lines show it uppercased.  NULL if
+ * level is not an enum log_level, so callers can list the names by counting
+ * up from 0. */
+const char *log_level_name(int level);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)

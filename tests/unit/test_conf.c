@@ -456,6 +456,14 @@ test_numeric_ranges(void)
         {"MAX_FILTER_VALUES", "1", "100000", "0", "100001"},
         {"MAX_FILTER_VALUE_LEN", "1", "4096", "0", "4097"},
         {"READ_COUNT", "1", "100000", "0", "100001"},
+        {"HANDSHAKE_TIMEOUT", "1", "3600", "0", "3601"},
+        {"MAX_HEADER_SIZE", "1024", "65535", "1023", "65536"},
+        {"PING_INTERVAL", "0", "86400", "-1", "86401"},
+        {"PING_TIMEOUT", "1", "3600", "0", "3601"},
+        {"MAX_CLIENTS", "1", "10000000", "0", "10000001"},
+        {"MAX_CLIENTS_PER_IP", "1", "10000000", "0", "10000001"},
+        {"RATE_LIMIT", "1", "1000000", "0", "1000001"},
+        {"RATE_BURST", "1", "1000000", "0", "1000001"},
     };
     struct conf c;
     char err[512], buf[64];
@@ -521,8 +529,19 @@ test_log_level(void)
     }
     CHECK_INT(set_one(&c, "LOG_LEVEL", "verbose", err, sizeof(err)), -1);
     CHECK(starts_with(err, "LOG_LEVEL:"));
+    /* The message lists the names, from log.c's one list. */
+    CHECK_STR(err, "LOG_LEVEL: expected error, warn, info or debug, got 'verbose'");
     CHECK_INT(set_one(&c, "LOG_LEVEL", "", err, sizeof(err)), -1);
     CHECK(starts_with(err, "LOG_LEVEL:"));
+    /* Any case is read; conf_get prints log_level_name's spelling. */
+    CHECK_INT(set_one(&c, "LOG_LEVEL", "DeBuG", err, sizeof(err)), 0);
+    CHECK_INT(c.log_level, LOG_LEVEL_DEBUG);
+    for (int i = 0; log_level_name(i) != NULL; i++) {
+        CHECK_INT(log_level_parse(log_level_name(i)), i);
+        CHECK_STR(log_level_name(i), good[i].value);
+    }
+    CHECK(log_level_name(-1) == NULL);
+    CHECK(log_level_name(LOG_LEVEL_DEBUG + 1) == NULL);
 }
 
 static void
@@ -542,6 +561,30 @@ test_redis_password_value(void)
     pw[sizeof(c.redis_password)] = '\0';
     CHECK_INT(set_one(&c, "REDIS_PASSWORD", pw, err, sizeof(err)), -1);
     CHECK(starts_with(err, "REDIS_PASSWORD:"));
+    /* Errors get logged: the refused password is not in the message. */
+    CHECK(strstr(err, "pppp") == NULL);
+    pw[sizeof(c.redis_password) - 1] = '\0';
+    CHECK_INT(set_one(&c, "REDIS_PASSWORD", pw, err, sizeof(err)), 0);
+}
+
+static void
+test_allowed_origins(void)
+{
+    struct conf c;
+    char err[512], long_value[1100];
+
+    CHECK_INT(
+        set_one(&c, "ALLOWED_ORIGINS", "https://a.example,https://b.example", err, sizeof(err)), 0);
+    CHECK_STR(c.allowed_origins, "https://a.example,https://b.example");
+    CHECK_INT(set_one(&c, "ALLOWED_ORIGINS", "https://a\tb", err, sizeof(err)), -1);
+    CHECK(starts_with(err, "ALLOWED_ORIGINS:"));
+    CHECK_INT(set_one(&c, "ALLOWED_ORIGINS", "https://a\nb", err, sizeof(err)), -1);
+    memset(long_value, 'o', sizeof(long_value));
+    long_value[sizeof(c.allowed_origins)] = '\0';
+    CHECK_INT(set_one(&c, "ALLOWED_ORIGINS", long_value, err, sizeof(err)), -1);
+    CHECK(starts_with(err, "ALLOWED_ORIGINS:"));
+    long_value[sizeof(c.allowed_origins) - 1] = '\0';
+    CHECK_INT(set_one(&c, "ALLOWED_ORIGINS", long_value, err, sizeof(err)), 0);
 }
 
 static void
@@ -566,6 +609,10 @@ test_get_round_trip(void)
         {"MAX_FILTER_VALUES", "9"},
         {"MAX_FILTER_VALUE_LEN", "99"},
         {"READ_COUNT", "7"},
+        {"ALLOWED_ORIGINS", "https://x.example"},
+        {"PING_INTERVAL", "0"},
+        {"MAX_CLIENTS_PER_IP", "3"},
+        {"RATE_BURST", "5"},
         {"LOG_LEVEL", "warn"},
     };
     struct conf a, b;
@@ -646,6 +693,33 @@ test_restart_keys_changed(void)
     CHECK(strncmp(small, "REDIS_URL", sizeof(small) - 1) == 0);
     conf_restart_keys_changed(&a, &b, buf, sizeof(buf));
     CHECK_STR(buf, "REDIS_URL,REDIS_PASSWORD,READ_COUNT");
+}
+
+static void
+test_restart_keys_each_number(void)
+{
+    /* Every plain number, changed alone, is reported alone if it needs a
+     * restart, and not at all if reload applies it: the reload check reads
+     * the table, not a list of its own. */
+    struct conf a, b;
+    char err[512], buf[1024], value[32];
+
+    conf_defaults(&a);
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        const struct conf_key *k = &conf_keys[i];
+        uint32_t v;
+
+        if (k->type != CONF_TYPE_U32 || k->parse != NULL)
+            continue;
+        v = strcmp(k->default_value, "1") == 0 ? 2 : k->min;
+        if (v == (uint32_t)strtoul(k->default_value, NULL, 10))
+            v = k->max;
+        snprintf(value, sizeof(value), "%u", v);
+        b = a;
+        CHECK_INT(conf_set(&b, k->name, value, err, sizeof(err)), 0);
+        conf_restart_keys_changed(&a, &b, buf, sizeof(buf));
+        CHECK_STR(buf, k->reloadable ? "" : k->name);
+    }
 }
 
 static void
@@ -967,13 +1041,152 @@ test_load(void)
     CHECK_INT(conf_load(&c, "/tmp/wsb-test-conf-does-not-exist/x.conf", err, sizeof(err)), -1);
 }
 
+/* ---- the docs list every setting -------------------------------------------- */
+
+static const struct conf_key *
+find_key(const char *name)
+{
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        if (strcmp(conf_keys[i].name, name) == 0)
+            return &conf_keys[i];
+    }
+    return NULL;
+}
+
+static int
+report_missing(const char *path, const unsigned char *seen)
+{
+    int missing = 0;
+
+    for (size_t i = 0; i < conf_nkeys; i++) {
+        if (!seen[i]) {
+            printf("#   %s: no line for %s\n", path, conf_keys[i].name);
+            missing++;
+        }
+    }
+    return missing;
+}
+
+/*
+ * A KEY=VALUE file of examples (env.template, etc/ws-broadcaster.conf):
+ * "KEY=VALUE" lines, commented out ("#KEY=", "# KEY=") or not.  Each KEY
+ * must be a setting, each setting must have a line, and where the file says
+ * its values are the defaults (all lines, or the commented ones) they must
+ * be.  Returns the number of problems, printed.
+ */
+static int
+check_key_file(const char *path, int defaults_everywhere)
+{
+    unsigned char seen[256] = {0};
+    char line[1024];
+    int bad = 0;
+    FILE *fp = fopen(path, "r");
+
+    if (fp == NULL) {
+        printf("#   cannot open %s: the unit tests run from the repository root\n", path);
+        return 1;
+    }
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        char *p = line;
+        const struct conf_key *k;
+        size_t len;
+        int commented = 0;
+
+        line[strcspn(line, "\r\n")] = '\0';
+        if (*p == '#') {
+            commented = 1;
+            for (p++; *p == ' '; p++)
+                ;
+        }
+        len = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+        if (len == 0 || p[len] != '=')
+            continue; /* prose */
+        p[len] = '\0';
+        k = find_key(p);
+        if (k == NULL) {
+            printf("#   %s: %s is not a setting\n", path, p);
+            bad++;
+            continue;
+        }
+        seen[k - conf_keys] = 1;
+        if ((defaults_everywhere || commented) && strcmp(p + len + 1, k->default_value) != 0) {
+            printf("#   %s: %s=%s, but the default is '%s'\n", path, p, p + len + 1,
+                   k->default_value);
+            bad++;
+        }
+    }
+    fclose(fp);
+    return bad + report_missing(path, seen);
+}
+
+/*
+ * README.md's table under "## Settings": rows "| KEY | `default` | meaning |"
+ * (the KEY may be in backticks).  Every setting has a row, every row is a
+ * setting, and a non-empty default is shown as `default`.
+ */
+static int
+check_readme(const char *path)
+{
+    unsigned char seen[256] = {0};
+    char line[1024];
+    int bad = 0, in_settings = 0;
+    FILE *fp = fopen(path, "r");
+
+    if (fp == NULL) {
+        printf("#   cannot open %s: the unit tests run from the repository root\n", path);
+        return 1;
+    }
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        char *cell, *end, want[256];
+        const struct conf_key *k;
+
+        line[strcspn(line, "\r\n")] = '\0';
+        if (strncmp(line, "## ", 3) == 0)
+            in_settings = strcmp(line, "## Settings") == 0;
+        if (!in_settings || line[0] != '|')
+            continue;
+        cell = line + 1 + strspn(line + 1, " `");
+        end = cell + strspn(cell, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+        if (end == cell || strspn(end, " `") == 0 || end[strspn(end, " `")] != '|')
+            continue; /* the header and the |---| line */
+        *end = '\0';
+        k = find_key(cell);
+        if (k == NULL) {
+            printf("#   %s: %s is not a setting\n", path, cell);
+            bad++;
+            continue;
+        }
+        seen[k - conf_keys] = 1;
+        snprintf(want, sizeof(want), "| `%s` |", k->default_value);
+        if (k->default_value[0] != '\0' && strstr(end + 1, want) == NULL) {
+            printf("#   %s: the row of %s does not show its default `%s`\n", path, cell,
+                   k->default_value);
+            bad++;
+        }
+    }
+    fclose(fp);
+    return bad + report_missing(path, seen);
+}
+
+static void
+test_docs_list_every_setting(void)
+{
+    CHECK(conf_nkeys <= 256); /* seen[] above */
+    /* env.template: "Every value below is the built-in default". */
+    CHECK_INT(check_key_file("env.template", 1), 0);
+    /* The config file: "Commented-out lines show the built-in defaults". */
+    CHECK_INT(check_key_file(CONF_DEFAULT_PATH, 0), 0);
+    CHECK_INT(check_readme("README.md"), 0);
+}
+
 TEST_MAIN(TEST(test_defaults), TEST(test_defaults_table), TEST(test_unknown_key),
           TEST(test_server_addr), TEST(test_redis_url), TEST(test_redis_url_reset),
           TEST(test_redis_password_precedence), TEST(test_sports), TEST(test_names),
           TEST(test_opportunities_stream), TEST(test_workers), TEST(test_numeric_ranges),
           TEST(test_ring_size_power_of_two), TEST(test_log_level), TEST(test_redis_password_value),
-          TEST(test_get_round_trip), TEST(test_restart_keys_changed), TEST(test_sport_stream),
-          TEST(test_check), TEST(test_load_file), TEST(test_load_file_quotes),
-          TEST(test_load_file_errors), TEST(test_load_file_long_line), TEST(test_load_file_missing),
-          TEST(test_load_file_empty), TEST(test_apply_env), TEST(test_env_password_wins),
-          TEST(test_load))
+          TEST(test_allowed_origins), TEST(test_get_round_trip), TEST(test_restart_keys_changed),
+          TEST(test_restart_keys_each_number), TEST(test_sport_stream), TEST(test_check),
+          TEST(test_load_file), TEST(test_load_file_quotes), TEST(test_load_file_errors),
+          TEST(test_load_file_long_line), TEST(test_load_file_missing), TEST(test_load_file_empty),
+          TEST(test_apply_env), TEST(test_env_password_wins), TEST(test_load),
+          TEST(test_docs_list_every_setting))
