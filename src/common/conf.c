@@ -90,8 +90,8 @@ const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);
 
 /* ---- what the table drives ------------------------------------------------ */
 
-static const struct conf_key *
-conf_find(const char *name)
+const struct conf_key *
+conf_key_find(const char *name)
 {
     for (size_t i = 0; i < conf_nkeys; i++) {
         if (strcmp(conf_keys[i].name, name) == 0)
@@ -103,7 +103,7 @@ conf_find(const char *name)
 int
 conf_set(struct conf *c, const char *key, const char *value, char *err, size_t errlen)
 {
-    const struct conf_key *k = conf_find(key);
+    const struct conf_key *k = conf_key_find(key);
 
     if (k == NULL) {
         snprintf(err, errlen, "%s: unknown setting", key);
@@ -254,7 +254,7 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 int
 conf_get(const struct conf *c, const char *key, char *buf, size_t size)
 {
-    const struct conf_key *k = conf_find(key);
+    const struct conf_key *k = conf_key_find(key);
 
     return k == NULL ? -1 : conf_type_format(c, k, buf, size);
 }

@@ -112,6 +112,9 @@ struct conf_key {
 extern const struct conf_key conf_keys[];
 extern const size_t conf_nkeys;
 
+/* The row of setting name, or NULL if there is none. */
+const struct conf_key *conf_key_find(const char *name);
+
 /* Every setting at its default.  A default that does not parse, or a row
  * that does not fit its field, is a bug in the table: logged, then abort. */
 void conf_defaults(struct conf *c);

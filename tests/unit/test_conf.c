@@ -1043,16 +1043,6 @@ test_load(void)
 
 /* ---- the docs list every setting -------------------------------------------- */
 
-static const struct conf_key *
-find_key(const char *name)
-{
-    for (size_t i = 0; i < conf_nkeys; i++) {
-        if (strcmp(conf_keys[i].name, name) == 0)
-            return &conf_keys[i];
-    }
-    return NULL;
-}
-
 static int
 report_missing(const char *path, const unsigned char *seen)
 {
@@ -1102,7 +1092,7 @@ check_key_file(const char *path, int defaults_everywhere)
         if (len == 0 || p[len] != '=')
             continue; /* prose */
         p[len] = '\0';
-        k = find_key(p);
+        k = conf_key_find(p);
         if (k == NULL) {
             printf("#   %s: %s is not a setting\n", path, p);
             bad++;
@@ -1150,7 +1140,7 @@ check_readme(const char *path)
         if (end == cell || strspn(end, " `") == 0 || end[strspn(end, " `")] != '|')
             continue; /* the header and the |---| line */
         *end = '\0';
-        k = find_key(cell);
+        k = conf_key_find(cell);
         if (k == NULL) {
             printf("#   %s: %s is not a setting\n", path, cell);
             bad++;

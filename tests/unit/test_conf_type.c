@@ -12,16 +12,6 @@
 
 #include "test.h"
 
-static const struct conf_key *
-row(const char *name)
-{
-    for (size_t i = 0; i < conf_nkeys; i++) {
-        if (strcmp(conf_keys[i].name, name) == 0)
-            return &conf_keys[i];
-    }
-    return NULL;
-}
-
 static void
 test_rows_ok(void)
 {
@@ -34,25 +24,25 @@ test_rows_ok(void)
     }
 
     /* Broken rows, each one fault away from a good one. */
-    k = *row("CLIENT_BUFFER");
+    k = *conf_key_find("CLIENT_BUFFER");
     k.min = k.max + 1;
     CHECK(!conf_type_row_ok(&k));
-    k = *row("CLIENT_BUFFER");
+    k = *conf_key_find("CLIENT_BUFFER");
     k.size = sizeof(uint64_t);
     CHECK(!conf_type_row_ok(&k));
-    k = *row("CLIENT_BUFFER");
+    k = *conf_key_find("CLIENT_BUFFER");
     k.offset = sizeof(struct conf) - 2;
     CHECK(!conf_type_row_ok(&k));
-    k = *row("WORKERS");
+    k = *conf_key_find("WORKERS");
     k.parse = NULL; /* no text form of its own for an int */
     CHECK(!conf_type_row_ok(&k));
-    k = *row("SPORTS");
+    k = *conf_key_find("SPORTS");
     k.format = NULL;
     CHECK(!conf_type_row_ok(&k));
-    k = *row("CONSUMER_ID");
+    k = *conf_key_find("CONSUMER_ID");
     k.default_value = NULL;
     CHECK(!conf_type_row_ok(&k));
-    k = *row("CONSUMER_ID");
+    k = *conf_key_find("CONSUMER_ID");
     k.type = (enum conf_type)99;
     CHECK(!conf_type_row_ok(&k));
 }
@@ -60,7 +50,7 @@ test_rows_ok(void)
 static void
 test_secret(void)
 {
-    const struct conf_key *k = row("REDIS_PASSWORD");
+    const struct conf_key *k = conf_key_find("REDIS_PASSWORD");
     struct conf a, b;
     char err[512], ta[64], tb[64];
 
@@ -86,8 +76,8 @@ test_same_by_type(void)
 {
     /* A string left longer by an earlier value must not count as a change
      * once both hold the same text. */
-    const struct conf_key *id = row("CONSUMER_ID"), *sports = row("SPORTS");
-    const struct conf_key *workers = row("WORKERS");
+    const struct conf_key *id = conf_key_find("CONSUMER_ID"), *sports = conf_key_find("SPORTS");
+    const struct conf_key *workers = conf_key_find("WORKERS");
     struct conf a, b;
     char err[512];
 
