@@ -83,6 +83,27 @@ const struct conf_key conf_keys[] = {
     {"RATE_LIMIT", "20", 0, "client messages per second, sustained",
      CONF_U32(rate_limit, 1, 1000000)},
     {"RATE_BURST", "40", 0, "client messages in a burst", CONF_U32(rate_burst, 1, 1000000)},
+    {"CLOSE_TIMEOUT", "2", 0,
+     "seconds a closing client has to read its close frame before it is reset",
+     CONF_U32(close_timeout, 1, 3600)},
+    {"SEND_TIMEOUT", "10", 0,
+     "seconds a client's socket may accept nothing while data waits before it is cut off",
+     CONF_U32(send_timeout, 1, 86400)},
+    {"MAX_CONNECTIONS", "auto", 0,
+     "TCP connections per instance, upgraded or not; auto = MAX_CLIENTS + 1024",
+     CONF_U32(max_connections, 1, 20000000), .parse = conf_type_parse_u32_auto,
+     .format = conf_type_format_u32_auto},
+    {"MAX_CONNECTIONS_PER_IP", "auto", 0,
+     "TCP connections per client address; auto = MAX_CLIENTS_PER_IP + 16",
+     CONF_U32(max_connections_per_ip, 1, 20000000), .parse = conf_type_parse_u32_auto,
+     .format = conf_type_format_u32_auto},
+    {"HTTP_IDLE_TIMEOUT", "5", 0, "seconds an HTTP keep-alive connection may wait for a request",
+     CONF_U32(http_idle_timeout, 1, 3600)},
+    {"IPV6_PREFIX", "64", 0, "IPv6 clients are counted per address prefix of this many bits",
+     CONF_U32(ipv6_prefix, 1, 128)},
+    {"MAX_FILTER_VALUES_PER_IP", "100000", 0,
+     "filter values held by all the clients of one address together",
+     CONF_U32(max_filter_values_per_ip, 1, 100000000)},
     {"LOG_LEVEL", "info", 1, "error, warn, info or debug", CONF_INT(log_level),
      .parse = conf_type_parse_log_level, .format = conf_type_format_log_level},
 };
@@ -248,7 +269,18 @@ conf_load(struct conf *c, const char *path, char *err, size_t errlen)
     }
     if (conf_apply_env(c, err, errlen) != 0)
         return -1;
+    conf_resolve_auto(c);
     return conf_check(c, err, errlen);
+}
+
+void
+conf_resolve_auto(struct conf *c)
+{
+    /* Room for HTTP requests and upgrades in progress beside the clients. */
+    if (c->max_connections == 0)
+        c->max_connections = c->max_clients + 1024;
+    if (c->max_connections_per_ip == 0)
+        c->max_connections_per_ip = c->max_clients_per_ip + 16;
 }
 
 int

@@ -68,9 +68,16 @@ struct conf {
     uint32_t ping_timeout;      /* seconds after that ping before hanging up */
     uint32_t max_clients;       /* WebSocket clients per instance */
     uint32_t max_clients_per_ip;
-    uint32_t rate_limit; /* client messages per second (token bucket rate) */
-    uint32_t rate_burst; /* bucket size */
-    int log_level;       /* enum log_level */
+    uint32_t rate_limit;             /* client messages per second (token bucket rate) */
+    uint32_t rate_burst;             /* bucket size */
+    uint32_t close_timeout;          /* seconds from a close to the TCP reset */
+    uint32_t send_timeout;           /* seconds a socket may take nothing while data waits */
+    uint32_t max_connections;        /* TCP connections per instance; 0: auto */
+    uint32_t max_connections_per_ip; /* TCP connections per address; 0: auto */
+    uint32_t http_idle_timeout;      /* seconds a keep-alive connection may idle */
+    uint32_t ipv6_prefix;            /* bits of an IPv6 address that name a client */
+    uint32_t max_filter_values_per_ip;
+    int log_level; /* enum log_level */
 };
 
 /*
@@ -133,6 +140,10 @@ int conf_apply_env(struct conf *c, char *err, size_t errlen);
 
 /* Checks that involve more than one key.  0 or -1 with a message. */
 int conf_check(const struct conf *c, char *err, size_t errlen);
+
+/* Derive the settings left at "auto" (MAX_CONNECTIONS from MAX_CLIENTS,
+ * MAX_CONNECTIONS_PER_IP from MAX_CLIENTS_PER_IP).  conf_load does it. */
+void conf_resolve_auto(struct conf *c);
 
 /* Defaults, then the file (if path is NULL, CONF_DEFAULT_PATH when it
  * exists), then the environment, then conf_check. */

@@ -448,6 +448,29 @@ conf_type_parse_workers(struct conf *c, const struct conf_key *k, const char *va
     return 0;
 }
 
+/* A count within the row's bounds, or "auto": 0, resolved by conf_load from
+ * the setting it derives from (conf_resolve_auto). */
+int
+conf_type_parse_u32_auto(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                         size_t errlen)
+{
+    uint32_t v = 0;
+
+    if (strcmp(value, "auto") != 0 && conf_number(k, value, &v, err, errlen) != 0)
+        return -1;
+    *(uint32_t *)conf_field(c, k) = v;
+    return 0;
+}
+
+int
+conf_type_format_u32_auto(const struct conf *c, const struct conf_key *k, char *buf, size_t size)
+{
+    uint32_t v = *(const uint32_t *)conf_cfield(c, k);
+    int n = v == 0 ? snprintf(buf, size, "auto") : snprintf(buf, size, "%u", v);
+
+    return n < 0 ? -1 : 0;
+}
+
 /* RING_SIZE: the ring finds a slot as seq & (size - 1). */
 int
 conf_type_parse_power_of_two(struct conf *c, const struct conf_key *k, const char *value, char *err,

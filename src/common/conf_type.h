@@ -62,6 +62,12 @@ int conf_type_parse_text(struct conf *c, const struct conf_key *k, const char *v
 /* An int from min to max, or empty / "auto" for the number of CPUs. */
 int conf_type_parse_workers(struct conf *c, const struct conf_key *k, const char *value, char *err,
                             size_t errlen);
+/* A uint32_t from min to max, or "auto" (stored as 0, shown as "auto"
+ * until conf_load derives it from another setting). */
+int conf_type_parse_u32_auto(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                             size_t errlen);
+int conf_type_format_u32_auto(const struct conf *c, const struct conf_key *k, char *buf,
+                              size_t size);
 /* A uint32_t from min to max that is a power of two. */
 int conf_type_parse_power_of_two(struct conf *c, const struct conf_key *k, const char *value,
                                  char *err, size_t errlen);
