@@ -1,9 +1,12 @@
 #include "outbound.h"
 #include "encode.h"
+#include "rxguard.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 
+#include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Bounds one client's turn in the loop: at most this many writes of at most
  * OUTQ_WRITE_BYTES each, well above what the worker queues per turn, so a
@@ -32,11 +35,12 @@ outbound_mark_dirty(struct wsp_vhost *vh, struct wsp_session *ss)
  * sent, so the copy lws makes is rare.
  */
 static int
-outbound_write(struct wsp_vhost *vh, struct wsp_session *ss, int head_only)
+outbound_write(struct wsp_vhost *vh, struct wsp_session *ss)
 {
     uint32_t delivered;
-    int rc = outq_write(&ss->q, lws_get_socket_fd(ss->wsi), OUTBOUND_WRITES_PER_ROUND, head_only,
-                        &delivered);
+    size_t bytes;
+    int rc = outq_write(&ss->q, lws_get_socket_fd(ss->wsi), OUTBOUND_WRITES_PER_ROUND, &delivered,
+                        &bytes);
 
     if (rc == 0 && outq_mid_frame(&ss->q)) {
         size_t len;
@@ -46,6 +50,8 @@ outbound_write(struct wsp_vhost *vh, struct wsp_session *ss, int head_only)
         outq_drop_head(&ss->q);
         delivered++;
     }
+    if (bytes > 0)
+        ss->progress_ms = time_mono_ms();
     if (delivered > 0)
         WSP_STAT_ADD(vh, total_messages, delivered);
     if (ss->q.len == 0)
@@ -64,7 +70,7 @@ outbound_send_direct(struct wsp_vhost *vh, struct wsp_session *ss)
         lws_callback_on_writable(ss->wsi);
         return -1;
     }
-    if (outbound_write(vh, ss, 0) < 0)
+    if (outbound_write(vh, ss) < 0)
         ss->broken = 1;
     ss->last_sent_ms = vh->batch_ms;
     if (ss->q.len > 0 || ss->broken) {
@@ -96,6 +102,8 @@ outbound_enqueue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *
         return;
     }
     ss->messages_queued++;
+    if (ss->q.len == 1 && !lws_partial_buffered(ss->wsi))
+        ss->progress_ms = time_mono_ms(); /* data starts to wait now (SEND_TIMEOUT) */
     if (!vh->batching) {
         if (ss->q.len == 1)
             lws_callback_on_writable(ss->wsi);
@@ -218,45 +226,66 @@ outbound_batch_flush(struct wsp_vhost *vh)
     }
 }
 
+/* Our close frame after what is queued (all of it, or nothing if the close
+ * does not flush), and from now on input is discarded unread. */
+static int
+outbound_queue_close(struct wsp_session *ss)
+{
+    struct outq_msg *m = outq_msg_close((unsigned)ss->close_code, ss->close_reason);
+
+    if (m == NULL)
+        return -1;
+    if (!ss->close_flush)
+        outq_clear(&ss->q);
+    (void)outq_push(&ss->q, m, UINT32_MAX); /* no limit: cannot fail */
+    outq_msg_unref(m);
+    ss->close_queued = 1;
+    rxguard_discard(lws_get_socket_fd(ss->wsi), ss);
+    return 0;
+}
+
 int
 outbound_writeable(struct wsp_vhost *vh, struct wsp_session *ss)
 {
-    int closing_now;
-
     ss->await_pollout = 0;
     if (ss->broken)
         return -1; /* a direct write found the connection broken */
+    if (ss->lingering)
+        return 0; /* all said: waiting for the peer to close (rxguard reads) */
 
     if (ss->guard_code != 0 && ss->close_code == 0)
         wsp_schedule_close(ss, ss->guard_code, ss->guard_why, 1);
-    /* lws still holds bytes of its own (a handshake reply, a ping): they
-     * go first, and lws calls back when they are out. */
+    /* lws still holds bytes of its own (a handshake reply, the rest of a
+     * frame): they go first, and lws calls back when they are out. */
     if (lws_partial_buffered(ss->wsi)) {
         lws_callback_on_writable(ss->wsi);
         return 0;
     }
-    closing_now = ss->close_code != 0 && (!ss->close_flush || ss->q.len == 0);
-    if (outq_mid_frame(&ss->q) || !closing_now) {
-        /* A slow client being cut still gets the rest of a frame it has
-         * half of, and nothing more. */
-        if (outbound_write(vh, ss, closing_now) < 0)
-            return -1;
-    }
-    if (!outq_mid_frame(&ss->q)) {
-        if (closing_now) {
-            lws_close_reason(ss->wsi, (enum lws_close_status)ss->close_code,
-                             (unsigned char *)ss->close_reason, strlen(ss->close_reason));
-            return -1;
-        }
-        if (ss->ping_due) {
-            /* A payload, because lws 4.1 does not pass an empty pong up; any
-             * bytes from the client count as an answer anyway (rxguard). */
-            unsigned char ping[LWS_PRE + 4];
-            memcpy(ping + LWS_PRE, "wsb!", 4);
-            ss->ping_due = 0;
-            if (lws_write(ss->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+    if (ss->close_code != 0 && !ss->close_queued && (!ss->close_flush || ss->q.len == 0) &&
+        outbound_queue_close(ss) != 0)
+        return -1; /* out of memory: no close frame, then */
+    if (outbound_write(vh, ss) < 0)
+        return -1;
+    if (ss->close_queued) {
+        if (ss->q.len == 0 && !lws_partial_buffered(ss->wsi)) {
+            /* The close frame is out: our FIN follows it, and the peer's
+             * answer ends the connection (or the CLOSE_TIMEOUT reset). */
+            if (shutdown(lws_get_socket_fd(ss->wsi), SHUT_WR) != 0)
                 return -1;
+            ss->lingering = 1;
+            return 0;
         }
+        lws_callback_on_writable(ss->wsi);
+        return 0;
+    }
+    if (ss->ping_due && ss->close_code == 0) {
+        /* A payload, because lws 4.1 does not pass an empty pong up; any
+         * bytes from the client count as an answer anyway (rxguard). */
+        unsigned char ping[LWS_PRE + 4];
+        memcpy(ping + LWS_PRE, "wsb!", 4);
+        ss->ping_due = 0;
+        if (lws_write(ss->wsi, ping + LWS_PRE, 4, LWS_WRITE_PING) < 0)
+            return -1;
     }
     if (ss->q.len > 0 || ss->close_code != 0 || ss->ping_due)
         lws_callback_on_writable(ss->wsi);

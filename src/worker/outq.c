@@ -11,11 +11,11 @@
 #define OUTQ_IOV_MAX     256
 
 size_t
-outq_frame_header(unsigned char *hdr, uint64_t len)
+outq_frame_header(unsigned char *hdr, unsigned opcode, uint64_t len)
 {
     size_t n = 0;
 
-    hdr[n++] = 0x81; /* FIN, text */
+    hdr[n++] = (unsigned char)(0x80 | (opcode & 0x0f)); /* FIN */
     if (len < 126) {
         hdr[n++] = (unsigned char)len;
     } else if (len < 65536) {
@@ -30,8 +30,8 @@ outq_frame_header(unsigned char *hdr, uint64_t len)
     return n;
 }
 
-struct outq_msg *
-outq_msg_adopt(char *buf, size_t len)
+static struct outq_msg *
+outq_msg_frame(char *buf, unsigned opcode, size_t len)
 {
     struct outq_msg *m = malloc(sizeof(*m));
     unsigned char hdr[10];
@@ -41,7 +41,7 @@ outq_msg_adopt(char *buf, size_t len)
         free(buf);
         return NULL;
     }
-    n = outq_frame_header(hdr, len);
+    n = outq_frame_header(hdr, opcode, len);
     m->refs = 1;
     m->len = (uint32_t)len;
     m->buf = buf;
@@ -49,6 +49,12 @@ outq_msg_adopt(char *buf, size_t len)
     m->frame_len = (uint32_t)(n + len);
     memcpy(m->buf + m->frame_off, hdr, n);
     return m;
+}
+
+struct outq_msg *
+outq_msg_adopt(char *buf, size_t len)
+{
+    return outq_msg_frame(buf, OUTQ_OP_TEXT, len);
 }
 
 struct outq_msg *
@@ -61,6 +67,21 @@ outq_msg_new(const char *text, size_t len)
     memcpy(buf + OUTQ_HEADROOM, text, len);
     buf[OUTQ_HEADROOM + len] = '\0';
     return outq_msg_adopt(buf, len);
+}
+
+struct outq_msg *
+outq_msg_close(unsigned code, const char *reason)
+{
+    /* RFC 6455 5.5: a control frame carries at most 125 bytes. */
+    size_t len = strlen(reason) > 123 ? 123 : strlen(reason);
+    char *buf = malloc(OUTQ_HEADROOM + 2 + len);
+
+    if (buf == NULL)
+        return NULL;
+    buf[OUTQ_HEADROOM] = (char)(code >> 8);
+    buf[OUTQ_HEADROOM + 1] = (char)code;
+    memcpy(buf + OUTQ_HEADROOM + 2, reason, len);
+    return outq_msg_frame(buf, OUTQ_OP_CLOSE, 2 + len);
 }
 
 void
@@ -145,9 +166,10 @@ outq_clear(struct outq *q)
 }
 
 int
-outq_write(struct outq *q, int fd, int rounds, int head_only, uint32_t *delivered)
+outq_write(struct outq *q, int fd, int rounds, uint32_t *delivered, size_t *bytes)
 {
     *delivered = 0;
+    *bytes = 0;
     for (int round = 0; q->len > 0 && round < rounds; round++) {
         struct iovec iov[OUTQ_IOV_MAX];
         struct msghdr mh;
@@ -158,7 +180,7 @@ outq_write(struct outq *q, int fd, int rounds, int head_only, uint32_t *delivere
         while (count < q->len && count < OUTQ_IOV_MAX) {
             struct outq_msg *m = q->slots[(q->head + count) % q->cap];
             size_t off = count == 0 ? q->head_off : 0;
-            if (count > 0 && (head_only || total + m->frame_len > OUTQ_WRITE_BYTES))
+            if (count > 0 && total + m->frame_len > OUTQ_WRITE_BYTES)
                 break;
             iov[count].iov_base = m->buf + m->frame_off + off;
             iov[count].iov_len = m->frame_len - off;
@@ -177,6 +199,7 @@ outq_write(struct outq *q, int fd, int rounds, int head_only, uint32_t *delivere
             return -1;
         }
         n = (size_t)w;
+        *bytes += n;
         while (n > 0) {
             struct outq_msg *m = q->slots[q->head];
             size_t left = m->frame_len - q->head_off;
@@ -189,7 +212,7 @@ outq_write(struct outq *q, int fd, int rounds, int head_only, uint32_t *delivere
             outq_pop(q);
             (*delivered)++;
         }
-        if ((size_t)w < total || head_only)
+        if ((size_t)w < total)
             return 0; /* the socket took part: it is full */
     }
     return 0;

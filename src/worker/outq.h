@@ -44,9 +44,12 @@ struct outq_msg {
     char *buf; /* OUTQ_HEADROOM bytes of headroom, then the text */
 };
 
-/* Write the header of an unmasked, final text frame (RFC 6455 5.2) for a
- * payload of len bytes into hdr (at least 10 bytes); returns its length. */
-size_t outq_frame_header(unsigned char *hdr, uint64_t len);
+#define OUTQ_OP_TEXT  0x1
+#define OUTQ_OP_CLOSE 0x8
+
+/* Write the header of an unmasked, final frame of opcode (RFC 6455 5.2) for
+ * a payload of len bytes into hdr (at least 10 bytes); returns its length. */
+size_t outq_frame_header(unsigned char *hdr, unsigned opcode, uint64_t len);
 
 /* Take ownership of buf (OUTQ_HEADROOM bytes, then len bytes of text) and
  * frame it; refs = 1.  NULL on OOM (buf is freed). */
@@ -54,6 +57,10 @@ struct outq_msg *outq_msg_adopt(char *buf, size_t len);
 
 /* A message of text[0..len) copied behind the headroom, refs = 1; NULL on OOM. */
 struct outq_msg *outq_msg_new(const char *text, size_t len);
+
+/* A close frame with code and reason (cut to fit a control frame's 125
+ * bytes), refs = 1; NULL on OOM. */
+struct outq_msg *outq_msg_close(unsigned code, const char *reason);
 
 void outq_msg_ref(struct outq_msg *m);
 
@@ -68,7 +75,9 @@ struct outq {
     uint32_t head_off; /* bytes of the head message's frame already written */
 };
 
-/* Append m (a reference is taken) if fewer than limit messages are queued.
+/* Append m (a reference is taken) if fewer than limit messages are queued
+ * (UINT32_MAX: no limit, for a close frame that must follow whatever is
+ * queued).
  * 0, or -1 if the queue holds limit messages or memory ran out (m is not
  * queued either way; outq_full tells which). */
 int outq_push(struct outq *q, struct outq_msg *m, uint32_t limit);
@@ -98,13 +107,12 @@ void outq_clear(struct outq *q);
 
 /*
  * Write what is queued to the non-blocking socket fd: at most `rounds`
- * sendmsg() calls, each gathering frames up to OUTQ_WRITE_BYTES.  With
- * head_only, only the rest of the head frame (a client being cut off gets
- * the frame it has half of, and nothing more).  Stops early when the socket
- * takes less than offered (it is full).  *delivered counts the frames that
- * went out completely.  Returns 0 (the queue may still hold messages), or
+ * sendmsg() calls, each gathering frames up to OUTQ_WRITE_BYTES.  Stops
+ * early when the socket takes less than offered (it is full).  *delivered
+ * counts the frames that went out completely, *bytes every byte written.
+ * Returns 0 (the queue may still hold messages, the head maybe in part), or
  * -1 if the connection is broken (errno set).
  */
-int outq_write(struct outq *q, int fd, int rounds, int head_only, uint32_t *delivered);
+int outq_write(struct outq *q, int fd, int rounds, uint32_t *delivered, size_t *bytes);
 
 #endif

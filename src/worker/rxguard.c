@@ -46,6 +46,13 @@ rxguard_detach(int fd, const struct wsp_session *ss)
         rxguard_slots[fd].ss = NULL;
 }
 
+void
+rxguard_discard(int fd, const struct wsp_session *ss)
+{
+    if (fd >= 0 && (size_t)fd < rxguard_nslots && rxguard_slots[fd].ss == ss)
+        rxguard_slots[fd].blocked = 1;
+}
+
 ssize_t
 rxguard_filter(int fd, void *buf, size_t n)
 {

@@ -31,6 +31,10 @@ void rxguard_attach(int fd, struct wsp_session *ss, uint64_t max_message);
 /* Stop guarding fd (if ss still owns it). */
 void rxguard_detach(int fd, const struct wsp_session *ss);
 
+/* From now on everything fd's peer sends is read and discarded (our close
+ * frame is on its way); its end of stream still reaches lws. */
+void rxguard_discard(int fd, const struct wsp_session *ss);
+
 /* n > 0 bytes just read from fd into buf: how many of them to hand to lws.
  * Returns n, fewer (the frames before a violation), or -1 with errno EAGAIN
  * when nothing may be handed over. */

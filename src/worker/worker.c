@@ -181,7 +181,8 @@ worker_begin_stop(struct worker *w)
     lws_sul_schedule(w->ctx, 0, &w->stop_deadline, worker_stop_deadline, WORKER_STOP_GRACE_US);
 }
 
-/* Once a second: ping the silent, hang up on the dead (wsp.h). */
+/* Once a second: ping the silent, hang up on the dead, cut off the stuck
+ * (wsp.h). */
 static void
 worker_liveness(lws_sorted_usec_list_t *sul)
 {
@@ -358,8 +359,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     LOG_INFO("serving (pid %d)", (int)getpid());
     /* Frames published before we listened were for the previous worker, if any. */
     worker_drain_ring(w);
-    if (c->ping_interval > 0)
-        lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness, LWS_USEC_PER_SEC);
+    lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness, LWS_USEC_PER_SEC);
 
     while (!w->done) {
         ev_run(w->loop, EVRUN_ONCE);

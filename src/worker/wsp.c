@@ -7,9 +7,13 @@
 #include "../common/log.h"
 #include "../common/timeutil.h"
 
+#include <errno.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 
 static struct wsp_vhost *wsp_vh;
 
@@ -20,6 +24,28 @@ wsp_bind(struct wsp_vhost *vh)
 }
 
 void
+wsp_reset(struct wsp_session *ss)
+{
+    struct linger lg = {1, 0};
+    int fd = lws_get_socket_fd(ss->wsi);
+
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) != 0)
+        LOG_DEBUG("setsockopt(fd %d, SO_LINGER 0) failed: %s", fd, strerror(errno));
+    /* lws treats a timeout as a violent death: no flush, no close
+     * handshake, straight to close(), which the linger turns into a reset. */
+    lws_set_timeout(ss->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+static void
+wsp_close_deadline(lws_sorted_usec_list_t *sul)
+{
+    struct wsp_session *ss = lws_container_of(sul, struct wsp_session, close_deadline);
+
+    LOG_DEBUG("client %s did not finish closing within CLOSE_TIMEOUT; resetting", ss->client_id);
+    wsp_reset(ss);
+}
+
+void
 wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flush)
 {
     if (ss->close_code != 0)
@@ -27,6 +53,12 @@ wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flu
     ss->close_code = code;
     ss->close_flush = flush;
     snprintf(ss->close_reason, sizeof(ss->close_reason), "%s", reason);
+    /* Not a client any more: it frees its place at once, whatever the peer
+     * does with its socket from here on. */
+    sub_index_leave(wsp_vh->index, &ss->member);
+    admit_release(wsp_vh, ss);
+    lws_sul_schedule(lws_get_context(ss->wsi), 0, &ss->close_deadline, wsp_close_deadline,
+                     (lws_usec_t)wsp_vh->conf->close_timeout * LWS_US_PER_SEC);
     lws_callback_on_writable(ss->wsi);
 }
 
@@ -51,18 +83,42 @@ wsp_frame_violation(struct wsp_session *ss, int code, const char *why)
 static void
 wsp_check_liveness(struct wsp_session *ss, uint64_t now, uint64_t interval, uint64_t timeout)
 {
-    if (ss->close_code != 0)
-        return; /* closing already */
     if (ss->ping_sent_ms != 0) {
         if (now - ss->ping_sent_ms >= timeout) {
             /* A dead peer will not read a close frame: just hang up. */
             LOG_DEBUG("client %s did not answer a ping; dropping", ss->client_id);
-            lws_set_timeout(ss->wsi, PENDING_TIMEOUT_WS_PONG_CHECK_GET_PONG, LWS_TO_KILL_ASYNC);
+            wsp_reset(ss);
         }
-    } else if (now - ss->last_rx_ms >= interval) {
+    } else if (interval > 0 && now - ss->last_rx_ms >= interval) {
         ss->ping_sent_ms = now;
         ss->ping_due = 1;
         lws_callback_on_writable(ss->wsi);
+    }
+}
+
+/* Data waits for ss (in its queue, or in lws's buffer): has its socket taken
+ * any of it lately?  The kernel's send queue changing since the last sweep
+ * says so too (bytes lws wrote, or the peer acknowledging some). */
+static void
+wsp_check_progress(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now)
+{
+    int queued = 0;
+
+    if (ss->q.len == 0 && !lws_partial_buffered(ss->wsi)) {
+        ss->progress_ms = now;
+        return;
+    }
+    if (ioctl(lws_get_socket_fd(ss->wsi), SIOCOUTQ, &queued) == 0 && queued != ss->outq_bytes) {
+        ss->outq_bytes = queued;
+        ss->progress_ms = now;
+        return;
+    }
+    if (now - ss->progress_ms >= (uint64_t)vh->conf->send_timeout * 1000) {
+        WSP_STAT_ADD(vh, slow_disconnects, 1);
+        LOG_INFO("client %s took nothing for %u s while data waited; disconnecting", ss->client_id,
+                 vh->conf->send_timeout);
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, "client too slow: send timeout",
+                           0);
     }
 }
 
@@ -75,7 +131,12 @@ wsp_liveness_sweep(struct wsp_vhost *vh)
 
     lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&vh->sessions))
     {
-        wsp_check_liveness(lws_container_of(d, struct wsp_session, list), now, interval, timeout);
+        struct wsp_session *ss = lws_container_of(d, struct wsp_session, list);
+        /* A closing session has its own deadline (wsp_schedule_close). */
+        if (ss->close_code == 0) {
+            wsp_check_liveness(ss, now, interval, timeout);
+            wsp_check_progress(vh, ss, now);
+        }
     }
     lws_end_foreach_dll(d);
 }
@@ -117,6 +178,7 @@ wsp_established(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
     ss->is_ws = 1;
     ss->connected_ms = time_now_ms();
     ss->last_rx_ms = time_mono_ms();
+    ss->progress_ms = ss->last_rx_ms;
     wsp_new_client_id(ss->client_id);
     lws_dll2_add_head(&ss->list, &vh->sessions);
     rxguard_attach(lws_get_socket_fd(wsi), ss, vh->conf->max_message_size);
@@ -127,6 +189,7 @@ wsp_established(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
 static void
 wsp_closed(struct wsp_vhost *vh, struct wsp_session *ss)
 {
+    lws_sul_cancel(&ss->close_deadline);
     rxguard_detach(lws_get_socket_fd(ss->wsi), ss);
     sub_index_leave(vh->index, &ss->member);
     outbound_release(ss);

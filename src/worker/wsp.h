@@ -69,6 +69,9 @@ struct wsp_session {
     int ended_slice;   /* cut a ring slice short since its queue was last empty */
     uint64_t last_sent_ms;
     uint64_t messages_queued; /* server messages accepted for this client */
+    uint64_t progress_ms;     /* monotonic: last time its socket took bytes, or
+                               * when data started to wait (SEND_TIMEOUT) */
+    int outq_bytes;           /* the kernel's send queue at the last sweep */
 
     /* inbound */
     uint64_t messages_received;
@@ -87,13 +90,16 @@ struct wsp_session {
     uint64_t ping_sent_ms; /* monotonic; 0: no ping outstanding */
     int ping_due;          /* send a ping at the next writeable */
 
-    /* closing */
+    /* closing: see wsp_schedule_close */
     int guard_code;        /* framing error found by rxguard ... */
     const char *guard_why; /* ... applied at the next writeable, after the
                             * frames before it were handled */
     int close_code;        /* non-zero: close with it at the next writeable */
     int close_flush;       /* send what is queued before closing */
+    int close_queued;      /* our close frame is queued; input is discarded */
+    int lingering;         /* ... and out, with our FIN: waiting for the peer's */
     char close_reason[96];
+    lws_sorted_usec_list_t close_deadline; /* CLOSE_TIMEOUT: reset */
 
     char *http_body; /* plain HTTP: LWS_PRE, then http_len bytes */
     size_t http_len;
@@ -105,14 +111,28 @@ void wsp_bind(struct wsp_vhost *vh);
 int wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                  size_t len);
 
-/* Close ss with code at its next writeable.  Messages already queued are
- * sent first (an error reply should reach the client before the close)
- * unless flush is 0 (a client cut off for being slow: its queue is the
- * problem).  A second close of the same session is ignored. */
+/*
+ * Close ss with code.  From now on it no longer counts as a client
+ * (active_clients, MAX_CLIENTS, MAX_CLIENTS_PER_IP) and gets no updates.
+ * At its next writeable, messages already queued are sent first (an error
+ * reply should reach the client before the close) unless flush is 0 (a
+ * client cut off for being slow: its queue is the problem), then our close
+ * frame, then a FIN; what the client sends meanwhile is read and discarded
+ * (a lingering close, as nginx does: closing a socket with unread input
+ * sends a reset, and the client would never read its close code).  The
+ * connection ends when the client closes its side, or is reset CLOSE_TIMEOUT
+ * after this call whatever the client does.  A second close of the same
+ * session is ignored.
+ */
 void wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flush);
 
+/* Tear ss's connection down now with a TCP reset (SO_LINGER 0), which frees
+ * the kernel's buffers at once: for a peer that is gone or will not read. */
+void wsp_reset(struct wsp_session *ss);
+
 /* Ping every client silent for PING_INTERVAL; hang up on those that have
- * not answered a ping within PING_TIMEOUT.  Call about once a second. */
+ * not answered a ping within PING_TIMEOUT; cut off those whose socket has
+ * taken nothing for SEND_TIMEOUT while data waits.  Call once a second. */
 void wsp_liveness_sweep(struct wsp_vhost *vh);
 
 /* Close every session with code and reason (shutdown: 1001). */

@@ -19,23 +19,23 @@ header_lengths(void)
 {
     unsigned char h[10];
 
-    CHECK_INT(outq_frame_header(h, 0), 2);
+    CHECK_INT(outq_frame_header(h, OUTQ_OP_TEXT, 0), 2);
     CHECK_INT(h[0], 0x81);
     CHECK_INT(h[1], 0);
-    CHECK_INT(outq_frame_header(h, 125), 2);
+    CHECK_INT(outq_frame_header(h, OUTQ_OP_TEXT, 125), 2);
     CHECK_INT(h[1], 125);
-    CHECK_INT(outq_frame_header(h, 126), 4);
+    CHECK_INT(outq_frame_header(h, OUTQ_OP_TEXT, 126), 4);
     CHECK_INT(h[1], 126);
     CHECK_INT(h[2], 0);
     CHECK_INT(h[3], 126);
-    CHECK_INT(outq_frame_header(h, 65535), 4);
+    CHECK_INT(outq_frame_header(h, OUTQ_OP_TEXT, 65535), 4);
     CHECK_INT(h[2], 0xff);
     CHECK_INT(h[3], 0xff);
-    CHECK_INT(outq_frame_header(h, 65536), 10);
+    CHECK_INT(outq_frame_header(h, OUTQ_OP_TEXT, 65536), 10);
     CHECK_INT(h[1], 127);
     for (int i = 2; i < 10; i++)
         CHECK_INT(h[i], i == 7 ? 1 : 0);
-    CHECK_INT(outq_frame_header(h, 0x0102030405ULL), 10);
+    CHECK_INT(outq_frame_header(h, OUTQ_OP_TEXT, 0x0102030405ULL), 10);
     CHECK_INT(h[5], 0x01);
     CHECK_INT(h[9], 0x05);
 }
@@ -102,6 +102,7 @@ partial_writes_resume_at_the_right_byte(void)
     static unsigned char expect[N * 9000], got[N * 9000];
     size_t expect_len = 0, got_len = 0;
     uint32_t delivered_total = 0;
+    size_t bytes_total = 0;
 
     CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     CHECK_INT(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
@@ -121,48 +122,52 @@ partial_writes_resume_at_the_right_byte(void)
     }
     for (int spins = 0; q.len > 0 && spins < 100000; spins++) {
         uint32_t delivered;
-        CHECK_INT(outq_write(&q, sv[0], 4, 0, &delivered), 0);
+        size_t bytes;
+        CHECK_INT(outq_write(&q, sv[0], 4, &delivered, &bytes), 0);
         delivered_total += delivered;
+        bytes_total += bytes;
         got_len = drain(sv[1], got, got_len, sizeof(got), 3000);
     }
     got_len = drain(sv[1], got, got_len, sizeof(got), sizeof(got));
     CHECK_INT(q.len, 0);
     CHECK_INT(delivered_total, N);
     CHECK_INT(got_len, expect_len);
+    CHECK_INT(bytes_total, expect_len);
     CHECK(memcmp(got, expect, expect_len) == 0);
     outq_clear(&q);
     close(sv[0]);
     close(sv[1]);
 }
 
-/* head_only writes the rest of the head frame and nothing after it. */
+/* A close frame: opcode 8, the code big-endian, the reason cut to fit the
+ * 125 bytes of a control frame; queued past any limit. */
 static void
-head_only_finishes_one_frame(void)
+close_frame(void)
 {
-    int sv[2];
+    char reason[300];
     struct outq q = {0};
-    struct outq_msg *a = outq_msg_new("first", 5), *b = outq_msg_new("second", 6);
-    unsigned char got[64];
-    uint32_t delivered;
-    ssize_t n;
+    struct outq_msg *m = outq_msg_close(1008, "client too slow"), *t = outq_msg_new("x", 1);
+    const unsigned char *f = (const unsigned char *)m->buf + m->frame_off;
 
-    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    CHECK_INT(outq_push(&q, a, 8), 0);
-    CHECK_INT(outq_push(&q, b, 8), 0);
-    q.head_off = 3; /* as if 3 bytes of the first frame were out */
-    CHECK(outq_mid_frame(&q));
-    CHECK_INT(outq_write(&q, sv[0], 4, 1, &delivered), 0);
-    CHECK_INT(delivered, 1);
-    CHECK(!outq_mid_frame(&q));
-    CHECK_INT(q.len, 1);
-    n = read(sv[1], got, sizeof(got));
-    CHECK_INT(n, (ssize_t)a->frame_len - 3);
-    CHECK(memcmp(got, a->buf + a->frame_off + 3, (size_t)n) == 0);
+    CHECK_INT(f[0], 0x88);
+    CHECK_INT(f[1], 2 + 15);
+    CHECK_INT(f[2], 0x03);
+    CHECK_INT(f[3], 0xf0);
+    CHECK(memcmp(f + 4, "client too slow", 15) == 0);
+    CHECK_INT(outq_push(&q, t, 1), 0);
+    CHECK_INT(outq_push(&q, m, 1), -1);
+    CHECK_INT(outq_push(&q, m, UINT32_MAX), 0);
+    CHECK_INT(q.len, 2);
     outq_clear(&q);
-    outq_msg_unref(a);
-    outq_msg_unref(b);
-    close(sv[0]);
-    close(sv[1]);
+    outq_msg_unref(m);
+    outq_msg_unref(t);
+    memset(reason, 'r', sizeof(reason) - 1);
+    reason[sizeof(reason) - 1] = '\0';
+    m = outq_msg_close(1001, reason);
+    f = (const unsigned char *)m->buf + m->frame_off;
+    CHECK_INT(f[1], 125);
+    CHECK_INT(m->frame_len, 127);
+    outq_msg_unref(m);
 }
 
 static void
@@ -176,7 +181,9 @@ broken_connection_is_reported(void)
     CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     close(sv[1]);
     CHECK_INT(outq_push(&q, m, 8), 0);
-    CHECK_INT(outq_write(&q, sv[0], 4, 0, &delivered), -1);
+    size_t bytes;
+
+    CHECK_INT(outq_write(&q, sv[0], 4, &delivered, &bytes), -1);
     CHECK_INT(errno, EPIPE);
     CHECK_INT(q.len, 1);
     outq_clear(&q);
@@ -185,5 +192,5 @@ broken_connection_is_reported(void)
 }
 
 TEST_MAIN(TEST(header_lengths), TEST(msg_frame_in_headroom), TEST(push_limit_and_refs),
-          TEST(partial_writes_resume_at_the_right_byte), TEST(head_only_finishes_one_frame),
+          TEST(partial_writes_resume_at_the_right_byte), TEST(close_frame),
           TEST(broken_connection_is_reported))
