@@ -229,10 +229,11 @@ outbound_batch_flush(struct wsp_vhost *vh)
 /* Our close frame after what is queued (all of it, or nothing if the close
  * does not flush), and from now on input is discarded unread. */
 static int
-outbound_queue_close(struct wsp_session *ss)
+outbound_queue_close(struct wsp_vhost *vh, struct wsp_session *ss)
 {
     struct outq_msg *m = outq_msg_close((unsigned)ss->close_code, ss->close_reason);
 
+    sub_index_leave(vh->index, &ss->member);
     if (m == NULL)
         return -1;
     if (!ss->close_flush)
@@ -262,7 +263,7 @@ outbound_writeable(struct wsp_vhost *vh, struct wsp_session *ss)
         return 0;
     }
     if (ss->close_code != 0 && !ss->close_queued && (!ss->close_flush || ss->q.len == 0) &&
-        outbound_queue_close(ss) != 0)
+        outbound_queue_close(vh, ss) != 0)
         return -1; /* out of memory: no close frame, then */
     if (outbound_write(vh, ss) < 0)
         return -1;

@@ -54,8 +54,9 @@ wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flu
     ss->close_flush = flush;
     snprintf(ss->close_reason, sizeof(ss->close_reason), "%s", reason);
     /* Not a client any more: it frees its place at once, whatever the peer
-     * does with its socket from here on. */
-    sub_index_leave(wsp_vh->index, &ss->member);
+     * does with its socket from here on.  (It leaves the filter index when
+     * its close frame is queued: this may run inside a match of the index,
+     * which must not change under it; outbound_enqueue skips it meanwhile.) */
     admit_release(wsp_vh, ss);
     lws_sul_schedule(lws_get_context(ss->wsi), 0, &ss->close_deadline, wsp_close_deadline,
                      (lws_usec_t)wsp_vh->conf->close_timeout * LWS_US_PER_SEC);
@@ -96,19 +97,20 @@ wsp_check_liveness(struct wsp_session *ss, uint64_t now, uint64_t interval, uint
     }
 }
 
-/* Data waits for ss (in its queue, or in lws's buffer): has its socket taken
- * any of it lately?  The kernel's send queue changing since the last sweep
- * says so too (bytes lws wrote, or the peer acknowledging some). */
+/* Does data wait for ss (in its queue, in lws's buffer, or in the kernel's
+ * send queue, not yet acknowledged by the peer), and has its socket taken
+ * any of it lately?  The kernel's queue changing since the last sweep says
+ * so: bytes written into it, or bytes the peer acknowledged.  A peer that
+ * reads nothing leaves it full and still; an idle one leaves it empty. */
 static void
 wsp_check_progress(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now)
 {
     int queued = 0;
 
-    if (ss->q.len == 0 && !lws_partial_buffered(ss->wsi)) {
-        ss->progress_ms = now;
-        return;
-    }
-    if (ioctl(lws_get_socket_fd(ss->wsi), SIOCOUTQ, &queued) == 0 && queued != ss->outq_bytes) {
+    if (ioctl(lws_get_socket_fd(ss->wsi), SIOCOUTQ, &queued) != 0)
+        queued = 0;
+    if (queued != ss->outq_bytes ||
+        (queued == 0 && ss->q.len == 0 && !lws_partial_buffered(ss->wsi))) {
         ss->outq_bytes = queued;
         ss->progress_ms = now;
         return;

@@ -109,3 +109,111 @@ def test_flooding_client_reads_1008_with_websockets_library(closer):
 
     code, reason = run(go())
     assert code == 1008 and "rate" in reason, (code, reason)
+
+
+# --------------------------------------------------------------------------
+# a client that stops reading is gone within CLOSE_TIMEOUT
+
+
+def stuck_reader(svc):
+    """A subscribed client with a tiny receive buffer that never reads."""
+    c = RawWS(svc.port, rcvbuf=2048)
+    c.send_json({"type": "subscribe", "payload": {}})
+    local_port = c.sock.getsockname()[1]
+    return c, local_port
+
+
+def flood(svc, r, n=400, size=6000):
+    stream = f"odds.normalized.{svc.settings['SPORTS']}"
+    blob = "y" * size
+    publish_many(r, [(stream, odds_fields(svc.settings["SPORTS"], event=f"e{i}", note=blob))
+                     for i in range(n)])
+
+
+def test_client_that_stops_reading_is_cut_off_and_torn_down(service, r):
+    """Its queue overflows: it stops counting at once, and its TCP
+    connection (with the megabytes the kernel holds for it) is gone within
+    CLOSE_TIMEOUT although the peer never reads a byte."""
+    svc = service(WORKERS="1", CLIENT_BUFFER="16", CLOSE_TIMEOUT="2", PING_INTERVAL="0")
+    c, cport = stuck_reader(svc)
+    time.sleep(0.3)
+    assert active_clients(svc) == 1
+    assert [p for _, p in server_sockets(svc.port)] == [cport]
+    flood(svc, r)
+    t0 = time.monotonic()
+    wait_until(lambda: active_clients(svc) == 0, timeout=1.0,
+               message="a client cut off stops counting at once")
+    wait_until(lambda: cport not in [p for _, p in server_sockets(svc.port)], timeout=3.5,
+               message="the server's socket gone within CLOSE_TIMEOUT")
+    elapsed = time.monotonic() - t0
+    assert elapsed < 3.5, elapsed
+    m = json.loads(http_get(svc.port, "/metrics").body)
+    assert m["slow_disconnects"] >= 1 and m["dropped_messages"] >= 1, m
+    # the peer sees the reset
+    c.sock.settimeout(2)
+    with pytest.raises((ConnectionResetError, BrokenPipeError)):
+        while c.sock.recv(1 << 20):
+            pass
+    c.close()
+    # and its place is free: MAX_CLIENTS=... let a new client in and serve it
+    d = RawWS(svc.port)
+    d.send_json({"type": "subscribe", "payload": {}})
+    assert json.loads(d.recv_text())["type"] == "subscribed"
+    d.close()
+
+
+def test_limits_count_a_cut_client_no_more(service, r):
+    """MAX_CLIENTS_PER_IP=1: once the stuck client is cut, the same address
+    may connect again at once, before its old connection is torn down."""
+    svc = service(WORKERS="1", CLIENT_BUFFER="16", CLOSE_TIMEOUT="30", MAX_CLIENTS_PER_IP="1",
+                  MAX_CLIENTS="1", PING_INTERVAL="0")
+    c, cport = stuck_reader(svc)
+    time.sleep(0.3)
+    flood(svc, r)
+    wait_until(lambda: active_clients(svc) == 0, timeout=1.0, message="cut off")
+    assert cport in [p for _, p in server_sockets(svc.port)]  # still lingering (30 s)
+    d = RawWS(svc.port)
+    d.send_json({"type": "subscribe", "payload": {}})
+    assert json.loads(d.recv_text())["type"] == "subscribed"
+    d.close()
+    c.abort()
+
+
+def test_send_timeout_cuts_off_a_client_whose_socket_takes_nothing(service, r):
+    """Its queue never fills (CLIENT_BUFFER is large), but nothing leaves
+    for SEND_TIMEOUT: it is cut off and torn down as if it had overflowed."""
+    svc = service(WORKERS="1", CLIENT_BUFFER="100000", SEND_TIMEOUT="2", CLOSE_TIMEOUT="1",
+                  PING_INTERVAL="0")
+    c, cport = stuck_reader(svc)
+    time.sleep(0.3)
+    flood(svc, r, n=200)
+    t0 = time.monotonic()
+    time.sleep(1.0)
+    assert active_clients(svc) == 1, "cut off before SEND_TIMEOUT"
+    wait_until(lambda: active_clients(svc) == 0, timeout=4.0, message="cut off after SEND_TIMEOUT")
+    wait_until(lambda: cport not in [p for _, p in server_sockets(svc.port)], timeout=3.0,
+               message="torn down CLOSE_TIMEOUT later")
+    assert time.monotonic() - t0 < 7.0
+    assert "send timeout" in svc.stderr_text() or "took nothing" in svc.stderr_text()
+    c.close()
+
+
+def test_a_slow_but_reading_client_is_not_cut_by_send_timeout(service, r):
+    """A client that reads slowly (but reads) keeps its connection."""
+    svc = service(WORKERS="1", CLIENT_BUFFER="100000", SEND_TIMEOUT="1", PING_INTERVAL="0")
+    c = RawWS(svc.port, rcvbuf=4096)
+    c.send_json({"type": "subscribe", "payload": {}})
+    assert json.loads(c.recv_text())["type"] == "subscribed"
+    flood(svc, r, n=150, size=6000)
+    got = 0
+    deadline = time.monotonic() + 20
+    c.sock.settimeout(1)
+    while got < 150 and time.monotonic() < deadline:
+        chunk = c.sock.recv(8192)  # about 160 KB/s: far below what was queued
+        assert chunk, f"closed after {got} updates"
+        c.buf += chunk
+        got += sum(1 for op, _ in c._frames() if op == 0x1)
+        time.sleep(0.05)
+    assert got == 150
+    assert active_clients(svc) == 1
+    c.close()
