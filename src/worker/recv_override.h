@@ -9,7 +9,10 @@
  * (nor a few other RFC 6455 rules; see wsguard.h).
  *
  * What it does: the real system call (recvfrom), then, for a socket that
- * rxguard guards, rxguard_filter() on what was read.  Every other fd (HTTP
+ * rxguard guards, rxguard_filter() on what was read.  While a connection is
+ * in a request's headers it peeks first and reads only up to their end
+ * (rxguard_headers_take), so what a client pipelines after an upgrade
+ * request reaches lws in a read of its own, checked as frames.  Every other fd (HTTP
  * before the upgrade, Redis, eventfds) and MSG_PEEK reads are passed
  * through untouched, with the system call's result and errno.
  *

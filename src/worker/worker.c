@@ -1,5 +1,6 @@
 #include "worker.h"
 #include "outbound.h"
+#include "rxguard.h"
 #include "sub.h"
 #include "wsp.h"
 #include "../common/frame.h"
@@ -147,6 +148,9 @@ worker_accept(struct worker *w)
         }
         if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
             LOG_DEBUG("setsockopt(TCP_NODELAY) failed: %s", strerror(errno));
+        /* From its first byte: what a client pipelines with its upgrade
+         * request is checked too. */
+        rxguard_accept(fd, w->conf.max_message_size);
         /* On failure lws closes fd itself. */
         if (lws_adopt_socket_vhost(w->vhost, fd) == NULL && log_ratelimit_allow(&w->rl))
             LOG_WARN("lws_adopt_socket_vhost(fd %d) failed", fd);

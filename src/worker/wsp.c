@@ -183,7 +183,7 @@ wsp_established(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
     ss->progress_ms = ss->last_rx_ms;
     wsp_new_client_id(ss->client_id);
     lws_dll2_add_head(&ss->list, &vh->sessions);
-    rxguard_attach(lws_get_socket_fd(wsi), ss, vh->conf->max_message_size);
+    rxguard_established(lws_get_socket_fd(wsi), ss);
     WSP_STAT_ADD(vh, total_connections, 1);
     LOG_DEBUG("client %s connected", ss->client_id);
 }
