@@ -320,6 +320,9 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     info.timeout_secs = c->handshake_timeout;
     info.timeout_secs_ah_idle = c->handshake_timeout;
     info.max_http_header_data = (unsigned short)c->max_header_size;
+    /* An HTTP keep-alive connection waits at most this long for its next
+     * request (lws's own default is 5 s; the setting makes it explicit). */
+    info.keepalive_timeout = (int)c->http_idle_timeout;
     /* Pings are ours (wsp_liveness_sweep), not lws's validity policy: lws
      * 4.1 keeps one timer per connection in a single sorted list, and every
      * (re)arm walks that list to its end, which made connecting 15,000
