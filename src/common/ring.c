@@ -30,6 +30,12 @@
  *      more than data_size past data_pos, a later frame's bytes may have
  *      landed on these; discard the copy and count the frame as missed.
  *
+ * Every index and bound comes from the caller's handle (struct ring), never
+ * from the shared header: slot = seq & (nslots - 1) and the data offsets stay
+ * inside the mapping whatever another process wrote there.  What is shared
+ * and changes (head, data_reserved, the slots) is checked before use: a
+ * reader bounds a slot's data_pos and len by its own geometry.
+ *
  * A discarded copy is never returned, so a reader sees each frame it returns
  * exactly as published.  If the ingest dies between 2 and 6, head was not
  * advanced, no reader can have seen the frame, and the next ingest simply
@@ -40,22 +46,11 @@
 
 #include <string.h>
 
-static inline struct ring_slot *
-ring_slots(const struct ring *r)
-{
-    return (struct ring_slot *)((char *)r + r->slots_offset);
-}
-
-static inline char *
-ring_data(const struct ring *r)
-{
-    return (char *)r + r->data_offset;
-}
-
 size_t
 ring_region_size(uint32_t nslots, uint64_t data_size)
 {
-    return sizeof(struct ring) + (size_t)nslots * sizeof(struct ring_slot) + (size_t)data_size;
+    return sizeof(struct ring_header) + (size_t)nslots * sizeof(struct ring_slot) +
+           (size_t)data_size;
 }
 
 uint64_t
@@ -72,30 +67,48 @@ ring_data_size_for(uint32_t nslots, uint32_t avg_frame, uint32_t max_frame)
 }
 
 int
-ring_init(struct ring *r, uint32_t nslots, uint64_t data_size, uint32_t max_frame)
+ring_attach(struct ring *r, void *mem, uint32_t nslots, uint64_t data_size, uint32_t max_frame)
 {
     if (nslots == 0 || (nslots & (nslots - 1)) != 0 || data_size == 0 ||
         (data_size & (data_size - 1)) != 0 || (uint64_t)max_frame * 2 > data_size)
         return -1;
+    r->hdr = mem;
+    r->slots = (struct ring_slot *)((char *)mem + sizeof(struct ring_header));
+    r->data = (char *)mem + sizeof(struct ring_header) + (size_t)nslots * sizeof(struct ring_slot);
     r->nslots = nslots;
     r->max_frame = max_frame;
     r->data_size = data_size;
-    r->slots_offset = sizeof(struct ring);
-    r->data_offset = sizeof(struct ring) + (uint64_t)nslots * sizeof(struct ring_slot);
-    atomic_store_explicit(&r->head, 0, memory_order_relaxed);
-    atomic_store_explicit(&r->data_reserved, 0, memory_order_relaxed);
+    return 0;
+}
+
+int
+ring_init(struct ring *r, void *mem, uint32_t nslots, uint64_t data_size, uint32_t max_frame)
+{
+    struct ring_header *h = mem;
+
+    if (ring_attach(r, mem, nslots, data_size, max_frame) != 0)
+        return -1;
+    /* For a debugger only: the ring's code reads the handle's copy. */
+    h->nslots = nslots;
+    h->max_frame = max_frame;
+    h->data_size = data_size;
+    h->slots_offset = (uint64_t)((char *)r->slots - (char *)mem);
+    h->data_offset = (uint64_t)(r->data - (char *)mem);
+    atomic_store_explicit(&h->head, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->data_reserved, 0, memory_order_relaxed);
     /* Slot seq 0 would look like frame 0 before it is written. */
     for (uint32_t i = 0; i < nslots; i++)
-        atomic_store_explicit(&ring_slots(r)[i].seq, RING_SEQ_BUSY, memory_order_relaxed);
+        atomic_store_explicit(&r->slots[i].seq, RING_SEQ_BUSY, memory_order_relaxed);
     return 0;
 }
 
 int64_t
 ring_publish(struct ring *r, const void *frame, uint32_t len, const struct ring_frame_meta *meta)
 {
-    uint64_t seq = atomic_load_explicit(&r->head, memory_order_relaxed);
-    struct ring_slot *slot = &ring_slots(r)[seq & (r->nslots - 1)];
-    uint64_t pos = atomic_load_explicit(&r->data_reserved, memory_order_relaxed);
+    struct ring_header *h = r->hdr;
+    uint64_t seq = atomic_load_explicit(&h->head, memory_order_relaxed);
+    struct ring_slot *slot = &r->slots[seq & (r->nslots - 1)];
+    uint64_t pos = atomic_load_explicit(&h->data_reserved, memory_order_relaxed);
     uint64_t mask = r->data_size - 1;
 
     if (len > r->max_frame)
@@ -103,7 +116,7 @@ ring_publish(struct ring *r, const void *frame, uint32_t len, const struct ring_
     if ((pos & mask) + len > r->data_size)
         pos = (pos + r->data_size) & ~mask; /* skip the tail: frames never wrap */
 
-    atomic_store_explicit(&r->data_reserved, pos + len, memory_order_relaxed);
+    atomic_store_explicit(&h->data_reserved, pos + len, memory_order_relaxed);
     atomic_store_explicit(&slot->seq, RING_SEQ_BUSY, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
 
@@ -112,23 +125,23 @@ ring_publish(struct ring *r, const void *frame, uint32_t len, const struct ring_
     atomic_store_explicit(&slot->stream, meta->stream, memory_order_relaxed);
     atomic_store_explicit(&slot->id_ms, meta->id_ms, memory_order_relaxed);
     atomic_store_explicit(&slot->id_seq, meta->id_seq, memory_order_relaxed);
-    memcpy(ring_data(r) + (pos & mask), frame, len);
+    memcpy(r->data + (pos & mask), frame, len);
 
     atomic_store_explicit(&slot->seq, seq, memory_order_release);
-    atomic_store_explicit(&r->head, seq + 1, memory_order_release);
+    atomic_store_explicit(&h->head, seq + 1, memory_order_release);
     return (int64_t)seq;
 }
 
 uint64_t
 ring_head(const struct ring *r)
 {
-    return atomic_load_explicit(&((struct ring *)r)->head, memory_order_acquire);
+    return atomic_load_explicit(&r->hdr->head, memory_order_acquire);
 }
 
 int
 ring_peek_meta(const struct ring *r, uint64_t seq, struct ring_frame_meta *meta)
 {
-    struct ring_slot *slot = &ring_slots(r)[seq & (r->nslots - 1)];
+    struct ring_slot *slot = &r->slots[seq & (r->nslots - 1)];
 
     if (seq >= ring_head(r))
         return -1;
@@ -151,8 +164,6 @@ int
 ring_read(const struct ring *r, struct ring_reader *rd, void *buf, size_t size, uint32_t *len,
           struct ring_frame_meta *meta)
 {
-    struct ring *rw = (struct ring *)r;
-
     for (;;) {
         uint64_t head = ring_head(r);
         uint64_t s = rd->next;
@@ -166,7 +177,7 @@ ring_read(const struct ring *r, struct ring_reader *rd, void *buf, size_t size, 
             rd->missed += head - r->nslots - s;
             rd->next = s = head - r->nslots;
         }
-        slot = &ring_slots(r)[s & (r->nslots - 1)];
+        slot = &r->slots[s & (r->nslots - 1)];
         if (atomic_load_explicit(&slot->seq, memory_order_acquire) != s) {
             /* Frame s is gone: the slot holds a later frame, or is being
              * rewritten for one (a writer that stalls or dies there must not
@@ -186,7 +197,7 @@ ring_read(const struct ring *r, struct ring_reader *rd, void *buf, size_t size, 
          * copy by themselves before trusting them. */
         int sane = n <= size && n <= r->max_frame && (pos & (r->data_size - 1)) + n <= r->data_size;
         if (sane)
-            memcpy(buf, ring_data(r) + (pos & (r->data_size - 1)), n);
+            memcpy(buf, r->data + (pos & (r->data_size - 1)), n);
 
         atomic_thread_fence(memory_order_acquire);
         rd->next = s + 1;
@@ -194,7 +205,7 @@ ring_read(const struct ring *r, struct ring_reader *rd, void *buf, size_t size, 
             rd->missed++;
             continue;
         }
-        reserved = atomic_load_explicit(&rw->data_reserved, memory_order_relaxed);
+        reserved = atomic_load_explicit(&r->hdr->data_reserved, memory_order_relaxed);
         if (reserved - pos > r->data_size || !sane) {
             /* Bytes overwritten while we copied, or a frame that cannot be:
              * skip it rather than hand out garbage. */

@@ -9,10 +9,16 @@
  * oldest frame still intact.  A reader never returns a half-written or
  * overwritten frame.
  *
- * The ring lives inside a region the caller maps (struct ring followed by its
- * slot table and data area, offsets only, no pointers), so it is valid at any
- * address in any process that maps it.  Protocol and memory orderings are
- * described at the top of ring.c.
+ * The ring lives inside a region the caller maps (struct ring_header followed
+ * by its slot table and data area, offsets only, no pointers), so it is valid
+ * at any address in any process that maps it.  Each process works on it
+ * through its own struct ring, a handle in its private memory that holds the
+ * geometry (slot count, data size, largest frame) the process was given by
+ * its configuration.  The geometry is also written into the shared header,
+ * for a debugger, but never read back from there: a process that scribbles
+ * on the shared header (a bug, a stray write) cannot make another one index
+ * out of the ring.  Protocol and memory orderings are described at the top
+ * of ring.c.
  */
 #ifndef WSB_RING_H
 #define WSB_RING_H
@@ -36,8 +42,10 @@ struct ring_slot {
 
 #define RING_SEQ_BUSY UINT64_MAX
 
-struct ring {
-    /* Set once by ring_init() before any other process exists; read-only after. */
+/* The shared part, at the start of the ring's memory. */
+struct ring_header {
+    /* Written once by ring_init() before any other process exists; never
+     * read by the ring's code (struct ring holds the trusted copy). */
     uint32_t nslots; /* power of two */
     uint32_t max_frame;
     uint64_t data_size;    /* power of two, >= 2 * max_frame */
@@ -49,6 +57,18 @@ struct ring {
     _Atomic uint64_t head;          /* sequence of the next frame to be published */
     _Atomic uint64_t data_reserved; /* end of the last byte range the writer may be filling */
     uint8_t pad1[RING_CACHELINE - 16];
+};
+
+/* A process's handle on a ring: private to the process, never in shared
+ * memory.  Filled by ring_init() or ring_attach() from the caller's geometry;
+ * the pointers are into the ring's memory. */
+struct ring {
+    struct ring_header *hdr;
+    struct ring_slot *slots;
+    char *data;
+    uint32_t nslots; /* power of two */
+    uint32_t max_frame;
+    uint64_t data_size; /* power of two, >= 2 * max_frame */
 };
 
 struct ring_frame_meta {
@@ -65,8 +85,15 @@ size_t ring_region_size(uint32_t nslots, uint64_t data_size);
 uint64_t ring_data_size_for(uint32_t nslots, uint32_t avg_frame, uint32_t max_frame);
 
 /* Lay out an empty ring in mem (ring_region_size bytes, zeroed by the caller,
- * cache-line aligned).  nslots and data_size must be powers of two. */
-int ring_init(struct ring *r, uint32_t nslots, uint64_t data_size, uint32_t max_frame);
+ * cache-line aligned) and point the handle r at it.  nslots and data_size
+ * must be powers of two, and data_size at least 2 * max_frame.  0, or -1 if
+ * the geometry is not valid (mem untouched). */
+int ring_init(struct ring *r, void *mem, uint32_t nslots, uint64_t data_size, uint32_t max_frame);
+
+/* Point the handle r at a ring already laid out in mem with this geometry
+ * (another process's ring_init, before fork): nothing is read from mem.
+ * 0, or -1 if the geometry is not valid. */
+int ring_attach(struct ring *r, void *mem, uint32_t nslots, uint64_t data_size, uint32_t max_frame);
 
 /* Writer: copy len bytes in as the next frame.  Returns its sequence number,
  * or -1 if len exceeds max_frame.  Never blocks.  Only one process may call

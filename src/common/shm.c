@@ -1,9 +1,14 @@
 #include "shm.h"
+#include "conf.h"
 #include "hash.h"
+#include "log.h"
 
 #include <assert.h>
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "timeutil.h"
 
@@ -13,43 +18,110 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 static_assert(sizeof(struct shm_header) == RING_CACHELINE, "header is one cache line");
 static_assert(sizeof(struct shm_ingest) == RING_CACHELINE, "ingest stats: one line");
-static_assert(sizeof(struct shm_retired) == RING_CACHELINE,
-              "retired totals: one line, so the stream table after it stays aligned");
-static_assert(sizeof(struct shm_worker) == 2 * RING_CACHELINE, "worker stats: own lines");
-static_assert(offsetof(struct shm, workers) % RING_CACHELINE == 0,
-              "worker slots start on a cache line: no false sharing between workers");
-static_assert(sizeof(struct shm) % RING_CACHELINE == 0, "ring starts on a cache line");
-static_assert(sizeof(struct ring) == 2 * RING_CACHELINE, "ring header: config line + writer line");
-static_assert(offsetof(struct ring, head) == RING_CACHELINE,
+static_assert(sizeof(struct shm_retired) == RING_CACHELINE, "retired totals: one line");
+/* Each part on its own page: mprotect() works on pages, and a part that
+ * shared a page with another role's could not be made read-only alone. */
+static_assert(offsetof(struct shm, ingest) % SHM_PAGE == 0, "ingest part starts a page");
+static_assert(offsetof(struct shm, workers) % SHM_PAGE == 0, "worker slots start a page");
+static_assert(sizeof(struct shm_worker) == SHM_PAGE, "one page per worker slot");
+static_assert(offsetof(struct shm, iptables) % SHM_PAGE == 0, "address tables start a page");
+static_assert(sizeof(struct shm_iptable) % SHM_PAGE == 0,
+              "each worker's address table is whole pages, writable by that worker alone");
+static_assert(sizeof(struct shm) % SHM_PAGE == 0, "the ring starts on a page");
+static_assert(sizeof(struct ring_header) == 2 * RING_CACHELINE,
+              "ring header: config line + writer line");
+static_assert(offsetof(struct ring_header, head) == RING_CACHELINE,
               "writer-owned words on their own line");
 static_assert(sizeof(struct ring_slot) == RING_CACHELINE, "one slot per cache line");
-static_assert(sizeof(struct shm_stream) == SHM_STREAM_NAME + 24, "stream table row");
-static_assert(sizeof(struct shm_iptable) % RING_CACHELINE == 0,
-              "address tables: no false sharing between workers");
+static_assert(sizeof(struct shm_stream) == SHM_STREAM_NAME + 32, "stream table row");
+static_assert(SHM_STREAM_NAME >= CONF_STREAM_MAX, "every configured stream name fits a row");
+static_assert(SHM_MAX_STREAMS >= 2 * (CONF_MAX_SPORTS + 1),
+              "a reload replacing every stream fits while the old rows are in the ring");
+static_assert(SHM_MAX_WORKERS >= CONF_MAX_WORKERS, "a slot per worker");
 static_assert((SHM_IP_BUCKETS & (SHM_IP_BUCKETS - 1)) == 0, "bucket count is a power of two");
+
+/*
+ * This process's own view of the region, in the private page mapped just
+ * below it (MAP_PRIVATE: fork gives each child its own copy; read-only once
+ * shm_create has filled it).  Nothing here is ever read from the region.
+ */
+struct shm_local {
+    uint64_t size; /* bytes of the shared region, from s */
+    uint32_t nworkers;
+    uint32_t nslots;
+    uint32_t max_frame;
+    uint64_t data_size;
+    struct ring ring;
+};
+static_assert(sizeof(struct shm_local) <= SHM_PAGE, "the private copy fits its page");
+
+static const struct shm_local *
+shm_local(const struct shm *s)
+{
+    return (const struct shm_local *)((const char *)s - SHM_PAGE);
+}
+
+/* The geometry nworkers, nslots and max_frame give; -1 if they cannot be. */
+static int
+shm_geometry(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, struct shm_local *g)
+{
+    memset(g, 0, sizeof(*g));
+    if (nworkers == 0 || nworkers > SHM_MAX_WORKERS || nslots == 0 || (nslots & (nslots - 1)) != 0)
+        return -1;
+    g->nworkers = nworkers;
+    g->nslots = nslots;
+    g->max_frame = max_frame;
+    g->data_size = ring_data_size_for(nslots, 512, max_frame);
+    g->size = sizeof(struct shm) + ring_region_size(nslots, g->data_size);
+    g->size = (g->size + SHM_PAGE - 1) & ~(uint64_t)(SHM_PAGE - 1);
+    return 0;
+}
 
 struct shm *
 shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
 {
-    uint64_t data_size = ring_data_size_for(nslots, 512, max_frame);
-    size_t size = sizeof(struct shm) + ring_region_size(nslots, data_size);
+    struct shm_local g, *local;
     struct shm *s;
+    char *base;
 
-    if (nworkers == 0 || nworkers > SHM_MAX_WORKERS)
+    if (shm_geometry(nworkers, nslots, max_frame, &g) != 0) {
+        errno = EINVAL;
         return NULL;
+    }
     /* Anonymous shared memory is zero-filled and untouched pages cost nothing,
-     * so a large ring is cheap until it is used. */
-    s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (s == MAP_FAILED)
+     * so a large ring is cheap until it is used.  One mapping for the private
+     * page and the region, then the private page is mapped over its first
+     * page: the two stay adjacent, so the copy is found from s alone. */
+    base = mmap(NULL, SHM_PAGE + g.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
         return NULL;
+    if (mmap(base, SHM_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+             0) == MAP_FAILED) {
+        int e = errno;
+        munmap(base, SHM_PAGE + g.size);
+        errno = e;
+        return NULL;
+    }
+    s = (struct shm *)(base + SHM_PAGE);
+    local = (struct shm_local *)base;
+    *local = g;
+    if (ring_init(&local->ring, (char *)s + sizeof(struct shm), nslots, g.data_size, max_frame) !=
+        0) {
+        munmap(base, SHM_PAGE + g.size);
+        errno = EINVAL;
+        return NULL;
+    }
     s->hdr.magic = SHM_MAGIC;
     s->hdr.version = SHM_VERSION;
     s->hdr.nworkers = nworkers;
-    s->hdr.size = size;
+    s->hdr.size = g.size;
     s->hdr.ring_offset = sizeof(struct shm);
     s->hdr.started_ms = time_now_ms();
-    if (ring_init(shm_ring(s), nslots, data_size, max_frame) != 0) {
-        munmap(s, size);
+    /* The copy never changes again: a stray write to it faults at once. */
+    if (mprotect(base, SHM_PAGE, PROT_READ) != 0) {
+        int e = errno;
+        munmap(base, SHM_PAGE + g.size);
+        errno = e;
         return NULL;
     }
     return s;
@@ -59,45 +131,274 @@ void
 shm_destroy(struct shm *s)
 {
     if (s != NULL)
-        munmap(s, s->hdr.size);
+        munmap((char *)s - SHM_PAGE, SHM_PAGE + shm_local(s)->size);
 }
 
 int
-shm_stream_index(struct shm *s, const char *name)
+shm_attach(const struct shm *s, uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
+{
+    const struct shm_local *l = shm_local(s);
+    struct shm_local g;
+
+    if (shm_geometry(nworkers, nslots, max_frame, &g) != 0)
+        return -1;
+    return g.size == l->size && g.nworkers == l->nworkers && g.nslots == l->nslots &&
+                   g.max_frame == l->max_frame && g.data_size == l->data_size
+               ? 0
+               : -1;
+}
+
+struct ring *
+shm_ring(const struct shm *s)
+{
+    /* The handle is only read after shm_create: ring_* write through its
+     * pointers, into the region, never into it. */
+    return (struct ring *)&shm_local(s)->ring;
+}
+
+uint32_t
+shm_nworkers(const struct shm *s)
+{
+    return shm_local(s)->nworkers;
+}
+
+static int
+shm_mprotect(void *addr, size_t len, int prot, const char *what, char *err, size_t errlen)
+{
+    if (mprotect(addr, len, prot) == 0)
+        return 0;
+    snprintf(err, errlen, "mprotect(%s, %zu bytes, %s) failed: %s", what, len,
+             prot & PROT_WRITE ? "read-write" : "read-only", strerror(errno));
+    return -1;
+}
+
+int
+shm_protect(struct shm *s, enum shm_role role, uint32_t worker, char *err, size_t errlen)
+{
+    const struct shm_local *l = shm_local(s);
+    long page = sysconf(_SC_PAGESIZE);
+    const int rw = PROT_READ | PROT_WRITE;
+    int rc;
+
+    if (page != SHM_PAGE) {
+        snprintf(err, errlen, "page size %ld, shared memory laid out for %d: left writable", page,
+                 SHM_PAGE);
+        return -1;
+    }
+    if (role == SHM_ROLE_WORKER && worker >= l->nworkers) {
+        snprintf(err, errlen, "worker slot %u of %u: left writable", worker, l->nworkers);
+        return -1;
+    }
+    if (shm_mprotect(s, l->size, PROT_READ, "region", err, errlen) != 0)
+        return -1;
+    if (role == SHM_ROLE_INGEST)
+        rc = shm_mprotect(&s->ingest, offsetof(struct shm, workers) - offsetof(struct shm, ingest),
+                          rw, "ingest part", err, errlen) ||
+             shm_mprotect((char *)s + sizeof(struct shm), l->size - sizeof(struct shm), rw, "ring",
+                          err, errlen);
+    else
+        rc = shm_mprotect(&s->workers[worker], sizeof(s->workers[worker]), rw, "worker slot", err,
+                          errlen) ||
+             shm_mprotect(&s->iptables[worker], sizeof(s->iptables[worker]), rw, "address table",
+                          err, errlen);
+    if (rc != 0 && mprotect(s, l->size, rw) != 0) {
+        /* Neither protected nor writable where this role writes: going on
+         * would crash at the first counter. */
+        log_assert_failed("mprotect(region, read-write) after a failed shm_protect", __FILE__,
+                          __LINE__);
+    }
+    return rc ? -1 : 0;
+}
+
+/* ---- the stream table ----------------------------------------------------- */
+
+/* Length of row st's name, or -1 if the row is unused or its name is not
+ * terminated within the row (a corrupted row matches no name). */
+static int
+shm_row_name_len(const struct shm_stream *st)
+{
+    const char *nul;
+
+    if (!atomic_load_explicit(&((struct shm_stream *)st)->used, memory_order_acquire))
+        return -1;
+    nul = memchr(st->name, '\0', sizeof(st->name));
+    return nul != NULL ? (int)(nul - st->name) : -1;
+}
+
+static int
+shm_row_is(const struct shm_stream *st, const char *name, size_t len)
+{
+    int n = shm_row_name_len(st);
+
+    return n >= 0 && (size_t)n == len && memcmp(st->name, name, len) == 0;
+}
+
+static int
+shm_row_named_in(const struct shm_stream *st, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (shm_row_is(st, names[i], strlen(names[i])))
+            return 1;
+    }
+    return 0;
+}
+
+/* Entries the ring must still take before no frame naming row st is left in
+ * it: 0 if none is.  Frame f stays in its slot until frame f + nslots is
+ * published.  A last_frame ahead of the head (a frame about to be published,
+ * or a corrupted value) keeps the row for a whole ring. */
+static uint64_t
+shm_row_frames_left(const struct shm *s, const struct shm_stream *st)
+{
+    const struct ring *r = shm_ring(s);
+    uint64_t last =
+        atomic_load_explicit(&((struct shm_stream *)st)->last_frame, memory_order_relaxed);
+    uint64_t head = ring_head(r);
+
+    if (last == 0)
+        return 0;
+    if (last - 1 >= head)
+        return r->nslots;
+    return head - (last - 1) > r->nslots ? 0 : r->nslots - (head - (last - 1)) + 1;
+}
+
+int
+shm_stream_index(struct shm *s, const char *name, const char *const *configured, size_t nconfigured)
 {
     size_t len = strlen(name);
-    int i;
+    int unused = -1, stale = -1;
+    struct shm_stream *st;
 
     if (len >= SHM_STREAM_NAME)
         return -1;
-    for (i = 0; i < SHM_MAX_STREAMS; i++) {
-        struct shm_stream *st = &s->streams[i];
-        if (!atomic_load_explicit(&st->used, memory_order_acquire))
-            break;
-        if (strcmp(st->name, name) == 0)
+    for (int i = 0; i < SHM_MAX_STREAMS; i++) {
+        st = &s->streams[i];
+        if (!atomic_load_explicit(&st->used, memory_order_acquire)) {
+            if (unused < 0)
+                unused = i;
+        } else if (shm_row_is(st, name, len)) {
             return i;
+        } else if (stale < 0 && !shm_row_named_in(st, configured, nconfigured) &&
+                   shm_row_frames_left(s, st) == 0) {
+            stale = i;
+        }
     }
-    if (i == SHM_MAX_STREAMS)
+    /* A never-used row first: a removed stream keeps its row (and its last
+     * ids) for as long as possible, in case it comes back. */
+    if (unused < 0 && stale < 0)
         return -1;
-    memcpy(s->streams[i].name, name, len + 1);
-    atomic_store_explicit(&s->streams[i].last_ms, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->streams[i].last_seq, 0, memory_order_relaxed);
-    atomic_store_explicit(&s->streams[i].grouped, 0, memory_order_relaxed);
-    /* release: a reader that sees used=1 sees the name (pairs with the acquire above
-     * and in shm_stream_name). */
-    atomic_store_explicit(&s->streams[i].used, 1, memory_order_release);
-    return i;
+    st = &s->streams[unused >= 0 ? unused : stale];
+    /* used = 0 first (release): no reader takes the row for the old stream
+     * while the name changes. */
+    atomic_store_explicit(&st->used, 0, memory_order_release);
+    memset(st->name, 0, sizeof(st->name));
+    memcpy(st->name, name, len);
+    atomic_store_explicit(&st->last_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->last_seq, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->last_frame, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->grouped, 0, memory_order_relaxed);
+    /* release: a reader that sees used=1 sees the name (pairs with the acquire
+     * in shm_row_name_len). */
+    atomic_store_explicit(&st->used, 1, memory_order_release);
+    return (int)(st - s->streams);
 }
 
-const char *
-shm_stream_name(const struct shm *s, uint32_t idx)
+/* Whether names[i] appeared before i in names, or in first[]. */
+static int
+shm_seen(const char *const *first, size_t nfirst, const char *const *names, size_t i)
 {
-    struct shm *sw = (struct shm *)s;
+    for (size_t j = 0; j < nfirst; j++) {
+        if (strcmp(first[j], names[i]) == 0)
+            return 1;
+    }
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(names[j], names[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
 
-    if (idx >= SHM_MAX_STREAMS ||
-        !atomic_load_explicit(&sw->streams[idx].used, memory_order_acquire))
-        return NULL;
-    return s->streams[idx].name;
+/* Whether some row is named names[i]. */
+static int
+shm_has_row(const struct shm *s, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (int r = 0; r < SHM_MAX_STREAMS; r++) {
+        if (shm_row_is(&s->streams[r], name, len))
+            return 1;
+    }
+    return 0;
+}
+
+int
+shm_streams_fit(const struct shm *s, const char *const *running, size_t nrunning,
+                const char *const *wanted, size_t nwanted, char *err, size_t errlen)
+{
+    uint64_t waits[SHM_MAX_STREAMS];
+    size_t needed = 0, free_rows = 0, nwaits = 0;
+
+    for (size_t i = 0; i < nwanted; i++)
+        needed += !shm_seen(NULL, 0, wanted, i) && !shm_has_row(s, wanted[i]);
+    for (size_t i = 0; i < nrunning; i++)
+        needed += !shm_seen(wanted, nwanted, running, i) && !shm_has_row(s, running[i]);
+    for (int r = 0; r < SHM_MAX_STREAMS; r++) {
+        const struct shm_stream *st = &s->streams[r];
+        uint64_t left;
+
+        if (!atomic_load_explicit(&((struct shm_stream *)st)->used, memory_order_acquire)) {
+            free_rows++;
+            continue;
+        }
+        if (shm_row_named_in(st, running, nrunning) || shm_row_named_in(st, wanted, nwanted))
+            continue;
+        left = shm_row_frames_left(s, st);
+        if (left == 0)
+            free_rows++;
+        else
+            waits[nwaits++] = left;
+    }
+    if (needed <= free_rows)
+        return 0;
+    if (needed - free_rows <= nwaits) {
+        /* The (needed - free)-th row to come free: a partial selection sort
+         * of at most SHM_MAX_STREAMS numbers. */
+        size_t k = needed - free_rows - 1;
+        for (size_t i = 0; i <= k; i++) {
+            for (size_t j = i + 1; j < nwaits; j++) {
+                if (waits[j] < waits[i]) {
+                    uint64_t t = waits[i];
+                    waits[i] = waits[j];
+                    waits[j] = t;
+                }
+            }
+        }
+        snprintf(err, errlen,
+                 "%zu streams need a row in the stream table and %zu of its %d rows are free; "
+                 "the rows of removed streams are reused once the ring has moved past their "
+                 "last entries, here after %llu more entries",
+                 needed, free_rows, SHM_MAX_STREAMS, (unsigned long long)waits[k]);
+    } else {
+        snprintf(err, errlen,
+                 "%zu streams need a row in the stream table and %zu of its %d rows are free",
+                 needed, free_rows, SHM_MAX_STREAMS);
+    }
+    return -1;
+}
+
+int
+shm_stream_name(const struct shm *s, uint32_t idx, char *buf, size_t size)
+{
+    int n;
+
+    if (idx >= SHM_MAX_STREAMS || size == 0)
+        return -1;
+    n = shm_row_name_len(&s->streams[idx]);
+    if (n < 0 || (size_t)n >= size)
+        return -1;
+    memcpy(buf, s->streams[idx].name, (size_t)n);
+    buf[n] = '\0';
+    return 0;
 }
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -116,7 +417,7 @@ shm_totals(struct shm *s, struct shm_totals *t)
     t->ring_missed = LOAD(s->retired.ring_missed);
     t->invalid_frames = LOAD(s->retired.invalid_frames);
     t->client_errors = LOAD(s->retired.client_errors);
-    for (uint32_t i = 0; i < s->hdr.nworkers; i++) {
+    for (uint32_t i = 0; i < shm_nworkers(s); i++) {
         struct shm_worker *w = &s->workers[i];
         uint64_t next;
 
@@ -186,7 +487,7 @@ shm_ip_count(struct shm *s, struct shm_ip_key key)
 {
     uint32_t total = 0;
 
-    for (uint32_t i = 0; i < s->hdr.nworkers; i++) {
+    for (uint32_t i = 0; i < shm_nworkers(s); i++) {
         uint32_t c1 = LOAD(s->iptables[i].counts[key.b1]);
         uint32_t c2 = LOAD(s->iptables[i].counts[key.b2]);
         total += c1 < c2 ? c1 : c2;

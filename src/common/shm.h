@@ -3,25 +3,35 @@
  *
  * The supervisor maps it (MAP_SHARED | MAP_ANONYMOUS) before the first fork,
  * so it outlives every child and a restarted child inherits it as it was.
- * Everything in it is found by offset, never by pointer.
+ * Everything in it is found by offset, never by pointer.  It is laid out in
+ * parts, each starting on a page and written by one role, so that each child
+ * can map what it does not write read-only (shm_protect):
  *
- *   struct shm_header      magic, version, sizes   (writer: supervisor, before fork)
- *   struct shm_ingest      ingest stats and state  (writer: ingest; pid, restarts and
- *                                                    streams_since_ms: supervisor)
- *   struct shm_retired     totals of workers that died       (writer: supervisor)
- *   struct shm_stream[]    stream names and last Redis ids   (writer: ingest)
- *   struct shm_worker[]    one per worker slot, own lines    (writer: that worker;
- *                                                    pid, restarts: supervisor)
- *   struct shm_iptable[]   per-worker client-address counts  (writer: that worker)
- *   struct ring            then its slots and data           (writer: ingest)
+ *   supervisor  struct shm_header      magic, version, sizes (before fork)
+ *               struct shm_retired     totals of workers that died
+ *   ingest      struct shm_ingest      ingest stats and state (pid, restarts,
+ *                                        streams_since_ms: supervisor)
+ *               struct shm_stream[]    stream names and last Redis ids
+ *   worker i    struct shm_worker      its own page (pid, restarts: supervisor)
+ *   worker i    struct shm_iptable     its client-address counts
+ *   ingest      the ring               struct ring_header, slots, data
  *
  * Every shared field has exactly one writing role, named beside it.  The one
  * kind of exception: after reaping a worker, the supervisor folds and zeroes
  * that worker's slot and address table (shm_worker_retire); the writer is
  * dead then and its successor not yet forked, so two writers never overlap.
- * Stats are relaxed atomics: they are counters, nothing is ordered by them.
- * The sizes and offsets the other roles depend on are checked at compile
- * time in shm.c.
+ * The supervisor maps everything writable; it writes only the fields named
+ * for it.  Stats are relaxed atomics: they are counters, nothing is ordered
+ * by them.  The sizes and offsets the other roles depend on are checked at
+ * compile time in shm.c.
+ *
+ * Geometry is never read from the region.  Each process has its own copy of
+ * the worker count, the region's size and the ring's geometry (a struct ring
+ * handle), made by shm_create from the configuration and kept in a private
+ * page mapped just below the region: after fork every child has its own copy
+ * of that page, read-only.  hdr.nworkers, hdr.size, hdr.ring_offset and the
+ * ring's header say the same for a debugger, but a process that scribbles on
+ * them (a bug, a stray write) cannot make another one read out of bounds.
  */
 #ifndef WSB_SHM_H
 #define WSB_SHM_H
@@ -33,11 +43,21 @@
 #include <stdint.h>
 
 #define SHM_MAGIC       0x57534252494e4731ULL /* "WSBRING1" */
-#define SHM_VERSION     1
+#define SHM_VERSION     2
 #define SHM_MAX_WORKERS 64
-#define SHM_MAX_STREAMS 64
+/* Two whole configurations (CONF_MAX_SPORTS + 1 streams each; checked in
+ * shm.c) and as much again: a reload that replaces every stream fits even
+ * while the replaced streams' rows still have entries in the ring, and so
+ * does a second one; a third within the same lap of the ring may be refused
+ * (shm_streams_fit).  A row is 160 bytes. */
+#define SHM_MAX_STREAMS 128
 #define SHM_STREAM_NAME 128
+/* The parts are laid out for 4 KiB pages; on a host with larger pages the
+ * region still works, unprotected (shm_protect says so). */
+#define SHM_PAGE        4096
 
+/* Written by the supervisor before the first fork, read-only after.  The
+ * sizes are for a debugger: no process reads them (see above). */
 struct shm_header {
     uint64_t magic;
     uint32_t version;
@@ -79,15 +99,24 @@ struct shm_retired {
                                        * (shm_worker.restarts); keeps the line full */
 };
 
+/*
+ * One row per stream the ingest reads or has read; a frame names its stream
+ * by row index.  writer: ingest.  A row is given to another stream (renamed)
+ * only when its stream is no longer configured and no frame naming it is
+ * left in the ring, so a frame's index names the same stream for as long as
+ * anyone can read that frame (shm_stream_index).  Readers never trust a
+ * name to be terminated.
+ */
 struct shm_stream {
-    /* writer: ingest.  name is set (then used, release) once per index;
-     * indices are never reused, so a frame's stream index stays meaningful. */
     char name[SHM_STREAM_NAME];
-    _Atomic uint32_t used;
+    _Atomic uint32_t used;    /* 1 once name is set (release, after the name) */
     _Atomic uint32_t grouped; /* this instance's group existed on it once: if
                                * it is missing now, it vanished (recreate at 0) */
     _Atomic uint64_t last_ms; /* last entry id published to the ring */
     _Atomic uint64_t last_seq;
+    /* 1 + the ring sequence of the newest frame naming this row, stored
+     * before that frame is published (so it is never behind); 0: none. */
+    _Atomic uint64_t last_frame;
 };
 
 struct shm_worker {
@@ -107,7 +136,7 @@ struct shm_worker {
     _Atomic uint64_t client_errors;  /* error replies sent, connections closed for a
                                       * protocol violation */
     _Atomic uint64_t restarts;       /* writer: supervisor (at each respawn) */
-    uint8_t pad[2 * RING_CACHELINE - 88];
+    uint8_t pad[SHM_PAGE - 88];      /* a page each: writable by its worker alone */
 };
 
 /*
@@ -123,37 +152,80 @@ struct shm_iptable {
     _Atomic uint16_t counts[SHM_IP_BUCKETS];
 };
 
+/* Each part starts on a page (SHM_PAGE), so shm_protect can give each
+ * process write access to its own parts only. */
 struct shm {
+    /* supervisor */
     struct shm_header hdr;
-    struct shm_ingest ingest;
     struct shm_retired retired;
+    /* ingest */
+    _Alignas(SHM_PAGE) struct shm_ingest ingest;
     struct shm_stream streams[SHM_MAX_STREAMS];
-    struct shm_worker workers[SHM_MAX_WORKERS];
-    struct shm_iptable iptables[SHM_MAX_WORKERS];
-    /* struct ring follows at hdr.ring_offset */
+    /* worker i: workers[i] and iptables[i] */
+    _Alignas(SHM_PAGE) struct shm_worker workers[SHM_MAX_WORKERS];
+    _Alignas(SHM_PAGE) struct shm_iptable iptables[SHM_MAX_WORKERS];
+    /* ingest: the ring (struct ring_header, slots, data) follows, on a page */
 };
 
-/* Map a zeroed region for nworkers and a ring of nslots frames.  Supervisor
- * only, before the first fork.  NULL on failure (errno set). */
+/* Map a zeroed region for nworkers and a ring of nslots frames of at most
+ * max_frame bytes, and this process's private copy of that geometry.
+ * Supervisor only, before the first fork.  NULL on failure (errno set). */
 struct shm *shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
 
-/* Unmap (supervisor, at exit). */
+/* Unmap the region and the private copy (supervisor, at exit). */
 void shm_destroy(struct shm *s);
 
-static inline struct ring *
-shm_ring(struct shm *s)
-{
-    return (struct ring *)((char *)s + s->hdr.ring_offset);
-}
+/* 0 if nworkers, nslots and max_frame (a child's configuration) give the
+ * geometry of this process's copy, -1 if not: the child was forked with a
+ * configuration the region was not made for.  Any role, after fork. */
+int shm_attach(const struct shm *s, uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
 
-/* Index of stream `name`, adding it if new; -1 if the table is full.
- * Ingest only. */
-int shm_stream_index(struct shm *s, const char *name);
+/* Who a child is, for shm_protect. */
+enum shm_role { SHM_ROLE_INGEST, SHM_ROLE_WORKER };
 
-/* Name of stream idx, or NULL if unused.  Any role. */
-const char *shm_stream_name(const struct shm *s, uint32_t idx);
+/* In a child right after fork: map the region read-only except the parts
+ * its role writes (the ingest: its part and the ring; worker i, from 0: its
+ * slot and its address table).  A stray write elsewhere then kills only the
+ * process that made it.  0, or -1 with the failed call in err, the region
+ * left writable as it was. */
+int shm_protect(struct shm *s, enum shm_role role, uint32_t worker, char *err, size_t errlen);
 
-/* Sum of all workers' and retired counters.  Any role. */
+/* This process's handle on the ring (its own geometry).  Any role. */
+struct ring *shm_ring(const struct shm *s);
+
+/* Worker slots in use, from this process's copy.  Any role. */
+uint32_t shm_nworkers(const struct shm *s);
+
+/*
+ * Row of stream `name`, giving it one if it has none: a never-used row, or
+ * else the row of a stream not in configured[] (the streams the calling
+ * ingest reads, name included) whose frames have all left the ring, renamed
+ * (its ids and group flag start over).  -1 if no row is free or the name is
+ * too long.  Ingest only.
+ */
+int shm_stream_index(struct shm *s, const char *name, const char *const *configured,
+                     size_t nconfigured);
+
+/*
+ * Whether an ingest reading wanted[] could get a row for each of its streams
+ * while the running ingest, reading running[], may still publish to its rows
+ * (their rows are not counted as free; a running stream without a row yet is
+ * counted as needing one).  0 if so; -1 with the counts, and how many more
+ * entries the ring must take before enough rows are free, in err.  Any role
+ * (the supervisor, before it applies a reload).
+ */
+int shm_streams_fit(const struct shm *s, const char *const *running, size_t nrunning,
+                    const char *const *wanted, size_t nwanted, char *err, size_t errlen);
+
+/* Copy the name of stream idx into buf (size bytes).  0, or -1 if idx is
+ * out of range or unused, or the name is not terminated within its row or
+ * does not fit.  A reader resolving a frame's stream does so while it holds
+ * that frame, freshly read from the ring: the row is not renamed then.  Any
+ * role. */
+int shm_stream_name(const struct shm *s, uint32_t idx, char *buf, size_t size);
+
+/* Sum of all workers' and retired counters (the shm_nworkers slots).  Any
+ * role. */
 struct shm_totals {
     uint64_t active_clients;
     uint64_t total_connections;

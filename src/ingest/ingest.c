@@ -63,6 +63,36 @@ ingest_sleep_ms(uint64_t ms)
     (void)nanosleep(&ts, NULL);
 }
 
+#define INGEST_STREAM_RETRY_MS 5000
+
+/* Give st its row in the stream table (shm_stream_index): 0, or -1 if none
+ * is free, logged; st is then left out of reads and retried later, so one
+ * stream without a row stops nothing else.  The supervisor refuses a reload
+ * that would leave a stream without one (shm_streams_fit), so this happens
+ * only if the table was damaged. */
+static int
+ingest_assign_row(struct ingest *in, struct ingest_stream *st)
+{
+    const char *names[CONF_MAX_SPORTS + 1];
+    struct shm_stream *row;
+
+    for (int i = 0; i < in->nstreams; i++)
+        names[i] = in->streams[i].name;
+    st->shm_index = shm_stream_index(in->shm, st->name, names, (size_t)in->nstreams);
+    if (st->shm_index < 0) {
+        if (log_ratelimit_allow(&in->error_rl))
+            LOG_ERROR("no free row in the stream table (%d rows) for %s; not reading it, "
+                      "retrying in %d s",
+                      SHM_MAX_STREAMS, st->name, INGEST_STREAM_RETRY_MS / 1000);
+        st->disabled_until_ms = time_mono_ms() + INGEST_STREAM_RETRY_MS;
+        return -1;
+    }
+    row = &in->shm->streams[st->shm_index];
+    st->last.ms = atomic_load_explicit(&row->last_ms, memory_order_relaxed);
+    st->last.seq = atomic_load_explicit(&row->last_seq, memory_order_relaxed);
+    return 0;
+}
+
 static void
 ingest_setup_streams(struct ingest *in)
 {
@@ -82,16 +112,8 @@ ingest_setup_streams(struct ingest *in)
         st->sport = NULL;
         st->type = FRAME_OPPORTUNITY;
     }
-    for (int i = 0; i < in->nstreams; i++) {
-        struct ingest_stream *st = &in->streams[i];
-        struct shm_stream *row;
-
-        st->shm_index = shm_stream_index(in->shm, st->name);
-        WSB_ASSERT(st->shm_index >= 0); /* conf bounds the stream count below the table */
-        row = &in->shm->streams[st->shm_index];
-        st->last.ms = atomic_load_explicit(&row->last_ms, memory_order_relaxed);
-        st->last.seq = atomic_load_explicit(&row->last_seq, memory_order_relaxed);
-    }
+    for (int i = 0; i < in->nstreams; i++)
+        (void)ingest_assign_row(in, &in->streams[i]); /* logged; retried in ingest_read */
 }
 
 /* The stream table is updated after the ring's head moves, so only the
@@ -107,7 +129,10 @@ ingest_recover_last_ids(struct ingest *in)
     for (int i = 0; i < in->nstreams; i++) {
         struct ingest_stream *st = &in->streams[i];
         struct streamid id = {meta.id_ms, meta.id_seq};
-        if ((uint32_t)st->shm_index == meta.stream && streamid_cmp(&id, &st->last) > 0)
+        /* A row is not given to another stream while a frame naming it is
+         * in the ring, so this frame is st's if it names st's row. */
+        if (st->shm_index >= 0 && (uint32_t)st->shm_index == meta.stream &&
+            streamid_cmp(&id, &st->last) > 0)
             st->last = id;
     }
 }
@@ -137,10 +162,8 @@ ingest_command(struct ingest *in, int argc, const char **argv)
     return reply;
 }
 
-#define INGEST_STREAM_RETRY_MS 5000
-
 /*
- * Make sure our group exists on st.  Where a group starts:
+ * Make sure our group exists on st (which has a row).  Where a group starts:
  *   "$"       a stream this instance never read: a new instance starts with
  *             new entries;
  *   "<ms>-0"  a stream added by a reload at <ms>: entries from the reload on;
@@ -189,7 +212,7 @@ ingest_ensure_group(struct ingest *in, struct ingest_stream *st)
 static int
 ingest_stream_readable(const struct ingest_stream *st, uint64_t now)
 {
-    return st->disabled_until_ms == 0 || st->disabled_until_ms <= now;
+    return st->shm_index >= 0 && (st->disabled_until_ms == 0 || st->disabled_until_ms <= now);
 }
 
 static int
@@ -247,9 +270,11 @@ ingest_connect(struct ingest *in)
     }
     for (int i = 0; i < in->nstreams; i++) {
         struct ingest_stream *st = &in->streams[i];
+        snprintf(st->next_pending, sizeof(st->next_pending), "0");
+        if (st->shm_index < 0)
+            continue; /* no row yet: left out (ingest_read retries) */
         if (ingest_ensure_group(in, st) < 0)
             return -1;
-        snprintf(st->next_pending, sizeof(st->next_pending), "0");
     }
     LOG_INFO("connected to redis %s; reading %d streams with group %s", c->redis_url, in->nstreams,
              in->group);
@@ -335,6 +360,11 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
     meta.stream = (uint32_t)st->shm_index;
     meta.id_ms = sid.ms;
     meta.id_seq = sid.seq;
+    /* Before the frame is in the ring: the row must never look free while a
+     * frame naming it can be read (shm_stream_index).  Only this process
+     * publishes, so the head is the frame's sequence. */
+    atomic_store_explicit(&in->shm->streams[st->shm_index].last_frame, ring_head(in->ring) + 1,
+                          memory_order_relaxed);
     WSB_ASSERT(ring_publish(in->ring, in->frame.data, (uint32_t)in->frame.size, &meta) >= 0);
     st->last = sid;
     atomic_store_explicit(&in->shm->streams[st->shm_index].last_ms, sid.ms, memory_order_relaxed);
@@ -347,6 +377,9 @@ static struct ingest_stream *
 ingest_find_stream(struct ingest *in, const redisReply *name)
 {
     for (int i = 0; i < in->nstreams; i++) {
+        /* A stream without a row is not read: a reply naming it is not ours. */
+        if (in->streams[i].shm_index < 0)
+            continue;
         if (name->type == REDIS_REPLY_STRING && strlen(in->streams[i].name) == name->len &&
             memcmp(in->streams[i].name, name->str, name->len) == 0)
             return &in->streams[i];
@@ -446,9 +479,13 @@ ingest_read(struct ingest *in, int pending, int *none)
     *none = 0;
     for (int i = 0; i < in->nstreams; i++) {
         struct ingest_stream *st = &in->streams[i];
-        /* A left-out stream is retried once its time is up. */
-        if (st->disabled_until_ms != 0 && st->disabled_until_ms <= now &&
-            ingest_ensure_group(in, st) < 0)
+        /* A left-out stream is retried once its time is up: first its row,
+         * if it has none, then its group. */
+        if (st->disabled_until_ms == 0 || st->disabled_until_ms > now)
+            continue;
+        if (st->shm_index < 0 && ingest_assign_row(in, st) != 0)
+            continue;
+        if (ingest_ensure_group(in, st) < 0)
             return NULL;
     }
 
@@ -489,7 +526,7 @@ static void
 ingest_recreate_groups(struct ingest *in)
 {
     for (int i = 0; i < in->nstreams && in->redis != NULL; i++) {
-        if (in->streams[i].disabled_until_ms == 0)
+        if (in->streams[i].shm_index >= 0 && in->streams[i].disabled_until_ms == 0)
             (void)ingest_ensure_group(in, &in->streams[i]);
     }
 }

@@ -24,12 +24,26 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-/* A child that dies sooner than SUP_QUICK_DEATH_MS after its start is
- * restarted with backoff: it was probably not going to work. */
+/*
+ * Restarts back off (SUP_BACKOFF_MIN_MS doubling to SUP_BACKOFF_MAX_MS) when
+ * a child dies sooner than SUP_QUICK_DEATH_MS after its start (it was
+ * probably not going to work), or when it dies more than SUP_CRASH_LOOP_MAX
+ * times in SUP_CRASH_WINDOW_MS, however long each life: then something keeps
+ * killing it (an input that crashes it again, damaged shared memory), and
+ * restarting it at once would only burn CPU and fill the log.  Five in a
+ * minute: a worker's occasional fault (an OOM kill, a rare bug) is one or two,
+ * and the first few restarts stay immediate, as most deaths are one-offs.
+ * The cap stays at 5 s even in a crash loop: a worker slot's listener keeps
+ * receiving its share of new connections, which wait in its accept queue
+ * until a worker is back.
+ */
 #define SUP_STOP_DEADLINE_MS 5000
 #define SUP_QUICK_DEATH_MS   1000
 #define SUP_BACKOFF_MIN_MS   100
 #define SUP_BACKOFF_MAX_MS   5000
+#define SUP_CRASH_LOOP_MAX   5
+#define SUP_CRASH_WINDOW_MS  60000
+#define SUP_DEATHS_KEPT      32 /* deaths remembered per slot, to count those in the window */
 
 enum sup_role { SUP_ROLE_INGEST, SUP_ROLE_WORKER };
 
@@ -40,8 +54,11 @@ struct sup_child {
     uint64_t started_ms; /* monotonic */
     uint64_t respawn_at; /* monotonic; 0 = not waiting */
     uint64_t backoff_ms;
-    int listen_fd; /* workers */
-    int wake_fd;   /* workers */
+    uint64_t deaths[SUP_DEATHS_KEPT]; /* monotonic ms of the last deaths, a ring */
+    unsigned ndeaths;                 /* deaths since start; the ring's next is % KEPT */
+    int restart_requested;            /* we stopped it (a reload): not a crash */
+    int listen_fd;                    /* workers */
+    int wake_fd;                      /* workers */
 };
 
 struct sup {
@@ -163,7 +180,7 @@ sup_create_listeners(struct sup *sp)
 static void
 sup_child_init(struct sup *sp, struct sup_child *ch, pid_t parent)
 {
-    char name[16];
+    char name[16], err[256];
     sigset_t empty;
 
     if (ch->role == SUP_ROLE_INGEST) {
@@ -184,6 +201,16 @@ sup_child_init(struct sup *sp, struct sup_child *ch, pid_t parent)
         _exit(0); /* the supervisor died before prctl took effect */
     if (prctl(PR_SET_NAME, name) != 0)
         LOG_WARN("prctl(PR_SET_NAME, %s) failed: %s", name, strerror(errno));
+    /* The region was made from this very configuration (WORKERS, RING_SIZE
+     * and MAX_ENTRY_SIZE need a restart), and this process's copy of its
+     * geometry came with the fork. */
+    WSB_ASSERT(shm_attach(sp->shm, (uint32_t)sp->conf.workers, sp->conf.ring_size,
+                          sp->conf.max_entry_size) == 0);
+    /* Defence in depth: without it the child still works, so carry on. */
+    if (shm_protect(sp->shm, ch->role == SUP_ROLE_INGEST ? SHM_ROLE_INGEST : SHM_ROLE_WORKER,
+                    ch->role == SUP_ROLE_INGEST ? 0 : (uint32_t)(ch->index - 1), err,
+                    sizeof(err)) != 0)
+        LOG_WARN("shared memory left writable: %s", err);
     for (int i = 1; i < sp->nchildren; i++) {
         struct sup_child *other = &sp->children[i];
         if (other == ch)
@@ -237,6 +264,20 @@ sup_find(struct sup *sp, pid_t pid)
     return NULL;
 }
 
+/* Record a death of ch at now; the number of its deaths in the last
+ * SUP_CRASH_WINDOW_MS, this one included (at most SUP_DEATHS_KEPT). */
+static unsigned
+sup_count_death(struct sup_child *ch, uint64_t now)
+{
+    unsigned n = 0, kept;
+
+    ch->deaths[ch->ndeaths++ % SUP_DEATHS_KEPT] = now;
+    kept = ch->ndeaths < SUP_DEATHS_KEPT ? ch->ndeaths : SUP_DEATHS_KEPT;
+    for (unsigned i = 0; i < kept; i++)
+        n += now - ch->deaths[i] < SUP_CRASH_WINDOW_MS;
+    return n;
+}
+
 static void
 sup_reap(struct sup *sp)
 {
@@ -277,12 +318,28 @@ sup_reap(struct sup *sp)
             sp->stopping = 1;
             continue;
         }
-        if (lived < SUP_QUICK_DEATH_MS) {
-            ch->backoff_ms = ch->backoff_ms ? ch->backoff_ms * 2 : SUP_BACKOFF_MIN_MS;
-            if (ch->backoff_ms > SUP_BACKOFF_MAX_MS)
-                ch->backoff_ms = SUP_BACKOFF_MAX_MS;
-        } else {
+        if (ch->restart_requested) {
+            /* We stopped it: neither a crash nor a reason to wait. */
+            ch->restart_requested = 0;
             ch->backoff_ms = 0;
+        } else {
+            unsigned recent = sup_count_death(ch, now);
+            int looping = recent > SUP_CRASH_LOOP_MAX;
+
+            if (lived < SUP_QUICK_DEATH_MS || looping) {
+                ch->backoff_ms = ch->backoff_ms ? ch->backoff_ms * 2 : SUP_BACKOFF_MIN_MS;
+                if (ch->backoff_ms > SUP_BACKOFF_MAX_MS)
+                    ch->backoff_ms = SUP_BACKOFF_MAX_MS;
+            } else {
+                ch->backoff_ms = 0;
+            }
+            if (looping)
+                LOG_ERROR(
+                    "%s died %u times in the last %d s: crash loop; restarting it in %llu ms, "
+                    "backing off up to %d ms while this goes on (the other processes keep "
+                    "serving)",
+                    role, recent, SUP_CRASH_WINDOW_MS / 1000, (unsigned long long)ch->backoff_ms,
+                    SUP_BACKOFF_MAX_MS);
         }
         if (ch->role == SUP_ROLE_INGEST)
             atomic_fetch_add_explicit(&sp->shm->ingest.restarts, 1, memory_order_relaxed);
@@ -316,6 +373,49 @@ sup_alive(const struct sup *sp)
 
 /* ---- reload ----------------------------------------------------------------- */
 
+/* The streams an ingest forked with c reads, as the ingest names them
+ * (ingest_setup_streams): into names[], pointed to by ptrs[].  Their count. */
+static size_t
+sup_stream_names(const struct conf *c, char names[][CONF_STREAM_MAX], const char **ptrs)
+{
+    size_t n = 0;
+
+    for (int i = 0; i < c->nsports; i++) {
+        (void)conf_sport_stream(c, i, names[n], CONF_STREAM_MAX); /* conf_check made it fit */
+        ptrs[n] = names[n];
+        n++;
+    }
+    if (c->opportunities_stream[0] != '\0') {
+        snprintf(names[n], CONF_STREAM_MAX, "%s", c->opportunities_stream);
+        ptrs[n] = names[n];
+        n++;
+    }
+    return n;
+}
+
+/* 0 if an ingest reading next's SPORTS finds a row in the stream table for
+ * each of its streams; -1 with why in err.  The running ingest may publish
+ * to its streams until it is stopped, so their rows do not count as free
+ * (shm_streams_fit). */
+static int
+sup_reload_fits(struct sup *sp, const struct conf *next, char *err, size_t errlen)
+{
+    static char running[CONF_MAX_SPORTS + 1][CONF_STREAM_MAX],
+        wanted[CONF_MAX_SPORTS + 1][CONF_STREAM_MAX];
+    static struct conf want;
+    const char *rp[CONF_MAX_SPORTS + 1], *wp[CONF_MAX_SPORTS + 1];
+    size_t nr, nw;
+
+    /* Only SPORTS changes on reload: the rest of the new ingest's streams
+     * come from the running configuration. */
+    want = sp->conf;
+    memcpy(want.sports, next->sports, sizeof(next->sports));
+    want.nsports = next->nsports;
+    nr = sup_stream_names(&sp->conf, running, rp);
+    nw = sup_stream_names(&want, wanted, wp);
+    return shm_streams_fit(sp->shm, rp, nr, wp, nw, err, errlen);
+}
+
 static void
 sup_reload(struct sup *sp)
 {
@@ -327,11 +427,17 @@ sup_reload(struct sup *sp)
         LOG_ERROR("reload refused, keeping the running configuration: %s", err);
         return;
     }
+    sports_changed = sp->conf.nsports != next.nsports ||
+                     memcmp(sp->conf.sports, next.sports, sizeof(next.sports)) != 0;
+    /* Like a file that does not parse: nothing of it is applied, and the
+     * ingest is not touched (nginx keeps its old cycle the same way). */
+    if (sports_changed && sup_reload_fits(sp, &next, err, sizeof(err)) != 0) {
+        LOG_ERROR("reload refused, keeping the running configuration: SPORTS: %s", err);
+        return;
+    }
     conf_restart_keys_changed(&sp->conf, &next, changed, sizeof(changed));
     if (changed[0] != '\0')
         LOG_WARN("reload: %s changed; these take effect only after a restart", changed);
-    sports_changed = sp->conf.nsports != next.nsports ||
-                     memcmp(sp->conf.sports, next.sports, sizeof(next.sports)) != 0;
     /* Apply only what reload supports; keep the rest as running. */
     memcpy(sp->conf.sports, next.sports, sizeof(next.sports));
     sp->conf.nsports = next.nsports;
@@ -351,8 +457,8 @@ sup_reload(struct sup *sp)
             struct sup_child *ch = &sp->children[i];
             if (ch->role != SUP_ROLE_INGEST)
                 continue;
-            if (ch->pid > 0)
-                kill(ch->pid, SIGTERM);
+            if (ch->pid > 0 && kill(ch->pid, SIGTERM) == 0)
+                ch->restart_requested = 1;
             ch->backoff_ms = 0; /* a deliberate restart, not a crash loop */
         }
     } else {

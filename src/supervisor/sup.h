@@ -8,13 +8,18 @@
  * (no asynchronous handlers).  It keeps every listener open, so a worker
  * that replaces a crashed one inherits the same socket and the connections
  * queued on it.  A child that exits is logged and restarted in its slot; one
- * that dies within a second of starting is restarted with exponential
- * backoff.  Exit status 78 (EX_CONFIG) from a child means a restart cannot
- * help: the supervisor stops everything and exits 78.
+ * that dies within a second of starting, or more than 5 times in a minute
+ * (a crash loop, logged at ERROR), is restarted with exponential backoff.
+ * Right after fork each child maps the shared parts it does not write
+ * read-only (shm_protect).  Exit status 78 (EX_CONFIG) from a child means a
+ * restart cannot help: the supervisor stops everything and exits 78.
  *
  * SIGHUP re-reads the config file: SPORTS and LOG_LEVEL apply at once (the
  * ingest is restarted with the new streams; workers and clients are not
- * touched); other changed keys are logged as needing a restart.
+ * touched); other changed keys are logged as needing a restart.  A reload
+ * whose streams would find no row in the shared stream table is refused
+ * whole, like a file that does not parse: the running configuration goes
+ * on.
  * SIGTERM/SIGINT: children get SIGTERM, workers close their clients with
  * 1001, and the supervisor exits 0 once they are gone (SIGKILL after 5 s).
  */

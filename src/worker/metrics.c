@@ -321,7 +321,7 @@ metrics_json(struct shm *s, struct metrics_buf *out)
             break;
         case METRICS_PER_WORKER:
             rc = metrics_printf(out, "%s\"%s\":[", i ? "," : "", sec->key);
-            for (uint32_t w = 0; rc == 0 && w < s->hdr.nworkers; w++) {
+            for (uint32_t w = 0; rc == 0 && w < shm_nworkers(s); w++) {
                 /* Workers are numbered from 1, as in the logs and process names. */
                 rc = metrics_printf(out, "%s{\"worker\":%u", w ? "," : "", w + 1);
                 if (rc == 0)
@@ -365,7 +365,7 @@ metrics_prometheus(struct shm *s, struct metrics_buf *out)
                                         (unsigned long long)fd->get(&v, 0));
                 continue;
             }
-            for (uint32_t w = 0; rc == 0 && w < s->hdr.nworkers; w++)
+            for (uint32_t w = 0; rc == 0 && w < shm_nworkers(s); w++)
                 rc = metrics_printf(out, "ws_broadcaster_%s%s{worker=\"%u\"} %llu\n", sec->prefix,
                                     fd->name, w + 1, (unsigned long long)fd->get(&v, w));
         }

@@ -162,18 +162,28 @@ check_unpack(const uint8_t *data, size_t size)
     msgpack_zone_destroy(&zone);
 }
 
+/* A handle on a fresh ring in zeroed, cache-line aligned memory (free both
+ * with ring_free). */
 static struct ring *
 ring_new(uint32_t nslots, uint64_t data_size, uint32_t max_frame)
 {
     size_t size = ring_region_size(nslots, data_size);
-    struct ring *r;
+    struct ring *r = malloc(sizeof(*r));
+    void *mem;
 
     size = (size + RING_CACHELINE - 1) / RING_CACHELINE * RING_CACHELINE;
-    r = aligned_alloc(RING_CACHELINE, size);
-    FUZZ_CHECK(r != NULL);
-    memset(r, 0, size);
-    FUZZ_CHECK(ring_init(r, nslots, data_size, max_frame) == 0);
+    mem = aligned_alloc(RING_CACHELINE, size);
+    FUZZ_CHECK(r != NULL && mem != NULL);
+    memset(mem, 0, size);
+    FUZZ_CHECK(ring_init(r, mem, nslots, data_size, max_frame) == 0);
     return r;
+}
+
+static void
+ring_free(struct ring *r)
+{
+    free(r->hdr);
+    free(r);
 }
 
 static struct ring_frame_meta
@@ -222,7 +232,7 @@ check_ring_roundtrip(const uint8_t *data, size_t size)
     FUZZ_CHECK(ring_peek_meta(r, 0, &m) == -1); /* slot 0 now holds frame 2 */
     FUZZ_CHECK(ring_peek_meta(r, 3, &m) == -1);
     free(buf);
-    free(r);
+    ring_free(r);
 }
 
 #define SCRIPT_NSLOTS    8
@@ -335,7 +345,7 @@ check_ring_script(const uint8_t *data, size_t size)
         want = meta_of(s);
         FUZZ_CHECK(!live || meta_equal(&m, &want));
     }
-    free(r);
+    ring_free(r);
 }
 
 int

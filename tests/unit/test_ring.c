@@ -105,29 +105,42 @@ tf_publish(struct ring *r, uint64_t seq, uint32_t len)
     return ring_publish(r, buf, len, &m);
 }
 
-/* A zeroed, cache-line aligned region holding an initialised ring. */
+/* A handle on an initialised ring in a zeroed, cache-line aligned region. */
 static struct ring *
 ring_new(uint32_t nslots, uint64_t data_size, uint32_t max_frame)
 {
     size_t size = ring_region_size(nslots, data_size);
-    struct ring *r;
+    struct ring *r = malloc(sizeof(*r));
+    void *mem;
 
     size = (size + RING_CACHELINE - 1) & ~(size_t)(RING_CACHELINE - 1);
-    r = aligned_alloc(RING_CACHELINE, size);
-    if (r == NULL)
-        return NULL;
-    memset(r, 0, size);
-    if (ring_init(r, nslots, data_size, max_frame) != 0) {
+    mem = aligned_alloc(RING_CACHELINE, size);
+    if (r == NULL || mem == NULL) {
         free(r);
+        free(mem);
+        return NULL;
+    }
+    memset(mem, 0, size);
+    if (ring_init(r, mem, nslots, data_size, max_frame) != 0) {
+        free(r);
+        free(mem);
         return NULL;
     }
     return r;
 }
 
+static void
+ring_free(struct ring *r)
+{
+    if (r != NULL)
+        free(r->hdr);
+    free(r);
+}
+
 static struct ring_slot *
 slot_of(struct ring *r, uint64_t seq)
 {
-    return (struct ring_slot *)((char *)r + r->slots_offset) + (seq & (r->nslots - 1));
+    return &r->slots[seq & (r->nslots - 1)];
 }
 
 /* Read one frame and check it: intact, the sequence the reader was due
@@ -165,37 +178,93 @@ static void
 test_init_validation(void)
 {
     size_t size = ring_region_size(16, 4096);
-    struct ring *r = aligned_alloc(RING_CACHELINE, size);
+    char *mem = aligned_alloc(RING_CACHELINE, size);
+    struct ring ring, *r = &ring;
+    struct ring_header *h = (struct ring_header *)mem;
 
-    CHECK(r != NULL);
-    if (r == NULL)
+    CHECK(mem != NULL);
+    if (mem == NULL)
         return;
-    memset(r, 0, size);
-    CHECK_INT(ring_init(r, 0, 4096, 1024), -1);
-    CHECK_INT(ring_init(r, 12, 4096, 1024), -1);
-    CHECK_INT(ring_init(r, 16, 0, 1024), -1);
-    CHECK_INT(ring_init(r, 16, 3000, 1024), -1);
+    memset(mem, 0, size);
+    CHECK_INT(ring_init(r, mem, 0, 4096, 1024), -1);
+    CHECK_INT(ring_init(r, mem, 12, 4096, 1024), -1);
+    CHECK_INT(ring_init(r, mem, 16, 0, 1024), -1);
+    CHECK_INT(ring_init(r, mem, 16, 3000, 1024), -1);
     /* data_size must hold two frames of max_frame. */
-    CHECK_INT(ring_init(r, 16, 4096, 2049), -1);
-    CHECK_INT(ring_init(r, 16, 4096, 2048), 0);
+    CHECK_INT(ring_init(r, mem, 16, 4096, 2049), -1);
+    /* A refused geometry writes nothing into the ring's memory. */
+    for (size_t i = 0; i < size; i++)
+        CHECK(mem[i] == 0);
+    CHECK_INT(ring_attach(r, mem, 12, 4096, 1024), -1);
+    CHECK_INT(ring_attach(r, mem, 16, 4096, 2049), -1);
+    CHECK_INT(ring_init(r, mem, 16, 4096, 2048), 0);
+    /* The handle: its own geometry, pointers into the memory. */
     CHECK_INT(r->nslots, 16);
     CHECK_INT(r->max_frame, 2048);
     CHECK_INT(r->data_size, 4096);
-    CHECK_INT(r->slots_offset, sizeof(struct ring));
-    CHECK_INT(r->data_offset, sizeof(struct ring) + 16 * sizeof(struct ring_slot));
-    CHECK_INT(r->data_offset + r->data_size, size);
+    CHECK(r->hdr == h);
+    CHECK((char *)r->slots == mem + sizeof(struct ring_header));
+    CHECK(r->data == mem + sizeof(struct ring_header) + 16 * sizeof(struct ring_slot));
+    CHECK(r->data + r->data_size == mem + size);
+    /* The same, for a debugger, in the shared header. */
+    CHECK_INT(h->nslots, 16);
+    CHECK_INT(h->max_frame, 2048);
+    CHECK_INT(h->data_size, 4096);
+    CHECK_INT(h->slots_offset, sizeof(struct ring_header));
+    CHECK_INT(h->data_offset, sizeof(struct ring_header) + 16 * sizeof(struct ring_slot));
     CHECK_INT(ring_head(r), 0);
     /* No slot may look like it holds frame 0 before it is written. */
     for (uint64_t i = 0; i < 16; i++)
         CHECK(atomic_load(&slot_of(r, i)->seq) == RING_SEQ_BUSY);
-    free(r);
+    free(mem);
+}
+
+static void
+test_geometry_is_the_handles(void)
+{
+    /* Another process (a bug, a stray write) scribbles on the shared
+     * header's geometry: neither the writer nor a reader attached with its
+     * own handle indexes by it, and frames go on round-tripping intact,
+     * laps included. */
+    struct ring *w = ring_new(16, 8192, 1024);
+    struct ring rd_ring;
+    struct ring_reader rd;
+    uint64_t seq = 0, got = 0;
+
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    CHECK_INT(ring_attach(&rd_ring, w->hdr, 16, 8192, 1024), 0);
+    CHECK(rd_ring.slots == w->slots && rd_ring.data == w->data);
+    ring_reader_init(&rd_ring, &rd);
+    w->hdr->nslots = 1u << 30;
+    w->hdr->max_frame = UINT32_MAX;
+    w->hdr->data_size = 1ULL << 62;
+    w->hdr->slots_offset = 1ULL << 44;
+    w->hdr->data_offset = 1ULL << 45;
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < 5; i++, seq++)
+            CHECK_INT(tf_publish(w, seq, tf_len(seq, 1024)), (int64_t)seq);
+        while (read_checked(&rd_ring, &rd, &got) == 1) {
+        }
+        CHECK_INT(rd.next, seq);
+    }
+    CHECK_INT(rd.missed, 0);
+    /* A whole lap and more while the reader waits: counted, not misread. */
+    for (int i = 0; i < 40; i++, seq++)
+        CHECK_INT(tf_publish(w, seq, tf_len(seq, 1024)), (int64_t)seq);
+    while (read_checked(&rd_ring, &rd, &got) == 1) {
+    }
+    CHECK_INT(got, seq - 1);
+    CHECK(rd.missed >= 24);
+    ring_free(w);
 }
 
 static void
 test_sizes(void)
 {
     CHECK_INT(ring_region_size(16, 4096),
-              sizeof(struct ring) + 16 * sizeof(struct ring_slot) + 4096);
+              sizeof(struct ring_header) + 16 * sizeof(struct ring_slot) + 4096);
     /* Power of two, at least 4 * max_frame and nslots * avg, at least a page. */
     CHECK_INT(ring_data_size_for(1024, 512, 65536), 524288);
     CHECK_INT(ring_data_size_for(65536, 512, 65536), 33554432);
@@ -228,7 +297,7 @@ test_empty(void)
     CHECK_INT(rd.next, 0);
     CHECK_INT(rd.missed, 0);
     CHECK_INT(len, 12345);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -268,7 +337,7 @@ test_round_trip(void)
     CHECK_INT(ring_read(r, &rd, buf, sizeof(buf), &len, &got), 0);
     CHECK_INT(rd.missed, 0);
     CHECK_INT(rd.next, 2);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -292,7 +361,7 @@ test_reader_starts_at_head(void)
     CHECK_INT(seq, 3);
     CHECK_INT(read_checked(r, &rd, &seq), 0);
     CHECK_INT(rd.missed, 0);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -313,7 +382,7 @@ test_frame_sizes(void)
     CHECK_INT(ring_publish(r, big, 1025, &m), -1);
     CHECK_INT(ring_publish(r, big, UINT32_MAX, &m), -1);
     CHECK_INT(ring_head(r), 0);
-    CHECK_INT(atomic_load(&r->data_reserved), 0);
+    CHECK_INT(atomic_load(&r->hdr->data_reserved), 0);
     CHECK_INT(ring_read(r, &rd, buf, sizeof(buf), &len, &got), 0);
     /* max_frame exactly is fine, and so is an empty frame. */
     CHECK_INT(ring_publish(r, big, 1024, &m), 0);
@@ -325,7 +394,7 @@ test_frame_sizes(void)
     CHECK_INT(len, 0);
     CHECK_INT(ring_read(r, &rd, buf, sizeof(buf), &len, &got), 0);
     CHECK_INT(rd.missed, 0);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -362,7 +431,7 @@ test_many_readers(void)
         CHECK_INT(rd[k].missed, 0);
         CHECK_INT(rd[k].next, 20);
     }
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -404,7 +473,7 @@ test_lapped_reader(void)
     CHECK_INT(read_checked(r, &rd, &seq), 1);
     CHECK_INT(seq, 25);
     CHECK_INT(rd.missed, 12 + 3);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -430,7 +499,7 @@ test_lapped_exactly_one_ring(void)
     CHECK_INT(read_checked(r, &rd, &seq), 1);
     CHECK_INT(seq, 2);
     CHECK_INT(rd.missed, 1);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -454,7 +523,7 @@ test_data_lapping(void)
         CHECK_INT(tf_publish(r, i, 1000), (int64_t)i);
         CHECK_INT(atomic_load(&slot_of(r, i)->data_pos), want_pos[i]);
     }
-    CHECK_INT(atomic_load(&r->data_reserved), 10192);
+    CHECK_INT(atomic_load(&r->hdr->data_reserved), 10192);
     for (uint64_t i = 6; i < 10; i++) {
         CHECK_INT(read_checked(r, &rd, &seq), 1);
         CHECK_INT(seq, i);
@@ -463,7 +532,7 @@ test_data_lapping(void)
     CHECK_INT(read_checked(r, &rd, &seq), 0);
     CHECK_INT(rd.missed, 6);
     CHECK_INT(rd.next, 10);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -507,7 +576,7 @@ test_data_lapping_random(void)
     }
     /* The slow readers were lapped, or this test proved nothing. */
     CHECK(rd[0].missed > 0);
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -536,13 +605,13 @@ test_frames_never_wrap(void)
             break;
         }
         /* Positions only move forward, and the reservation covers the frame. */
-        CHECK(atomic_load(&r->data_reserved) == pos + len);
+        CHECK(atomic_load(&r->hdr->data_reserved) == pos + len);
         if (i > 0) {
             struct ring_slot *prev = slot_of(r, i - 1);
             CHECK(pos >= atomic_load(&prev->data_pos) + atomic_load(&prev->len));
         }
     }
-    free(r);
+    ring_free(r);
 }
 
 static void
@@ -577,7 +646,7 @@ test_peek_meta(void)
         CHECK(tf_meta_ok(&m, i));
     }
     CHECK_INT(ring_peek_meta(r, 10, &m), -1);
-    free(r);
+    ring_free(r);
 }
 
 /* ---- concurrent cases ---- */
@@ -714,7 +783,7 @@ test_stress_threads(void)
     }
     /* Reader 2 sleeps 1 ms every 64 frames: it must have been lapped. */
     CHECK(sr[2].rd.missed > 0);
-    free(st.r);
+    ring_free(st.r);
 }
 
 /* Run fn in a child process with a timeout (so a hang fails one case, not
@@ -799,6 +868,7 @@ test_fork_reader(void)
     uint64_t data_size = ring_data_size_for(nslots, max_frame, max_frame);
     size_t ring_off = 4096, size = ring_off + ring_region_size(nslots, data_size);
     char *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    struct ring ring; /* private: the child gets its own copy, as a worker does */
     struct fork_args fa;
     pid_t pid;
     int status = 0, rc;
@@ -806,9 +876,9 @@ test_fork_reader(void)
     CHECK(map != MAP_FAILED);
     if (map == MAP_FAILED)
         return;
-    fa.r = (struct ring *)(map + ring_off);
+    fa.r = &ring;
     fa.res = (struct fork_result *)map;
-    CHECK_INT(ring_init(fa.r, nslots, data_size, max_frame), 0);
+    CHECK_INT(ring_init(fa.r, map + ring_off, nslots, data_size, max_frame), 0);
     ring_reader_init(fa.r, &fa.rd);
 
     fflush(stdout);
@@ -851,11 +921,11 @@ static void
 publish_begin_only(struct ring *r, uint32_t len)
 {
     uint64_t seq = ring_head(r);
-    uint64_t pos = atomic_load(&r->data_reserved), mask = r->data_size - 1;
+    uint64_t pos = atomic_load(&r->hdr->data_reserved), mask = r->data_size - 1;
 
     if ((pos & mask) + len > r->data_size)
         pos = (pos + r->data_size) & ~mask;
-    atomic_store(&r->data_reserved, pos + len);
+    atomic_store(&r->hdr->data_reserved, pos + len);
     atomic_store(&slot_of(r, seq)->seq, RING_SEQ_BUSY);
 }
 
@@ -897,7 +967,7 @@ test_reader_survives_dead_writer(void)
     if (rc == 128 + SIGALRM)
         printf("#   ring_read did not return within 1 s after the writer died mid-publish\n");
     CHECK_INT(rc, 0);
-    free(r);
+    ring_free(r);
 }
 
 /* Frames whose lengths alternate so that one slot's old length at the new
@@ -934,15 +1004,16 @@ torn_child(void *arg)
     size_t maplen = ((region + (size_t)page - 1) / (size_t)page + 1) * (size_t)page;
     char *map = mmap(NULL, maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct stress st;
+    struct ring ring;
     struct ring_reader rd;
     pthread_t wt;
     uint64_t bad = 0, deadline;
 
     if (map == MAP_FAILED || mprotect(map + maplen - page, (size_t)page, PROT_NONE) != 0)
         return 3;
-    st.r = (struct ring *)(map + maplen - page - region);
+    st.r = &ring;
     /* One slot: every frame reuses the slot the reader is copying from. */
-    if (ring_init(st.r, 1, data_size, 2048) != 0)
+    if (ring_init(st.r, map + maplen - page - region, 1, data_size, 2048) != 0)
         return 3;
     atomic_init(&st.done, 0);
     st.run_ms = 1000;
@@ -983,9 +1054,10 @@ test_torn_slot_stays_in_bounds(void)
     CHECK_INT(rc, 0);
 }
 
-TEST_MAIN(TEST(test_init_validation), TEST(test_sizes), TEST(test_empty), TEST(test_round_trip),
-          TEST(test_reader_starts_at_head), TEST(test_frame_sizes), TEST(test_many_readers),
-          TEST(test_lapped_reader), TEST(test_lapped_exactly_one_ring), TEST(test_data_lapping),
+TEST_MAIN(TEST(test_init_validation), TEST(test_geometry_is_the_handles), TEST(test_sizes),
+          TEST(test_empty), TEST(test_round_trip), TEST(test_reader_starts_at_head),
+          TEST(test_frame_sizes), TEST(test_many_readers), TEST(test_lapped_reader),
+          TEST(test_lapped_exactly_one_ring), TEST(test_data_lapping),
           TEST(test_data_lapping_random), TEST(test_frames_never_wrap), TEST(test_peek_meta),
           TEST(test_stress_threads), TEST(test_fork_reader), TEST(test_reader_survives_dead_writer),
           TEST(test_torn_slot_stays_in_bounds))

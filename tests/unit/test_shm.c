@@ -5,12 +5,55 @@
  * workers that are alive and listening, or one dead slot would pin it at
  * the whole ring.  Client addresses are bucketed by the instance's keyed
  * hash: the same in every worker, different under another key.
+ *
+ * Geometry comes from each process's private copy, never from the region:
+ * scribbling on the shared header changes nothing a process computes.  Each
+ * role can write its own parts only (checked in forked children, where a
+ * stray write must fault).  Stream rows are reused only once no frame naming
+ * them is left in the ring, checked against an independent model over random
+ * reloads.
  */
 #include "common/hash.h"
 #include "common/shm.h"
 #include "common/timeutil.h"
 
+#include <errno.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "test.h"
+
+/* fn(arg) in a child with a timeout: its exit status, 128 + the signal that
+ * killed it, or -1. */
+static int
+run_in_child(int (*fn)(void *), void *arg, unsigned timeout_s)
+{
+    pid_t pid;
+    int status;
+
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int rc;
+        alarm(timeout_s);
+        rc = fn(arg);
+        fflush(stdout);
+        _exit(rc);
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
 
 static void
 test_create_layout(void)
@@ -28,12 +71,21 @@ test_create_layout(void)
     CHECK_INT(s->hdr.version, SHM_VERSION);
     CHECK_INT(s->hdr.nworkers, 4);
     CHECK_INT(s->hdr.ring_offset, sizeof(struct shm));
-    CHECK_INT(s->hdr.size, sizeof(struct shm) + ring_region_size(nslots, data_size));
+    CHECK_INT(s->hdr.size,
+              (sizeof(struct shm) + ring_region_size(nslots, data_size) + 4095) / 4096 * 4096);
     CHECK(s->hdr.started_ms >= before && s->hdr.started_ms <= time_now_ms());
-    /* Page-aligned mapping, and the ring on a cache line within it. */
-    CHECK_INT((uintptr_t)s % 4096, 0);
+    CHECK_INT(shm_nworkers(s), 4);
+    /* Page-aligned mapping, each writer's part on its own pages, the ring
+     * on a page. */
+    CHECK_INT((uintptr_t)s % SHM_PAGE, 0);
+    CHECK_INT((uintptr_t)&s->ingest % SHM_PAGE, 0);
+    CHECK_INT((uintptr_t)&s->workers[1] % SHM_PAGE, 0);
+    CHECK_INT((uintptr_t)&s->iptables[1] % SHM_PAGE, 0);
+    CHECK((char *)&s->streams[SHM_MAX_STREAMS] <= (char *)&s->workers[0]);
     r = shm_ring(s);
-    CHECK_INT((uintptr_t)r % RING_CACHELINE, 0);
+    CHECK((char *)r->hdr == (char *)s + sizeof(struct shm));
+    CHECK_INT((uintptr_t)r->hdr % SHM_PAGE, 0);
+    CHECK(r->data + r->data_size <= (char *)s + s->hdr.size);
     CHECK_INT(r->nslots, nslots);
     CHECK_INT(r->max_frame, max_frame);
     CHECK_INT(r->data_size, data_size);
@@ -42,7 +94,10 @@ test_create_layout(void)
     /* Fresh counters and an empty stream table. */
     CHECK_INT(s->ingest.entries_published, 0);
     CHECK_INT(s->workers[0].pid, 0);
-    CHECK(shm_stream_name(s, 0) == NULL);
+    {
+        char name[SHM_STREAM_NAME];
+        CHECK_INT(shm_stream_name(s, 0, name, sizeof(name)), -1);
+    }
     shm_destroy(s);
 }
 
@@ -63,7 +118,9 @@ test_create_ring_usable(void)
     if (s == NULL)
         return;
     r = shm_ring(s);
-    CHECK((char *)r + ring_region_size(r->nslots, r->data_size) == (char *)s + s->hdr.size);
+    CHECK((char *)r->hdr + ring_region_size(r->nslots, r->data_size) <= (char *)s + s->hdr.size);
+    CHECK((char *)r->hdr + ring_region_size(r->nslots, r->data_size) + SHM_PAGE >
+          (char *)s + s->hdr.size);
     ring_reader_init(r, &rd);
     memset(frame, 'f', sizeof(frame));
     /* Fill the data area exactly once so the last frame ends on its last byte. */
@@ -104,37 +161,86 @@ test_create_refused(void)
     shm_destroy(NULL);
 }
 
+/* Stream name idx as a string, "" if shm_stream_name refuses it. */
+static const char *
+row_name(struct shm *s, uint32_t idx)
+{
+    static char buf[SHM_STREAM_NAME];
+
+    if (shm_stream_name(s, idx, buf, sizeof(buf)) != 0)
+        buf[0] = '\0';
+    return buf;
+}
+
+/* Publish one frame naming row idx, as the ingest does: last_frame first. */
+static void
+publish_for(struct shm *s, int idx)
+{
+    struct ring_frame_meta meta = {(uint32_t)idx, 1, 0};
+    char byte = 'x';
+
+    atomic_store(&s->streams[idx].last_frame, ring_head(shm_ring(s)) + 1);
+    CHECK(ring_publish(shm_ring(s), &byte, 1, &meta) >= 0);
+}
+
 static void
 test_stream_index(void)
 {
     struct shm *s = shm_create(1, 1024, 4096);
-    char name[SHM_STREAM_NAME + 1];
+    const char *cfg[] = {"odds.normalized.basketball_nba", "opportunities", "odds.normalized"};
+    char name[SHM_STREAM_NAME + 1], small[8];
 
     CHECK(s != NULL);
     if (s == NULL)
         return;
-    CHECK_INT(shm_stream_index(s, "odds.normalized.basketball_nba"), 0);
-    CHECK_INT(shm_stream_index(s, "opportunities"), 1);
-    CHECK_INT(shm_stream_index(s, "odds.normalized.basketball_nba"), 0);
-    CHECK_INT(shm_stream_index(s, "opportunities"), 1);
+    CHECK_INT(shm_stream_index(s, cfg[0], cfg, 3), 0);
+    CHECK_INT(shm_stream_index(s, cfg[1], cfg, 3), 1);
+    CHECK_INT(shm_stream_index(s, cfg[0], cfg, 3), 0);
+    CHECK_INT(shm_stream_index(s, cfg[1], cfg, 3), 1);
     /* A prefix of an existing name is a different stream. */
-    CHECK_INT(shm_stream_index(s, "odds.normalized"), 2);
-    CHECK_STR(shm_stream_name(s, 0), "odds.normalized.basketball_nba");
-    CHECK_STR(shm_stream_name(s, 1), "opportunities");
-    CHECK_STR(shm_stream_name(s, 2), "odds.normalized");
-    CHECK(shm_stream_name(s, 3) == NULL);
-    CHECK(shm_stream_name(s, SHM_MAX_STREAMS) == NULL);
-    CHECK(shm_stream_name(s, UINT32_MAX) == NULL);
+    CHECK_INT(shm_stream_index(s, cfg[2], cfg, 3), 2);
+    CHECK_STR(row_name(s, 0), "odds.normalized.basketball_nba");
+    CHECK_STR(row_name(s, 1), "opportunities");
+    CHECK_STR(row_name(s, 2), "odds.normalized");
+    CHECK_INT(shm_stream_name(s, 3, name, sizeof(name)), -1);
+    CHECK_INT(shm_stream_name(s, SHM_MAX_STREAMS, name, sizeof(name)), -1);
+    CHECK_INT(shm_stream_name(s, UINT32_MAX, name, sizeof(name)), -1);
+    /* A name longer than the caller's buffer is refused, not cut. */
+    CHECK_INT(shm_stream_name(s, 1, small, sizeof(small)), -1);
+    CHECK_INT(shm_stream_name(s, 1, small, 0), -1);
 
     /* SHM_STREAM_NAME - 1 bytes fit with the NUL; one more does not, and a
      * refused name takes no slot. */
     memset(name, 'n', sizeof(name));
     name[SHM_STREAM_NAME] = '\0';
-    CHECK_INT(shm_stream_index(s, name), -1);
+    CHECK_INT(shm_stream_index(s, name, NULL, 0), -1);
     name[SHM_STREAM_NAME - 1] = '\0';
-    CHECK_INT(shm_stream_index(s, name), 3);
-    CHECK_STR(shm_stream_name(s, 3), name);
-    CHECK(shm_stream_name(s, 4) == NULL);
+    CHECK_INT(shm_stream_index(s, name, NULL, 0), 3);
+    CHECK_STR(row_name(s, 3), name);
+    CHECK_INT(shm_stream_name(s, 4, name, sizeof(name)), -1);
+    shm_destroy(s);
+}
+
+static void
+test_stream_name_bounded(void)
+{
+    /* A row whose name has no NUL (damaged): never matched, never read past
+     * its end, its name refused. */
+    struct shm *s = shm_create(1, 1024, 4096);
+    char big[2 * SHM_STREAM_NAME];
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    CHECK_INT(shm_stream_index(s, "a", NULL, 0), 0);
+    CHECK_INT(shm_stream_index(s, "b", NULL, 0), 1);
+    memset(s->streams[0].name, 'x', SHM_STREAM_NAME);
+    CHECK_INT(shm_stream_name(s, 0, big, sizeof(big)), -1);
+    memset(big, 'x', SHM_STREAM_NAME);
+    big[SHM_STREAM_NAME - 1] = '\0';
+    /* Not row 0's (unterminated) name: a new row. */
+    CHECK_INT(shm_stream_index(s, big, NULL, 0), 2);
+    CHECK_STR(row_name(s, 1), "b");
     shm_destroy(s);
 }
 
@@ -142,41 +248,332 @@ static void
 test_stream_table_full(void)
 {
     struct shm *s = shm_create(1, 1024, 4096);
+    const char *none[] = {"one-too-many"};
     char name[32];
 
     CHECK(s != NULL);
     if (s == NULL)
         return;
+    /* Every row named, each with a frame in the ring. */
     for (int i = 0; i < SHM_MAX_STREAMS; i++) {
         snprintf(name, sizeof(name), "stream-%d", i);
-        CHECK_INT(shm_stream_index(s, name), i);
+        CHECK_INT(shm_stream_index(s, name, NULL, 0), i);
+        publish_for(s, i);
     }
-    CHECK_INT(shm_stream_index(s, "one-too-many"), -1);
+    CHECK_INT(shm_stream_index(s, "one-too-many", none, 1), -1);
     /* A full table still finds what it holds. */
-    CHECK_INT(shm_stream_index(s, "stream-0"), 0);
-    CHECK_INT(shm_stream_index(s, "stream-63"), SHM_MAX_STREAMS - 1);
-    CHECK_STR(shm_stream_name(s, SHM_MAX_STREAMS - 1), "stream-63");
+    CHECK_INT(shm_stream_index(s, "stream-0", none, 1), 0);
+    CHECK_INT(shm_stream_index(s, "stream-127", none, 1), SHM_MAX_STREAMS - 1);
+    CHECK_STR(row_name(s, SHM_MAX_STREAMS - 1), "stream-127");
     shm_destroy(s);
 }
 
 static void
 test_stream_index_stable(void)
 {
-    /* Indices are never reused and the last ids start at zero, so a
-     * restarted ingest that adds streams in another order still agrees with
-     * frames already in the ring. */
+    /* A restarted ingest that adds streams in another order finds the rows
+     * (and last ids) its streams had, and a new row starts from zero. */
     struct shm *s = shm_create(1, 1024, 4096);
+    const char *cfg[] = {"a", "b"};
 
     CHECK(s != NULL);
     if (s == NULL)
         return;
-    CHECK_INT(shm_stream_index(s, "b"), 0);
+    CHECK_INT(shm_stream_index(s, "b", cfg, 2), 0);
     atomic_store(&s->streams[0].last_ms, 42);
-    CHECK_INT(shm_stream_index(s, "a"), 1);
+    atomic_store(&s->streams[0].grouped, 1);
+    CHECK_INT(shm_stream_index(s, "a", cfg, 2), 1);
     CHECK_INT(atomic_load(&s->streams[1].last_ms), 0);
     CHECK_INT(atomic_load(&s->streams[1].last_seq), 0);
-    CHECK_INT(shm_stream_index(s, "b"), 0);
+    CHECK_INT(shm_stream_index(s, "b", cfg, 2), 0);
     CHECK_INT(atomic_load(&s->streams[0].last_ms), 42);
+    CHECK_INT(atomic_load(&s->streams[0].grouped), 1);
+    shm_destroy(s);
+}
+
+/* Fill every row: stream-<i>, each given a frame in the ring. */
+static void
+fill_table(struct shm *s)
+{
+    char name[32];
+
+    for (int i = 0; i < SHM_MAX_STREAMS; i++) {
+        snprintf(name, sizeof(name), "stream-%d", i);
+        CHECK_INT(shm_stream_index(s, name, NULL, 0), i);
+        publish_for(s, i);
+    }
+}
+
+static void
+test_stream_row_reused_once_out_of_the_ring(void)
+{
+    uint32_t nslots = 1024;
+    struct shm *s = shm_create(1, nslots, 4096);
+    const char *cfg[] = {"new", "stream-0"};
+    uint64_t head;
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    fill_table(s);
+    atomic_store(&s->streams[3].last_ms, 77);
+    atomic_store(&s->streams[3].grouped, 1);
+    /* Row 0 is configured; rows 1.. have frames in the ring: no row. */
+    CHECK_INT(shm_stream_index(s, "new", cfg, 2), -1);
+    /* Frames naming row 0 only, until row 1's last frame is one slot short
+     * of being overwritten. */
+    head = ring_head(shm_ring(s));
+    while (ring_head(shm_ring(s)) < 1 + nslots)
+        publish_for(s, 0);
+    CHECK_INT(shm_stream_index(s, "new", cfg, 2), -1);
+    /* One more: frame 1 (row 1's) is overwritten.  Row 1 is the first
+     * whose frames are all gone; row 0 is configured, so never taken. */
+    publish_for(s, 0);
+    CHECK_INT(shm_stream_index(s, "new", cfg, 2), 1);
+    CHECK_STR(row_name(s, 1), "new");
+    CHECK_INT(atomic_load(&s->streams[1].last_frame), 0);
+    CHECK_STR(row_name(s, 0), "stream-0");
+    /* The next one takes the next row out of the ring, with its ids and
+     * group flag starting over. */
+    while (ring_head(shm_ring(s)) < 4 + nslots)
+        publish_for(s, 0);
+    {
+        const char *cfg2[] = {"new", "stream-0", "newer", "newest"};
+        CHECK_INT(shm_stream_index(s, "newer", cfg2, 4), 2);
+        CHECK_INT(shm_stream_index(s, "newest", cfg2, 4), 3);
+        CHECK_INT(atomic_load(&s->streams[3].last_ms), 0);
+        CHECK_INT(atomic_load(&s->streams[3].grouped), 0);
+        CHECK_INT(shm_stream_index(s, "more", cfg2, 4), -1);
+    }
+    (void)head;
+    shm_destroy(s);
+}
+
+static void
+test_stream_row_never_published_is_free(void)
+{
+    /* A removed stream that never had an entry has no frame to protect;
+     * a never-used row is taken before any named one. */
+    struct shm *s = shm_create(1, 1024, 4096);
+    const char *cfg[] = {"c"};
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    CHECK_INT(shm_stream_index(s, "a", NULL, 0), 0);
+    CHECK_INT(shm_stream_index(s, "b", NULL, 0), 1);
+    publish_for(s, 1);
+    CHECK_INT(shm_stream_index(s, "c", cfg, 1), 2); /* unused first */
+    for (int i = 3; i < SHM_MAX_STREAMS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "x%d", i);
+        CHECK_INT(shm_stream_index(s, name, NULL, 0), i);
+        publish_for(s, i);
+    }
+    {
+        const char *cfg2[] = {"c", "d", "e"};
+        CHECK_INT(shm_stream_index(s, "d", cfg2, 3), 0); /* "a": no frame */
+        CHECK_STR(row_name(s, 0), "d");
+        CHECK_INT(shm_stream_index(s, "e", cfg2, 3), -1);
+    }
+    shm_destroy(s);
+}
+
+static void
+test_streams_fit(void)
+{
+    uint32_t nslots = 1024;
+    struct shm *s = shm_create(1, nslots, 4096);
+    const char *running[] = {"stream-0", "stream-1"};
+    const char *wanted[] = {"stream-1", "w1", "w2"};
+    const char *repeat[] = {"w1", "w1", "w1"};
+    char err[512] = "";
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    /* An empty table fits anything the configuration allows. */
+    CHECK_INT(shm_streams_fit(s, running, 2, wanted, 3, err, sizeof(err)), 0);
+    fill_table(s);
+    CHECK_INT(shm_streams_fit(s, running, 2, running, 2, err, sizeof(err)), 0);
+    /* Two new streams, no free row: refused, with when it will fit.  Rows
+     * 2 and 3 are the first of the others to leave the ring: after frame 3
+     * is overwritten, nslots + 4 - head more entries. */
+    CHECK_INT(shm_streams_fit(s, running, 2, wanted, 3, err, sizeof(err)), -1);
+    printf("#   %s\n", err);
+    CHECK(strstr(err, "2 streams need a row") != NULL);
+    CHECK(strstr(err, "0 of its 128 rows are free") != NULL);
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "after %llu more entries",
+                 (unsigned long long)(nslots + 4 - ring_head(shm_ring(s))));
+        CHECK(strstr(err, want) != NULL);
+    }
+    /* A name asked for twice needs one row. */
+    CHECK(strstr((shm_streams_fit(s, NULL, 0, repeat, 3, err, sizeof(err)), err),
+                 "1 streams need a row") != NULL);
+    /* Once the ring moved past them, rows 2 and 3 are free; the running
+     * ingest's rows 0 and 1 never count, even out of the ring. */
+    while (ring_head(shm_ring(s)) < nslots + 4)
+        publish_for(s, 0);
+    CHECK_INT(shm_streams_fit(s, running, 2, wanted, 3, err, sizeof(err)), 0);
+    {
+        const char *three[] = {"w1", "w2", "w3"};
+        CHECK_INT(shm_streams_fit(s, running, 2, three, 3, err, sizeof(err)), -1);
+    }
+    shm_destroy(s);
+}
+
+static void
+test_streams_fit_counts_running_without_rows(void)
+{
+    /* The running ingest may be taking rows for its streams right now: a
+     * running stream that has none yet needs one too. */
+    struct shm *s = shm_create(1, 1024, 4096);
+    const char *running[] = {"r1", "r2"};
+    const char *wanted[] = {"w1"};
+    char err[512] = "", name[32];
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    for (int i = 0; i < SHM_MAX_STREAMS - 2; i++) {
+        snprintf(name, sizeof(name), "stream-%d", i);
+        CHECK_INT(shm_stream_index(s, name, NULL, 0), i);
+        publish_for(s, i);
+    }
+    CHECK_INT(shm_streams_fit(s, running, 2, NULL, 0, err, sizeof(err)), 0);
+    CHECK_INT(shm_streams_fit(s, running, 2, wanted, 1, err, sizeof(err)), -1);
+    CHECK(strstr(err, "3 streams need a row") != NULL);
+    shm_destroy(s);
+}
+
+/*
+ * Random reloads against a model written from the rule alone: a row keeps
+ * its stream while any frame naming it can be in the ring (head - seq <=
+ * nslots for its newest frame seq); a reload fits iff the new streams
+ * without a row are no more than the rows neither running nor wanted whose
+ * frames are gone.  Every reload the table accepts must find a row for each
+ * stream, and no row may change name while a frame of its old name is in
+ * the ring.
+ */
+#define MODEL_NAMES 300
+#define MODEL_SLOTS 512
+
+struct model_row {
+    int name; /* index into the pool, -1: unused */
+    int64_t last;
+};
+
+static int
+model_frames_gone(const struct model_row *row, uint64_t head)
+{
+    return row->last < 0 || head - (uint64_t)row->last > MODEL_SLOTS;
+}
+
+static int
+model_in(int name, const int *set, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (set[i] == name)
+            return 1;
+    }
+    return 0;
+}
+
+static void
+test_stream_table_random_reloads(void)
+{
+    static char pool[MODEL_NAMES][24];
+    struct model_row rows[SHM_MAX_STREAMS];
+    struct shm *s = shm_create(1, MODEL_SLOTS, 256);
+    int running[33], nrunning = 0, accepted = 0, refused = 0, reused = 0;
+    unsigned seed = 12345;
+    char err[512];
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    for (int i = 0; i < MODEL_NAMES; i++)
+        snprintf(pool[i], sizeof(pool[i]), "odds.normalized.s%d", i);
+    for (int i = 0; i < SHM_MAX_STREAMS; i++)
+        rows[i] = (struct model_row){-1, -1};
+
+    for (int step = 0; step < 3000; step++) {
+        int wanted[33], nwanted = 1 + (int)(rand_r(&seed) % 33);
+        const char *rp[33], *wp[33];
+        int expect_fit, needed = 0, free_rows = 0, got;
+        uint64_t head = ring_head(shm_ring(s));
+
+        /* The new configuration: some of the running streams, some new. */
+        for (int i = 0; i < nwanted; i++) {
+            int pick;
+            do {
+                pick = nrunning && rand_r(&seed) % 2 ? running[rand_r(&seed) % (unsigned)nrunning]
+                                                     : (int)(rand_r(&seed) % MODEL_NAMES);
+            } while (model_in(pick, wanted, i));
+            wanted[i] = pick;
+        }
+        for (int i = 0; i < nrunning; i++)
+            rp[i] = pool[running[i]];
+        for (int i = 0; i < nwanted; i++)
+            wp[i] = pool[wanted[i]];
+
+        /* The model's verdict. */
+        for (int i = 0; i < nwanted + nrunning; i++) {
+            int name = i < nwanted ? wanted[i] : running[i - nwanted];
+            int has = 0;
+            if (i >= nwanted && model_in(name, wanted, nwanted))
+                continue;
+            for (int r = 0; r < SHM_MAX_STREAMS; r++)
+                has |= rows[r].name == name;
+            needed += !has;
+        }
+        for (int r = 0; r < SHM_MAX_STREAMS; r++)
+            free_rows += rows[r].name < 0 || (!model_in(rows[r].name, running, nrunning) &&
+                                              !model_in(rows[r].name, wanted, nwanted) &&
+                                              model_frames_gone(&rows[r], head));
+        expect_fit = needed <= free_rows;
+        got = shm_streams_fit(s, rp, (size_t)nrunning, wp, (size_t)nwanted, err, sizeof(err)) == 0;
+        CHECK_INT(got, expect_fit);
+        if (got != expect_fit)
+            break;
+
+        if (got) {
+            /* The new ingest takes its rows. */
+            accepted++;
+            for (int i = 0; i < nwanted; i++) {
+                int r = shm_stream_index(s, pool[wanted[i]], wp, (size_t)nwanted);
+                CHECK(r >= 0);
+                if (r < 0)
+                    break;
+                if (rows[r].name != wanted[i]) {
+                    /* Taken: unused, or no frame of its old stream left. */
+                    CHECK(rows[r].name < 0 || (!model_in(rows[r].name, wanted, nwanted) &&
+                                               model_frames_gone(&rows[r], head)));
+                    reused += rows[r].name >= 0;
+                    rows[r] = (struct model_row){wanted[i], -1};
+                }
+                CHECK_STR(row_name(s, (uint32_t)r), pool[wanted[i]]);
+            }
+            memcpy(running, wanted, sizeof(wanted));
+            nrunning = nwanted;
+        } else {
+            refused++;
+        }
+        /* Entries on a few of the running streams. */
+        for (int n = (int)(rand_r(&seed) % 40); n > 0; n--) {
+            int name = running[rand_r(&seed) % (unsigned)nrunning];
+            for (int r = 0; r < SHM_MAX_STREAMS; r++) {
+                if (rows[r].name == name) {
+                    rows[r].last = (int64_t)ring_head(shm_ring(s));
+                    publish_for(s, r);
+                }
+            }
+        }
+    }
+    printf("#   %d reloads applied, %d refused, %d rows reused\n", accepted, refused, reused);
+    CHECK(accepted > 100 && refused > 100 && reused > 100);
     shm_destroy(s);
 }
 
@@ -360,6 +757,209 @@ test_worker_retire(void)
 }
 
 static void
+test_geometry_is_the_process_copy(void)
+{
+    /* A stray write (or a hostile process) rewrites the region's header and
+     * the ring's geometry: nothing any process computes changes. */
+    struct shm *s = shm_create(3, 1024, 4096);
+    struct ring *r;
+    struct ring_reader rd;
+    struct ring_frame_meta meta = {0, 5, 6}, got;
+    struct shm_totals t;
+    char buf[4096];
+    uint32_t len;
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    r = shm_ring(s);
+    ring_reader_init(r, &rd);
+    s->hdr.nworkers = 0x7ffffff0;
+    s->hdr.size = 1ULL << 50;
+    s->hdr.ring_offset = 1ULL << 44;
+    r->hdr->nslots = 1u << 30;
+    r->hdr->max_frame = UINT32_MAX;
+    r->hdr->data_size = 1ULL << 62;
+    r->hdr->slots_offset = 1ULL << 44;
+    r->hdr->data_offset = 1ULL << 45;
+    CHECK_INT(shm_nworkers(s), 3);
+    CHECK(shm_ring(s) == r);
+    CHECK_INT(r->nslots, 1024);
+    CHECK_INT(r->max_frame, 4096);
+    CHECK_INT(shm_attach(s, 3, 1024, 4096), 0);
+    for (int i = 0; i < 2000; i++)
+        CHECK(ring_publish(r, "frame", 5, &meta) == i);
+    for (int i = 0; i < 3; i++) {
+        atomic_store(&s->workers[i].pid, 100 + i);
+        atomic_store(&s->workers[i].listening, 1);
+        atomic_store(&s->workers[i].ring_next, 1990);
+        atomic_store(&s->workers[i].active_clients, 1);
+    }
+    shm_totals(s, &t);
+    CHECK_INT(t.active_clients, 3);
+    CHECK_INT(t.broadcast_usage, 10);
+    CHECK_INT(ring_read(r, &rd, buf, sizeof(buf), &len, &got), 1);
+    CHECK_INT(rd.missed, 2000 - 1024);
+    CHECK_INT(len, 5);
+    CHECK(memcmp(buf, "frame", 5) == 0);
+    /* shm_destroy unmaps by the private size too. */
+    shm_destroy(s);
+}
+
+static void
+test_attach_checks_the_configuration(void)
+{
+    struct shm *s = shm_create(2, 2048, 8192);
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    CHECK_INT(shm_attach(s, 2, 2048, 8192), 0);
+    CHECK_INT(shm_attach(s, 3, 2048, 8192), -1);
+    CHECK_INT(shm_attach(s, 2, 4096, 8192), -1);
+    CHECK_INT(shm_attach(s, 2, 2048, 1 << 20), -1);
+    CHECK_INT(shm_attach(s, 0, 2048, 8192), -1);
+    shm_destroy(s);
+}
+
+/* What a child tries to write after shm_protect. */
+enum probe_target {
+    PROBE_HEADER,
+    PROBE_RETIRED,
+    PROBE_INGEST,
+    PROBE_STREAMS,
+    PROBE_OWN_SLOT,
+    PROBE_OTHER_SLOT,
+    PROBE_OWN_IPTABLE,
+    PROBE_OTHER_IPTABLE,
+    PROBE_RING_HEAD,
+    PROBE_RING_DATA_END,
+    PROBE_LOCAL_COPY,
+};
+
+struct probe {
+    struct shm *s;
+    enum shm_role role;
+    uint32_t worker;
+    enum probe_target target;
+};
+
+/* The exit status of a probe whose write faulted: its own handler, so a
+ * sanitizer's SIGSEGV report (exit 1) cannot pass for one. */
+#define PROBE_FAULTED 42
+
+static void
+probe_on_segv(int sig)
+{
+    (void)sig;
+    _exit(PROBE_FAULTED);
+}
+
+static int
+probe_child(void *arg)
+{
+    struct probe *p = arg;
+    struct shm *s = p->s;
+    struct ring *r = shm_ring(s);
+    struct sigaction sa;
+    char err[256];
+    uint32_t own = p->worker, other = p->worker ? 0 : 1;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = probe_on_segv;
+    if (sigaction(SIGSEGV, &sa, NULL) != 0)
+        return 5;
+
+    if (shm_protect(s, p->role, p->worker, err, sizeof(err)) != 0) {
+        printf("#   %s\n", err);
+        return 3;
+    }
+    /* Reading anything is fine. */
+    if (s->hdr.magic != SHM_MAGIC || ring_head(r) != 0)
+        return 4;
+    switch (p->target) {
+    case PROBE_HEADER:
+        s->hdr.nworkers = 99;
+        break;
+    case PROBE_RETIRED:
+        atomic_store(&s->retired.total_messages, 1);
+        break;
+    case PROBE_INGEST:
+        atomic_store(&s->ingest.entries_read, 1);
+        break;
+    case PROBE_STREAMS:
+        s->streams[SHM_MAX_STREAMS - 1].name[0] = 'x';
+        break;
+    case PROBE_OWN_SLOT:
+        atomic_store(&s->workers[own].total_messages, 1);
+        break;
+    case PROBE_OTHER_SLOT:
+        atomic_store(&s->workers[other].total_messages, 1);
+        break;
+    case PROBE_OWN_IPTABLE:
+        memset((void *)&s->iptables[own], 0, sizeof(s->iptables[own]));
+        break;
+    case PROBE_OTHER_IPTABLE:
+        memset((void *)&s->iptables[other], 0, sizeof(s->iptables[other]));
+        break;
+    case PROBE_RING_HEAD:
+        atomic_store(&r->hdr->head, 0);
+        break;
+    case PROBE_RING_DATA_END:
+        r->data[r->data_size - 1] = 1;
+        break;
+    case PROBE_LOCAL_COPY:
+        r->nslots = 1;
+        break;
+    }
+    return 0;
+}
+
+static void
+test_protect_each_role_writes_its_own_parts(void)
+{
+    static const struct {
+        enum shm_role role;
+        enum probe_target target;
+        int faults;
+    } cases[] = {
+        {SHM_ROLE_WORKER, PROBE_HEADER, 1},        {SHM_ROLE_WORKER, PROBE_RETIRED, 1},
+        {SHM_ROLE_WORKER, PROBE_INGEST, 1},        {SHM_ROLE_WORKER, PROBE_STREAMS, 1},
+        {SHM_ROLE_WORKER, PROBE_OWN_SLOT, 0},      {SHM_ROLE_WORKER, PROBE_OTHER_SLOT, 1},
+        {SHM_ROLE_WORKER, PROBE_OWN_IPTABLE, 0},   {SHM_ROLE_WORKER, PROBE_OTHER_IPTABLE, 1},
+        {SHM_ROLE_WORKER, PROBE_RING_HEAD, 1},     {SHM_ROLE_WORKER, PROBE_RING_DATA_END, 1},
+        {SHM_ROLE_WORKER, PROBE_LOCAL_COPY, 1},    {SHM_ROLE_INGEST, PROBE_HEADER, 1},
+        {SHM_ROLE_INGEST, PROBE_RETIRED, 1},       {SHM_ROLE_INGEST, PROBE_INGEST, 0},
+        {SHM_ROLE_INGEST, PROBE_STREAMS, 0},       {SHM_ROLE_INGEST, PROBE_OWN_SLOT, 1},
+        {SHM_ROLE_INGEST, PROBE_OTHER_IPTABLE, 1}, {SHM_ROLE_INGEST, PROBE_RING_HEAD, 0},
+        {SHM_ROLE_INGEST, PROBE_RING_DATA_END, 0}, {SHM_ROLE_INGEST, PROBE_LOCAL_COPY, 1},
+    };
+    struct shm *s = shm_create(3, 1024, 4096);
+    char err[256];
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct probe p = {s, cases[i].role, 1, cases[i].target};
+        int rc = run_in_child(probe_child, &p, 5);
+
+        if (rc != (cases[i].faults ? PROBE_FAULTED : 0))
+            printf("#   case %zu (role %d, target %d): child ended with %d\n", i, cases[i].role,
+                   cases[i].target, rc);
+        CHECK_INT(rc, cases[i].faults ? PROBE_FAULTED : 0);
+    }
+    /* The parent (the supervisor) is untouched: it writes everything. */
+    atomic_store(&s->retired.total_messages, 1);
+    s->streams[0].name[0] = 'x';
+    /* A slot that does not exist is refused, and nothing is protected. */
+    CHECK_INT(shm_protect(s, SHM_ROLE_WORKER, 3, err, sizeof(err)), -1);
+    CHECK(strstr(err, "worker slot 3 of 3") != NULL);
+    atomic_store(&s->retired.total_messages, 2);
+    shm_destroy(s);
+}
+
+static void
 test_ip_key_keyed(void)
 {
     unsigned char k1[HASH_KEY_LEN] = {1}, k2[HASH_KEY_LEN] = {2};
@@ -419,6 +1019,12 @@ test_ip_count_across_workers(void)
 }
 
 TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_create_refused),
-          TEST(test_stream_index), TEST(test_stream_table_full), TEST(test_stream_index_stable),
-          TEST(test_totals_sum), TEST(test_totals_broadcast_usage), TEST(test_worker_retire),
-          TEST(test_ip_key_keyed), TEST(test_ip_count_across_workers))
+          TEST(test_geometry_is_the_process_copy), TEST(test_attach_checks_the_configuration),
+          TEST(test_protect_each_role_writes_its_own_parts), TEST(test_stream_index),
+          TEST(test_stream_name_bounded), TEST(test_stream_table_full),
+          TEST(test_stream_index_stable), TEST(test_stream_row_reused_once_out_of_the_ring),
+          TEST(test_stream_row_never_published_is_free), TEST(test_streams_fit),
+          TEST(test_streams_fit_counts_running_without_rows),
+          TEST(test_stream_table_random_reloads), TEST(test_totals_sum),
+          TEST(test_totals_broadcast_usage), TEST(test_worker_retire), TEST(test_ip_key_keyed),
+          TEST(test_ip_count_across_workers))
