@@ -417,6 +417,8 @@ shm_totals(struct shm *s, struct shm_totals *t)
     t->ring_missed = LOAD(s->retired.ring_missed);
     t->invalid_frames = LOAD(s->retired.invalid_frames);
     t->client_errors = LOAD(s->retired.client_errors);
+    t->open_connections = 0;
+    t->refused_connections = LOAD(s->retired.refused_connections);
     for (uint32_t i = 0; i < shm_nworkers(s); i++) {
         struct shm_worker *w = &s->workers[i];
         uint64_t next;
@@ -429,6 +431,8 @@ shm_totals(struct shm *s, struct shm_totals *t)
         t->ring_missed += LOAD(w->ring_missed);
         t->invalid_frames += LOAD(w->invalid_frames);
         t->client_errors += LOAD(w->client_errors);
+        t->open_connections += LOAD(w->open_connections);
+        t->refused_connections += LOAD(w->refused_connections);
         if (LOAD(w->pid) == 0 || !LOAD(w->listening))
             continue;
         next = LOAD(w->ring_next);
@@ -458,7 +462,9 @@ shm_worker_retire(struct shm *s, uint32_t i)
     FOLD(ring_missed);
     FOLD(invalid_frames);
     FOLD(client_errors);
+    FOLD(refused_connections);
     atomic_store_explicit(&w->active_clients, 0, memory_order_relaxed);
+    atomic_store_explicit(&w->open_connections, 0, memory_order_relaxed);
     atomic_store_explicit(&w->listening, 0, memory_order_relaxed);
     for (size_t b = 0; b < SHM_IP_BUCKETS; b++)
         atomic_store_explicit(&s->iptables[i].counts[b], 0, memory_order_relaxed);

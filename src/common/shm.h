@@ -95,8 +95,7 @@ struct shm_retired {
     _Atomic uint64_t ring_missed;
     _Atomic uint64_t invalid_frames;
     _Atomic uint64_t client_errors;
-    _Atomic uint64_t worker_restarts; /* never written: restarts stay in each slot
-                                       * (shm_worker.restarts); keeps the line full */
+    _Atomic uint64_t refused_connections;
 };
 
 /*
@@ -136,7 +135,10 @@ struct shm_worker {
     _Atomic uint64_t client_errors;  /* error replies sent, connections closed for a
                                       * protocol violation */
     _Atomic uint64_t restarts;       /* writer: supervisor (at each respawn) */
-    uint8_t pad[SHM_PAGE - 88];      /* a page each: writable by its worker alone */
+    _Atomic uint64_t open_connections;    /* TCP connections accepted and not yet
+                                           * closed, upgraded or not (MAX_CONNECTIONS) */
+    _Atomic uint64_t refused_connections; /* closed at accept: a connection limit */
+    uint8_t pad[SHM_PAGE - 104];          /* a page each: writable by its worker alone */
 };
 
 /*
@@ -235,6 +237,8 @@ struct shm_totals {
     uint64_t ring_missed;
     uint64_t invalid_frames;
     uint64_t client_errors;
+    uint64_t open_connections;
+    uint64_t refused_connections;
     uint64_t broadcast_usage; /* frames published but not read by the slowest live worker */
 };
 void shm_totals(struct shm *s, struct shm_totals *t);

@@ -119,6 +119,8 @@ METRICS_TOTAL(slow_disconnects)
 METRICS_TOTAL(ring_missed)
 METRICS_TOTAL(invalid_frames)
 METRICS_TOTAL(client_errors)
+METRICS_TOTAL(open_connections)
+METRICS_TOTAL(refused_connections)
 METRICS_INGEST(invalid_entries)
 METRICS_INGEST(entries_read)
 METRICS_INGEST(entries_published)
@@ -134,6 +136,7 @@ METRICS_WORKER(dropped_messages)
 METRICS_WORKER(slow_disconnects)
 METRICS_WORKER(ring_missed)
 METRICS_WORKER(restarts)
+METRICS_WORKER(open_connections)
 
 static uint64_t
 metrics_capacity(const struct metrics_view *v, uint32_t worker)
@@ -216,6 +219,11 @@ static const struct metrics_field metrics_top_fields[] = {
     {"redis_errors", METRICS_COUNTER, 0, "Failed Redis commands and lost connections.",
      metrics_ingest_redis_errors},
     {"uptime_seconds", METRICS_GAUGE, 0, "Seconds since the instance started.", metrics_uptime},
+    {"open_connections", METRICS_GAUGE, 0,
+     "TCP connections open, HTTP or WebSocket, upgraded or not.", metrics_total_open_connections},
+    {"refused_connections", METRICS_COUNTER, 0,
+     "Connections closed at accept: MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP.",
+     metrics_total_refused_connections},
 };
 
 static const struct metrics_field metrics_ingest_fields[] = {
@@ -243,6 +251,8 @@ static const struct metrics_field metrics_worker_fields[] = {
      metrics_worker_ring_missed},
     {"restarts", METRICS_COUNTER, 0, "Times the worker slot was restarted.",
      metrics_worker_restarts},
+    {"open_connections", METRICS_GAUGE, 0, "TCP connections open per worker.",
+     metrics_worker_open_connections},
 };
 
 #define METRICS_N(a) (sizeof(a) / sizeof((a)[0]))

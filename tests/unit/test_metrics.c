@@ -95,7 +95,7 @@ busy_region(void)
     SET(s->retired.ring_missed, 11);
     SET(s->retired.invalid_frames, 12);
     SET(s->retired.client_errors, 13);
-    SET(s->retired.worker_restarts, 14);
+    SET(s->retired.refused_connections, 14);
     SET(s->ingest.pid, 4242);
     SET(s->ingest.redis_up, 1);
     SET(s->ingest.entries_read, 15);
@@ -571,7 +571,7 @@ test_prometheus_values(void)
     if (b.data != NULL) {
         const char *t = b.data;
         /* 18 top-level figures and 2 of the ingest, then 9 per worker. */
-        CHECK_INT(check_exposition(t), 20 + 9 * 2);
+        CHECK_INT(check_exposition(t), 22 + 10 * 2);
         CHECK_LINE(t, "# TYPE ws_broadcaster_active_clients gauge");
         CHECK_LINE(t, "ws_broadcaster_active_clients 5");
         CHECK_LINE(t, "# TYPE ws_broadcaster_total_connections counter");
@@ -666,7 +666,7 @@ test_prometheus_many_workers(void)
     CHECK_INT(metrics_prometheus(s, &b), 0);
     check_buf(&b);
     if (b.data != NULL) {
-        CHECK_INT(check_exposition(b.data), 20 + 9 * SHM_MAX_WORKERS);
+        CHECK_INT(check_exposition(b.data), 22 + 10 * SHM_MAX_WORKERS);
         for (uint32_t i = 0; i < SHM_MAX_WORKERS; i++) {
             snprintf(line, sizeof(line), "ws_broadcaster_worker_active_clients{worker=\"%u\"} %u",
                      i + 1, i * 10);
