@@ -28,11 +28,22 @@ static_assert(sizeof(struct shm_iptable) % RING_CACHELINE == 0,
               "address tables: no false sharing between workers");
 static_assert((SHM_IP_BUCKETS & (SHM_IP_BUCKETS - 1)) == 0, "bucket count is a power of two");
 
+#define SHM_AVG_FRAME 512 /* bytes; sizes the ring's data area */
+
+uint64_t
+shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
+{
+    uint64_t data_size = ring_data_size_for(nslots, SHM_AVG_FRAME, max_frame);
+
+    (void)nworkers; /* the worker tables are sized for SHM_MAX_WORKERS */
+    return sizeof(struct shm) + ring_region_size(nslots, data_size);
+}
+
 struct shm *
 shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
 {
-    uint64_t data_size = ring_data_size_for(nslots, 512, max_frame);
-    size_t size = sizeof(struct shm) + ring_region_size(nslots, data_size);
+    uint64_t data_size = ring_data_size_for(nslots, SHM_AVG_FRAME, max_frame);
+    size_t size = (size_t)shm_region_size(nworkers, nslots, max_frame);
     struct shm *s;
 
     if (nworkers == 0 || nworkers > SHM_MAX_WORKERS)

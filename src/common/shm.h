@@ -133,6 +133,11 @@ struct shm {
     /* struct ring follows at hdr.ring_offset */
 };
 
+/* Bytes of the region shm_create maps for these arguments (the ring's data
+ * area is sized for frames of 512 bytes on average).  Pure, any role: `-t`
+ * and start-up compare it with the host's memory before mapping anything. */
+uint64_t shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
+
 /* Map a zeroed region for nworkers and a ring of nslots frames.  Supervisor
  * only, before the first fork.  NULL on failure (errno set). */
 struct shm *shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);

@@ -14,7 +14,8 @@
  *
  * SIGHUP re-reads the config file: SPORTS and LOG_LEVEL apply at once (the
  * ingest is restarted with the new streams; workers and clients are not
- * touched); other changed keys are logged as needing a restart.
+ * touched); other changed keys are logged as needing a restart.  Children
+ * ignore SIGHUP (one sent to the process group must not kill them).
  * SIGTERM/SIGINT: children get SIGTERM, workers close their clients with
  * 1001, and the supervisor exits 0 once they are gone (SIGKILL after 5 s).
  */

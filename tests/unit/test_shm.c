@@ -418,7 +418,24 @@ test_ip_count_across_workers(void)
     shm_destroy(s);
 }
 
+static void
+test_region_size(void)
+{
+    /* What `-t` judges is what shm_create maps. */
+    struct shm *s = shm_create(2, 2048, 8192);
+
+    CHECK(s != NULL);
+    if (s != NULL) {
+        CHECK_INT(s->hdr.size, shm_region_size(2, 2048, 8192));
+        shm_destroy(s);
+    }
+    /* The largest ring, computed without mapping it: 16M slots of 64 bytes
+     * and 512 bytes of data per slot, 9 GiB in all. */
+    CHECK_INT(shm_region_size(64, 1u << 24, 4u << 20),
+              sizeof(struct shm) + sizeof(struct ring) + (64ULL << 24) + (512ULL << 24));
+}
+
 TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_create_refused),
           TEST(test_stream_index), TEST(test_stream_table_full), TEST(test_stream_index_stable),
           TEST(test_totals_sum), TEST(test_totals_broadcast_usage), TEST(test_worker_retire),
-          TEST(test_ip_key_keyed), TEST(test_ip_count_across_workers))
+          TEST(test_ip_key_keyed), TEST(test_ip_count_across_workers), TEST(test_region_size))
