@@ -39,7 +39,7 @@ const struct conf_key conf_keys[] = {
      CONF_STRING(server_addr), .parse = conf_type_parse_server_addr},
     {"REDIS_URL", "localhost:6379", 0,
      "host:port, redis://[:password@]host:port[/db], or a unix socket path", CONF_STRING(redis_url),
-     .parse = conf_type_parse_redis_url},
+     .parse = conf_type_parse_redis_url, .format = conf_type_format_redis_url},
     {"REDIS_PASSWORD", "", 0, "password for Redis AUTH; wins over one in REDIS_URL",
      CONF_SECRET(redis_password)},
     {"SPORTS", "basketball_nba", 1, "comma list; stream per sport odds.normalized.<sport>",
@@ -197,7 +197,11 @@ conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
             key = conf_trim(key + 7);
         eq = strchr(key, '=');
         if (eq == NULL) {
-            snprintf(err, errlen, "%s:%d: expected KEY=VALUE, got '%.64s'", path, lineno, key);
+            /* The line is not repeated: it may be a secret (a password
+             * pasted alone, "REDIS_URL redis://:pw@..."), and errors end up
+             * in logs. */
+            snprintf(err, errlen, "%s:%d: expected KEY=VALUE (the line is not shown)", path,
+                     lineno);
             fclose(fp);
             return -1;
         }
@@ -254,6 +258,33 @@ conf_check(const struct conf *c, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+/* "1.5 GiB" or "36.3 MiB": sizes in messages an operator reads. */
+static void
+conf_format_bytes(uint64_t n, char *buf, size_t size)
+{
+    if (n >= (1ULL << 30))
+        snprintf(buf, size, "%.1f GiB", (double)n / (double)(1ULL << 30));
+    else
+        snprintf(buf, size, "%.1f MiB", (double)n / (double)(1ULL << 20));
+}
+
+int
+conf_check_memory(const struct conf *c, uint64_t region, uint64_t memory, const char *memory_name,
+                  char *err, size_t errlen)
+{
+    char need[32], have[32];
+
+    if (region <= memory / 2)
+        return 0;
+    conf_format_bytes(region, need, sizeof(need));
+    conf_format_bytes(memory, have, sizeof(have));
+    snprintf(err, errlen,
+             "RING_SIZE: a ring of %u frames (MAX_ENTRY_SIZE %u, WORKERS %d) needs %s of shared "
+             "memory, more than half of the %s this process may use (%s); lower RING_SIZE",
+             c->ring_size, c->max_entry_size, c->workers, need, have, memory_name);
+    return -1;
 }
 
 int

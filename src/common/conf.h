@@ -110,7 +110,7 @@ struct conf_key {
      * follow from it (SERVER_ADDR's host and port), or returns -1 with
      * "KEY: why" in err.  format writes what conf_get gives: a text parse
      * reads back to the same value, and all of it (CUSTOM rows are compared
-     * by it). */
+     * by it); only a password is masked (a SECRET, REDIS_URL's). */
     int (*parse)(struct conf *c, const struct conf_key *k, const char *value, char *err,
                  size_t errlen);
     int (*format)(const struct conf *c, const struct conf_key *k, char *buf, size_t size);
@@ -145,12 +145,22 @@ int conf_check(const struct conf *c, char *err, size_t errlen);
  * MAX_CONNECTIONS_PER_IP from MAX_CLIENTS_PER_IP).  conf_load does it. */
 void conf_resolve_auto(struct conf *c);
 
+/* Whether a shared region of region bytes (shm_region_size for c's
+ * RING_SIZE, MAX_ENTRY_SIZE and WORKERS) fits in memory of memory bytes,
+ * named memory_name in the message ("MemTotal", "RLIMIT_AS"): at most half
+ * of it, the other half being left to the clients' buffers, the kernel and
+ * a Redis on the same host.  0, or -1 with "RING_SIZE: why" in err.  Pure:
+ * the caller finds the numbers. */
+int conf_check_memory(const struct conf *c, uint64_t region, uint64_t memory,
+                      const char *memory_name, char *err, size_t errlen);
+
 /* Defaults, then the file (if path is NULL, CONF_DEFAULT_PATH when it
  * exists), then the environment, then conf_check. */
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 
 /* The text form of one setting of c (as conf_set accepts it; a SECRET only
- * as "(set)" or "") into buf, truncated to size.  0, or -1 for an unknown key. */
+ * as "(set)" or "", REDIS_URL with its password as ***) into buf, truncated
+ * to size.  What `-t` and the logs show.  0, or -1 for an unknown key. */
 int conf_get(const struct conf *c, const char *key, char *buf, size_t size);
 
 /* Comma-separated names of the non-reloadable keys whose values differ

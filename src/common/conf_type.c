@@ -268,18 +268,45 @@ conf_type_parse_server_addr(struct conf *c, const struct conf_key *k, const char
     return 0;
 }
 
+/* A REDIS_URL as it may be shown: `-t`, the logs and error messages all end
+ * up in journals and tickets.  The userinfo of a redis:// URL is what
+ * conf_type_parse_redis_url reads as such (up to the last '@'); from its
+ * first ':' on it is the password, shown as ***; without a ':' the whole
+ * userinfo is hidden (a password typed without its leading ':' lands
+ * there).  Any other form has no password (the parser refuses '@' in one). */
+static void
+conf_redis_url_shown(const char *url, char *buf, size_t size)
+{
+    const char *p = url + 8, *at, *colon;
+
+    if (strncmp(url, "redis://", 8) != 0 || (at = strrchr(p, '@')) == NULL) {
+        snprintf(buf, size, "%s", url);
+        return;
+    }
+    colon = memchr(p, ':', (size_t)(at - p));
+    if (colon != NULL)
+        snprintf(buf, size, "redis://%.*s:***%s", (int)(colon - p), p, at);
+    else
+        snprintf(buf, size, "redis://***%s", at);
+}
+
 /* REDIS_URL: stored as given, and resolved into the fields that follow from
  * it.  Every one of them is reset first: a password or database of the
- * previous URL must not survive a reload to a new one. */
+ * previous URL must not survive a reload to a new one.  No message repeats
+ * the password (conf_redis_url_shown). */
 int
 conf_type_parse_redis_url(struct conf *c, const struct conf_key *k, const char *value, char *err,
                           size_t errlen)
 {
     const char *p = value;
-    char hostport[CONF_HOST_MAX + 8];
+    char hostport[CONF_HOST_MAX + 8], shown[sizeof(c->redis_url) + 8];
     const char *at, *slash;
-    size_t len;
+    size_t len = strlen(value);
 
+    if (len >= sizeof(c->redis_url))
+        return conf_error(err, errlen, k->name, "value too long (%zu bytes, at most %zu)", len,
+                          sizeof(c->redis_url) - 1);
+    conf_redis_url_shown(value, shown, sizeof(shown));
     if (conf_store_string(c, k, value, err, errlen) != 0)
         return -1;
     c->redis_host[0] = '\0';
@@ -300,11 +327,11 @@ conf_type_parse_redis_url(struct conf *c, const struct conf_key *k, const char *
     }
     if (strncmp(p, "redis://", 8) == 0) {
         p += 8;
-        slash = strchr(p, '/');
-        at = strchr(p, '@');
-        if (at != NULL && (slash == NULL || at < slash)) {
-            /* [user]:password@ ; Redis 6 ACL users are not used here. */
-            /* user@ alone carries no password. */
+        /* [user]:password@ up to the last '@', so that a password may hold
+         * '@' or '/' (a host or a database number holds neither); Redis 6
+         * ACL users are not used here.  user@ alone carries no password. */
+        at = strrchr(p, '@');
+        if (at != NULL) {
             const char *colon = memchr(p, ':', (size_t)(at - p));
             const char *pw = colon ? colon + 1 : at;
             len = (size_t)(at - pw);
@@ -320,18 +347,23 @@ conf_type_parse_redis_url(struct conf *c, const struct conf_key *k, const char *
             uint32_t db;
             if (slash[1] != '\0') {
                 if (conf_parse_u32(slash + 1, 0, 65535, &db) != 0)
-                    return conf_error(err, errlen, k->name, "bad database number in %s", value);
+                    return conf_error(err, errlen, k->name, "bad database number in %s", shown);
                 c->redis_db = (int)db;
             }
             len = (size_t)(slash - p);
         } else {
             len = strlen(p);
         }
+    } else if (strchr(p, '@') != NULL) {
+        /* user:password@host:port without the scheme would pass for a host
+         * name, and be printed as one: refused without repeating it. */
+        return conf_error(err, errlen, k->name,
+                          "'@' in a host (a password goes in redis://:password@host:port)");
     } else {
         len = strlen(p);
     }
     if (len == 0 || len >= sizeof(hostport))
-        return conf_error(err, errlen, k->name, "missing or too long host in %s", value);
+        return conf_error(err, errlen, k->name, "missing or too long host in %s", shown);
     memcpy(hostport, p, len);
     hostport[len] = '\0';
     if (conf_split_hostport(hostport, c->redis_host, sizeof(c->redis_host), &c->redis_port, 6379) !=
@@ -340,7 +372,14 @@ conf_type_parse_redis_url(struct conf *c, const struct conf_key *k, const char *
         return conf_error(err, errlen, k->name,
                           "expected host:port, redis://[:password@]host:port[/db] or a socket "
                           "path, got '%s'",
-                          value);
+                          shown);
+    return 0;
+}
+
+int
+conf_type_format_redis_url(const struct conf *c, const struct conf_key *k, char *buf, size_t size)
+{
+    conf_redis_url_shown((const char *)conf_cfield(c, k), buf, size);
     return 0;
 }
 

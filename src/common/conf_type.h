@@ -43,9 +43,14 @@ int conf_type_same(const struct conf *a, const struct conf *b, const struct conf
 int conf_type_parse_server_addr(struct conf *c, const struct conf_key *k, const char *value,
                                 char *err, size_t errlen);
 /* REDIS_URL: host[:port], redis://[[user]:password@]host[:port][/db], or a
- * socket path (unix://, '/' or "./"); resets and fills every redis_* field. */
+ * socket path (unix://, '/' or "./"); resets and fills every redis_* field.
+ * The password runs to the last '@'.  Shown (format, and in parse errors)
+ * with the password as ***, like a SECRET: the text reads back to the same
+ * host, port and database, not to the same password. */
 int conf_type_parse_redis_url(struct conf *c, const struct conf_key *k, const char *value,
                               char *err, size_t errlen);
+int conf_type_format_redis_url(const struct conf *c, const struct conf_key *k, char *buf,
+                               size_t size);
 /* SPORTS: comma list into sports[] and nsports. */
 int conf_type_parse_sports(struct conf *c, const struct conf_key *k, const char *value, char *err,
                            size_t errlen);

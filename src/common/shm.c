@@ -77,6 +77,18 @@ shm_geometry(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, struct shm_
     return 0;
 }
 
+uint64_t
+shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
+{
+    struct shm_local g;
+
+    /* The configuration's checks refuse what shm_geometry would; an
+     * impossible geometry needs no memory because it is never mapped. */
+    if (shm_geometry(nworkers, nslots, max_frame, &g) != 0)
+        return 0;
+    return SHM_PAGE + g.size; /* with the private page */
+}
+
 struct shm *
 shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
 {

@@ -169,6 +169,12 @@ struct shm {
     /* ingest: the ring (struct ring_header, slots, data) follows, on a page */
 };
 
+/* Bytes shm_create maps for these arguments (the region and this process's
+ * private page; the ring's data area is sized for frames of 512 bytes on
+ * average).  Pure, any role: `-t` and start-up compare it with the host's
+ * memory before mapping anything. */
+uint64_t shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
+
 /* Map a zeroed region for nworkers and a ring of nslots frames of at most
  * max_frame bytes, and this process's private copy of that geometry.
  * Supervisor only, before the first fork.  NULL on failure (errno set). */

@@ -107,7 +107,7 @@ static int
 decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *out, char *err,
             size_t errlen)
 {
-    ssize_t known_at[DECODE_NKNOWN];
+    ssize_t known_at[DECODE_NKNOWN], empty_sport_at = -1;
     struct frame_key_ref keys[FRAME_NKEYS] = {{0}};
     uint32_t nextra = 0, npairs;
     char why[192];
@@ -143,6 +143,12 @@ decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
         }
         if (k == DECODE_NKNOWN) {
             nextra++;
+            continue;
+        }
+        /* An empty sport_key is a sport no client filters by: it counts as
+         * missing, so the stream's sport fills it (README "Streams in"). */
+        if (k == DECODE_SPORT && in->value_lens[i] == 0) {
+            empty_sport_at = (ssize_t)i;
             continue;
         }
         known_at[k] = (ssize_t)i;
@@ -197,7 +203,7 @@ decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
         }
     }
     for (size_t i = 0; i < in->nfields && nextra > 0; i++) {
-        int known = 0;
+        int known = (ssize_t)i == empty_sport_at; /* neither known nor extra */
         for (size_t k = 0; k < DECODE_NKNOWN; k++)
             known |= known_at[k] == (ssize_t)i;
         if (known)
@@ -208,11 +214,66 @@ decode_flat(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
     return 0;
 }
 
+static int decode_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int
-decode_json_value(msgpack_packer *pk, const cJSON *v, int depth)
+decode_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int
+decode_strcmp_ptr(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* -1 with the reason in why if two members of object o share a name.
+ * Filtering reads the first sport_key (cJSON_GetObjectItemCaseSensitive)
+ * while a browser's JSON.parse keeps the last, so such an object would be
+ * routed by one value and shown with another.  Sorting the names keeps a
+ * 64 KB object of tiny keys at O(n log n); names are NUL-free here
+ * (decode_json refuses raw NULs, json_parse_exact the \u0000 escape). */
+static int
+decode_json_unique_keys(const cJSON *o, uint32_t n, char *why, size_t whylen)
+{
+    const char **names;
+    const cJSON *c;
+    uint32_t i = 0;
+    int rc = 0;
+
+    if (n < 2)
+        return 0;
+    names = malloc(n * sizeof(*names));
+    if (names == NULL)
+        return decode_why(why, whylen, "out of memory checking %u keys", n);
+    cJSON_ArrayForEach(c, o) names[i++] = c->string;
+    qsort(names, n, sizeof(*names), decode_strcmp_ptr);
+    for (i = 1; i < n && rc == 0; i++) {
+        size_t len = strlen(names[i]);
+        if (strcmp(names[i - 1], names[i]) != 0)
+            continue;
+        /* Quoted only when short: the reason is one line of a log. */
+        if (len <= 64)
+            rc = decode_why(why, whylen, "key \"%s\" appears twice in an object", names[i]);
+        else
+            rc = decode_why(why, whylen, "a key of %zu bytes appears twice in an object", len);
+    }
+    free(names);
+    return rc;
+}
+
+static int
+decode_json_value(msgpack_packer *pk, const cJSON *v, int depth, char *why, size_t whylen)
 {
     if (depth > FRAME_MAX_DEPTH)
-        return -1;
+        return decode_why(why, whylen, "nested more than %d deep", FRAME_MAX_DEPTH);
     if (cJSON_IsNull(v)) {
         msgpack_pack_nil(pk);
     } else if (cJSON_IsTrue(v)) {
@@ -221,12 +282,12 @@ decode_json_value(msgpack_packer *pk, const cJSON *v, int depth)
         msgpack_pack_false(pk);
     } else if (cJSON_IsNumber(v)) {
         if (!isfinite(v->valuedouble))
-            return -1;
+            return decode_why(why, whylen, "a number is not finite");
         msgpack_pack_double(pk, v->valuedouble);
     } else if (cJSON_IsString(v)) {
         size_t len = strlen(v->valuestring);
         if (!utf8_valid(v->valuestring, len))
-            return -1;
+            return decode_why(why, whylen, "a string is not valid UTF-8");
         decode_pack_str(pk, v->valuestring, len);
     } else if (cJSON_IsArray(v) || cJSON_IsObject(v)) {
         uint32_t n = 0;
@@ -241,14 +302,18 @@ decode_json_value(msgpack_packer *pk, const cJSON *v, int depth)
             if (cJSON_IsObject(v)) {
                 size_t klen = strlen(c->string);
                 if (!utf8_valid(c->string, klen))
-                    return -1;
+                    return decode_why(why, whylen, "a key is not valid UTF-8");
                 decode_pack_str(pk, c->string, klen);
             }
-            if (decode_json_value(pk, c, depth + 1) != 0)
+            if (decode_json_value(pk, c, depth + 1, why, whylen) != 0)
                 return -1;
         }
+        /* After the loop: every name is known to be valid UTF-8 by then, so
+         * the reason may quote one. */
+        if (cJSON_IsObject(v) && decode_json_unique_keys(v, n, why, whylen) != 0)
+            return -1;
     } else {
-        return -1;
+        return decode_why(why, whylen, "a value of unknown type");
     }
     return 0;
 }
@@ -282,11 +347,17 @@ decode_json(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
     struct frame_key_ref keys[FRAME_NKEYS];
     char scratch[FRAME_NKEYS][32];
     const char *field = in->names[0][0] == 'd' ? "data" : "payload";
+    char why[128];
     cJSON *root;
     int rc;
 
     if (in->value_lens[0] > max_size)
         return decode_fail(out, err, errlen, "%s too large", field);
+    /* JSON never holds a raw NUL (not whitespace, and a control character
+     * in a string must be escaped), but cJSON skips one as whitespace and
+     * ends a string at it: "abc\0def" would arrive as "abc". */
+    if (memchr(in->values[0], '\0', in->value_lens[0]) != NULL)
+        return decode_fail(out, err, errlen, "%s holds a NUL byte", field);
     root = json_parse_exact(in->values[0], in->value_lens[0]);
     if (root == NULL)
         return decode_fail(out, err, errlen, "%s is not valid JSON (or holds \\u0000)", field);
@@ -296,17 +367,19 @@ decode_json(const struct decode_input *in, msgpack_packer *pk, msgpack_sbuffer *
     }
     for (int k = 0; k < FRAME_NKEYS; k++)
         decode_json_key(root, decode_key_names[k], scratch[k], sizeof(scratch[k]), &keys[k]);
+    /* An empty sport_key counts as missing, as in a flat entry; the payload
+     * keeps it as sent. */
+    if (keys[FRAME_KEY_SPORT].ptr != NULL && keys[FRAME_KEY_SPORT].len == 0)
+        keys[FRAME_KEY_SPORT].ptr = NULL;
     if (keys[FRAME_KEY_SPORT].ptr == NULL && in->stream_sport != NULL) {
         keys[FRAME_KEY_SPORT].ptr = in->stream_sport;
         keys[FRAME_KEY_SPORT].len = (uint32_t)strlen(in->stream_sport);
     }
     frame_pack_head(pk, in->type, keys);
-    rc = decode_json_value(pk, root, 0);
+    rc = decode_json_value(pk, root, 0, why, sizeof(why));
     cJSON_Delete(root);
     if (rc != 0)
-        return decode_fail(out, err, errlen,
-                           "JSON holds a non-finite number, invalid UTF-8 or is nested more than "
-                           "30 deep");
+        return decode_fail(out, err, errlen, "%s: %s", field, why);
     return 0;
 }
 

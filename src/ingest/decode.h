@@ -8,9 +8,15 @@
  *    ones become numbers ("", "null" or absent -> nil; anything else that is
  *    not a finite number makes the entry malformed); all others stay strings.
  *    The seed's fields come first in the seed's order, extras follow in entry
- *    order.  An odds entry without sport_key gets the stream's sport.
+ *    order.  An odds entry without sport_key gets the stream's sport.  A
+ *    field given twice, or a NUL byte in a name or value, makes the entry
+ *    malformed.
  *  - a single field `data` or `payload` holding a JSON object, passed on as
- *    is; sport_key absent -> the stream's sport, for filtering only.
+ *    is; sport_key absent -> the stream's sport, for filtering only.  A raw
+ *    NUL byte anywhere in the text, or an object (at any depth) naming a
+ *    key twice, makes the entry malformed.
+ *
+ * In both, an empty sport_key counts as missing.
  *
  * Pure (no I/O, no logging), used by the ingest; the fuzzers and unit tests
  * call it directly.  Malformed input returns -1 with the reason in err and

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define INGEST_BLOCK_MS       500 /* bounds how long SIGTERM and SIGHUP wait */
+#define INGEST_BLOCK_MS       500 /* bounds how long a SIGTERM (stop, or reload) waits */
 #define INGEST_BACKOFF_MIN_MS 100
 #define INGEST_BACKOFF_MAX_MS 2000
 
@@ -31,6 +31,7 @@ struct ingest {
     struct shm *shm;
     struct ring *ring;
     struct conf conf;
+    char redis_shown[sizeof(((struct conf *)0)->redis_url) + 8]; /* REDIS_URL, password masked */
     char group[2 * CONF_NAME_MAX + 2];
     struct ingest_stream streams[CONF_MAX_SPORTS + 1];
     int nstreams;
@@ -229,7 +230,7 @@ ingest_connect(struct ingest *in)
         in->redis = redisConnectWithTimeout(c->redis_host, c->redis_port, tv);
     if (in->redis == NULL || in->redis->err) {
         if (log_ratelimit_allow(&in->error_rl))
-            LOG_WARN("connect to redis %s failed: %s", c->redis_url,
+            LOG_WARN("connect to redis %s failed: %s", in->redis_shown,
                      in->redis ? in->redis->errstr : "out of memory");
         ingest_disconnect(in);
         return -1;
@@ -276,8 +277,8 @@ ingest_connect(struct ingest *in)
         if (ingest_ensure_group(in, st) < 0)
             return -1;
     }
-    LOG_INFO("connected to redis %s; reading %d streams with group %s", c->redis_url, in->nstreams,
-             in->group);
+    LOG_INFO("connected to redis %s; reading %d streams with group %s", in->redis_shown,
+             in->nstreams, in->group);
     return 0;
 }
 
@@ -582,6 +583,9 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
     in->shm = s;
     in->ring = shm_ring(s);
     in->conf = *c;
+    /* Every line that names the server uses this form: the logs must never
+     * carry a password from REDIS_URL. */
+    WSB_ASSERT(conf_get(c, "REDIS_URL", in->redis_shown, sizeof(in->redis_shown)) == 0);
     in->wake_fds = wake_fds;
     in->nwake = nwake;
     in->invalid_rl = invalid_rl;

@@ -4,9 +4,13 @@
 #include "sup.h"
 #include "../common/conf.h"
 #include "../common/log.h"
+#include "../common/shm.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
 
 static void
 usage(FILE *out)
@@ -29,6 +33,45 @@ usage(FILE *out)
         fprintf(out, "  %-22s %s (%s)\n", conf_keys[i].name, conf_keys[i].help,
                 conf_keys[i].default_value[0] ? conf_keys[i].default_value : "empty");
     fprintf(out, "\nSignals: SIGHUP reloads SPORTS and LOG_LEVEL; SIGTERM/SIGINT stop.\n");
+}
+
+/*
+ * Refuse a ring the host cannot hold, before anything is mapped.  Found only
+ * at start, it is an mmap() failure and exit 1, which systemd restarts
+ * forever; as a configuration error it is exit 78, from `-t` too.
+ *
+ * The measure is MemTotal (sysinfo), not MemAvailable: the ring's pages are
+ * touched only as it fills, days after the start perhaps, so what happens
+ * to be free at the moment of `-t` says nothing about it, and a
+ * configuration must pass or fail alike on the same host.  RLIMIT_AS, when
+ * lower (ulimit -v, systemd LimitAS=), bounds every mapping of the process
+ * whatever the host has.  Neither sees a cgroup's memory limit.
+ */
+static int
+main_check_memory(const struct conf *c, char *err, size_t errlen)
+{
+    uint64_t region = shm_region_size((uint32_t)c->workers, c->ring_size, c->max_entry_size);
+    uint64_t memory = 0;
+    const char *name = "MemTotal";
+    struct sysinfo si;
+    struct rlimit rl;
+
+    if (sysinfo(&si) == 0)
+        memory = (uint64_t)si.totalram * si.mem_unit;
+    else
+        fprintf(stderr, "ws-broadcaster: sysinfo() failed: %s\n", strerror(errno));
+    if (getrlimit(RLIMIT_AS, &rl) != 0) {
+        fprintf(stderr, "ws-broadcaster: getrlimit(RLIMIT_AS) failed: %s\n", strerror(errno));
+    } else if (rl.rlim_cur != RLIM_INFINITY && (memory == 0 || rl.rlim_cur < memory)) {
+        memory = rl.rlim_cur;
+        name = "RLIMIT_AS";
+    }
+    if (memory == 0) {
+        fprintf(stderr, "ws-broadcaster: the memory of this host is unknown; RING_SIZE "
+                        "not checked against it\n");
+        return 0;
+    }
+    return conf_check_memory(c, region, memory, name, err, errlen);
 }
 
 int
@@ -60,7 +103,8 @@ main(int argc, char **argv)
         }
     }
 
-    if (conf_load(&conf, path, err, sizeof(err)) != 0) {
+    if (conf_load(&conf, path, err, sizeof(err)) != 0 ||
+        main_check_memory(&conf, err, sizeof(err)) != 0) {
         fprintf(stderr, "ws-broadcaster: invalid configuration: %s\n", err);
         return SUP_EXIT_CONFIG;
     }

@@ -192,6 +192,12 @@ sup_child_init(struct sup *sp, struct sup_child *ch, pid_t parent)
     }
     close(sp->signal_fd);
     close(sp->timer_fd);
+    /* Reloads are the supervisor's alone, but a SIGHUP also reaches the
+     * children when sent to the process group or by a terminal hangup, and
+     * its default action would kill them.  Ignored before the mask opens,
+     * so one already pending is dropped rather than delivered. */
+    if (signal(SIGHUP, SIG_IGN) == SIG_ERR)
+        LOG_WARN("signal(SIGHUP, SIG_IGN) failed: %s", strerror(errno));
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
     /* SIGPIPE stays ignored (inherited): a vanished peer is an EPIPE, not a death. */
@@ -589,6 +595,7 @@ sup_run(const struct conf *c, const char *conf_path)
 {
     static struct sup sup;
     struct sup *sp = &sup;
+    char redis[sizeof(c->redis_url) + 8];
 
     sp->conf = *c;
     sp->conf_path = conf_path;
@@ -596,8 +603,10 @@ sup_run(const struct conf *c, const char *conf_path)
     log_set_level((enum log_level)c->log_level);
     if (prctl(PR_SET_NAME, "wsb-supervisor") != 0)
         LOG_WARN("prctl(PR_SET_NAME) failed: %s", strerror(errno));
+    /* conf_get: the URL with its password masked. */
+    WSB_ASSERT(conf_get(c, "REDIS_URL", redis, sizeof(redis)) == 0);
     LOG_INFO("ws-broadcaster %s starting: %d workers, ring of %u frames, redis %s", WSB_VERSION,
-             c->workers, c->ring_size, c->redis_url);
+             c->workers, c->ring_size, redis);
     if (sup_setup(sp) != 0)
         return 1;
 

@@ -20,6 +20,8 @@
  * whose streams would find no row in the shared stream table is refused
  * whole, like a file that does not parse: the running configuration goes
  * on.
+ * Children ignore SIGHUP (one sent to the process group must not kill
+ * them).
  * SIGTERM/SIGINT: children get SIGTERM, workers close their clients with
  * 1001, and the supervisor exits 0 once they are gone (SIGKILL after 5 s).
  */

@@ -14,13 +14,15 @@
  *
  * Properties, when decode_entry succeeds:
  *  - the frame fits max_size, frame_unpack accepts it with the entry's type,
- *    and its filter keys are the entry's (the stream's sport when it has none);
+ *    and its filter keys are the entry's (the stream's sport when it has none
+ *    or an empty one);
  *  - encode_update turns it into one JSON object of valid UTF-8 that cJSON
  *    accepts (the ring never carries a frame a worker cannot send);
  *  - flat: every field is in the payload, the seed's numeric fields as
  *    numbers or null, all others as the same string;
  *  - data/payload: the payload is the entry's JSON object, same members in
- *    the same order, numbers exactly.
+ *    the same order, numbers exactly; the text held no NUL byte and no
+ *    object in it names a key twice.
  * When it fails: a reason, and an empty output buffer.
  */
 #include "common/frame.h"
@@ -94,6 +96,26 @@ json_same(const cJSON *a, const cJSON *b)
     return x == NULL && y == NULL;
 }
 
+/* No object in v names a key twice (a plain quadratic model, independent
+ * of decode.c's sort). */
+static int
+json_keys_unique(const cJSON *v)
+{
+    const cJSON *x, *y;
+
+    for (x = v->child; x != NULL; x = x->next) {
+        if (!json_keys_unique(x))
+            return 0;
+        if (!cJSON_IsObject(v))
+            continue;
+        for (y = x->next; y != NULL; y = y->next) {
+            if (strcmp(x->string, y->string) == 0)
+                return 0;
+        }
+    }
+    return 1;
+}
+
 static void
 check_key(const struct frame_key_ref *k, const char *want, size_t len)
 {
@@ -117,6 +139,14 @@ check_flat(const struct entry *e, const char *sport, const struct frame_view *v,
         memcpy(name, e->names[i], e->name_lens[i]);
         name[e->name_lens[i]] = '\0';
         item = cJSON_GetObjectItemCaseSensitive(payload, name);
+        if (strcmp(name, "sport_key") == 0 && e->value_lens[i] == 0) {
+            /* counts as missing: the stream's sport, or no field at all */
+            if (sport != NULL)
+                FUZZ_CHECK(cJSON_IsString(item) && strcmp(item->valuestring, sport) == 0);
+            else
+                FUZZ_CHECK(item == NULL);
+            continue;
+        }
         FUZZ_CHECK(item != NULL);
         if (in_list(name, e->name_lens[i], fuzz_numeric, NELEMS(fuzz_numeric))) {
             FUZZ_CHECK(cJSON_IsNumber(item) || cJSON_IsNull(item));
@@ -157,15 +187,20 @@ check_json(const char *value, size_t len, const char *sport, const struct frame_
 {
     cJSON *in = json_parse_exact(value, len);
 
+    FUZZ_CHECK(memchr(value, '\0', len) == NULL);
     FUZZ_CHECK(in != NULL && cJSON_IsObject(in));
+    FUZZ_CHECK(json_keys_unique(in));
     FUZZ_CHECK(json_same(in, payload));
     for (int k = 0; k < FRAME_NKEYS; k++) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(in, fuzz_key_fields[k]);
-        if (cJSON_IsString(s))
+        /* an empty sport_key counts as missing */
+        int missing =
+            s == NULL || (k == FRAME_KEY_SPORT && cJSON_IsString(s) && s->valuestring[0] == '\0');
+        if (!missing && cJSON_IsString(s))
             check_key(&v->keys[k], s->valuestring, strlen(s->valuestring));
-        else if (s == NULL && k == FRAME_KEY_SPORT && sport != NULL)
+        else if (missing && k == FRAME_KEY_SPORT && sport != NULL)
             check_key(&v->keys[k], sport, strlen(sport));
-        else if (s == NULL)
+        else if (missing)
             FUZZ_CHECK(v->keys[k].ptr == NULL);
     }
     cJSON_Delete(in);

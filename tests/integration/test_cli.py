@@ -104,7 +104,9 @@ def test_check_invalid_value_names_key(tmp_path, redis_server, key, value):
 
 GOOD_VALUES = [
     ("RING_SIZE", "1024"),
-    ("RING_SIZE", "16777216"),
+    # 16777216, the top of the range, needs 9 GiB of shared memory: whether
+    # -t takes it depends on the host (test_stream_and_ops_defects.py).
+    ("RING_SIZE", "1048576"),
     ("WORKERS", "1"),
     ("WORKERS", "64"),
     ("LOG_LEVEL", "error"),

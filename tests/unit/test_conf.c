@@ -639,10 +639,123 @@ test_get_round_trip(void)
     CHECK_STR(va, "x,y");
     CHECK_INT(conf_get(&a, "WORKERS", va, sizeof(va)), 0);
     CHECK_STR(va, "3");
+    /* The URL's password is masked like a SECRET: the rest reads back. */
     CHECK_INT(conf_get(&a, "REDIS_URL", va, sizeof(va)), 0);
-    CHECK_STR(va, "redis://:pw@db:6380/4");
+    CHECK_STR(va, "redis://:***@db:6380/4");
+    CHECK_STR(b.redis_host, "db");
+    CHECK_INT(b.redis_port, 6380);
     CHECK_INT(b.redis_db, 4);
-    CHECK_STR(conf_redis_password(&b), "pw");
+}
+
+static void
+test_redis_url_password_hidden(void)
+{
+    /* Wherever REDIS_URL is shown (`-t`, the logs, error messages) its
+     * password is ***; the password runs to the last '@', so one holding
+     * '@' or '/' is hidden whole, and still used whole. */
+    static const struct {
+        const char *url, *shown, *password, *host;
+        int db;
+    } good[] = {
+        {"redis://:SeCrEt@h:1/2", "redis://:***@h:1/2", "SeCrEt", "h", 2},
+        {"redis://user:SeCrEt@h:1", "redis://user:***@h:1", "SeCrEt", "h", 0},
+        {"redis://:Se@C/rEt@h:1/3", "redis://:***@h:1/3", "Se@C/rEt", "h", 3},
+        {"redis://us:Se:CrEt@[::1]:1", "redis://us:***@[::1]:1", "Se:CrEt", "::1", 0},
+        {"redis://SeCrEt@h", "redis://***@h", NULL, "h", 0}, /* a user alone: hidden too */
+        {"redis://:@h", "redis://:***@h", NULL, "h", 0},
+        {"redis://h:1/2", "redis://h:1/2", NULL, "h", 2},
+        {"h:6379", "h:6379", NULL, "h", 0},
+        {"/run/r@1.sock", "/run/r@1.sock", NULL, "", 0},
+    };
+    static const char *const bad[] = {
+        "redis://:SeCrEt@h:notaport", "redis://:SeCrEt@h:1/x",
+        "redis://:SeCrEt@",           ":SeCrEt@h:6379",
+        "user:SeCrEt@h:6379",         "SeCrEt@h",
+        "redis://u:SeCrEt@h:1:2",     "redis://:SeCrEt@h:99999/1",
+    };
+    struct conf c;
+    char err[512], buf[1024], longurl[700], path[64];
+
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const char *pw;
+
+        if (set_one(&c, "REDIS_URL", good[i].url, err, sizeof(err)) != 0) {
+            printf("#   REDIS_URL '%s' refused: %s\n", good[i].url, err);
+            CHECK(0);
+            continue;
+        }
+        CHECK_INT(conf_get(&c, "REDIS_URL", buf, sizeof(buf)), 0);
+        CHECK_STR(buf, good[i].shown);
+        CHECK(strstr(buf, "SeCrEt") == NULL && strstr(buf, "CrEt") == NULL);
+        pw = conf_redis_password(&c);
+        if (good[i].password == NULL)
+            CHECK(pw == NULL);
+        else
+            CHECK_STR(pw, good[i].password);
+        CHECK_STR(c.redis_host, good[i].host);
+        CHECK_INT(c.redis_db, good[i].db);
+        /* what is shown reads back to the same place */
+        if (set_one(&c, "REDIS_URL", buf, err, sizeof(err)) != 0) {
+            printf("#   shown '%s' refused: %s\n", buf, err);
+            CHECK(0);
+            continue;
+        }
+        CHECK_STR(c.redis_host, good[i].host);
+        CHECK_INT(c.redis_db, good[i].db);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = set_one(&c, "REDIS_URL", bad[i], err, sizeof(err));
+        if (rc != -1)
+            printf("#   REDIS_URL '%s' accepted\n", bad[i]);
+        CHECK_INT(rc, -1);
+        CHECK(starts_with(err, "REDIS_URL:"));
+        if (strstr(err, "CrEt") != NULL)
+            printf("#   '%s': %s\n", bad[i], err);
+        CHECK(strstr(err, "CrEt") == NULL);
+    }
+    /* Too long: not quoted either. */
+    snprintf(longurl, sizeof(longurl), "redis://:SeCrEt%0600d@h", 0);
+    CHECK_INT(set_one(&c, "REDIS_URL", longurl, err, sizeof(err)), -1);
+    CHECK(starts_with(err, "REDIS_URL:"));
+    CHECK(strstr(err, "CrEt") == NULL);
+    /* A file line without '=' is not repeated: it may be the secret. */
+    CHECK_INT(write_temp(path, sizeof(path), "REDIS_URL redis://:SeCrEt@h:1\n"), 0);
+    conf_defaults(&c);
+    CHECK_INT(conf_load_file(&c, path, err, sizeof(err)), -1);
+    CHECK(strstr(err, "expected KEY=VALUE") != NULL);
+    CHECK(strstr(err, "CrEt") == NULL);
+    unlink(path);
+}
+
+static void
+test_check_memory(void)
+{
+    /* The shared region may take half of the memory the process may use. */
+    struct conf c;
+    char err[512];
+
+    conf_defaults(&c);
+    CHECK_INT(conf_set(&c, "RING_SIZE", "16777216", err, sizeof(err)), 0);
+    CHECK_INT(conf_set(&c, "MAX_ENTRY_SIZE", "4194304", err, sizeof(err)), 0);
+    CHECK_INT(conf_set(&c, "WORKERS", "2", err, sizeof(err)), 0);
+    err[0] = '\0';
+    CHECK_INT(conf_check_memory(&c, 9ULL << 30, 18ULL << 30, "MemTotal", err, sizeof(err)), 0);
+    CHECK_STR(err, "");
+    CHECK_INT(conf_check_memory(&c, (9ULL << 30) + 1, 18ULL << 30, "MemTotal", err, sizeof(err)),
+              -1);
+    /* The message names the setting, the sizes and where the limit comes from. */
+    CHECK(starts_with(err, "RING_SIZE:"));
+    CHECK(strstr(err, "16777216") != NULL);
+    CHECK(strstr(err, "MAX_ENTRY_SIZE 4194304") != NULL);
+    CHECK(strstr(err, "9.0 GiB") != NULL);
+    CHECK(strstr(err, "18.0 GiB") != NULL);
+    CHECK(strstr(err, "MemTotal") != NULL);
+    CHECK_INT(conf_check_memory(&c, 600ULL << 20, 1ULL << 30, "RLIMIT_AS", err, sizeof(err)), -1);
+    CHECK(strstr(err, "600.0 MiB") != NULL && strstr(err, "RLIMIT_AS") != NULL);
+    /* Truncated to a short buffer, still terminated. */
+    memset(err, 'x', 16);
+    CHECK_INT(conf_check_memory(&c, 2, 2, "MemTotal", err, 16), -1);
+    CHECK_INT(strlen(err), 15);
 }
 
 static void
@@ -1174,9 +1287,10 @@ TEST_MAIN(TEST(test_defaults), TEST(test_defaults_table), TEST(test_unknown_key)
           TEST(test_redis_password_precedence), TEST(test_sports), TEST(test_names),
           TEST(test_opportunities_stream), TEST(test_workers), TEST(test_numeric_ranges),
           TEST(test_ring_size_power_of_two), TEST(test_log_level), TEST(test_redis_password_value),
-          TEST(test_allowed_origins), TEST(test_get_round_trip), TEST(test_restart_keys_changed),
-          TEST(test_restart_keys_each_number), TEST(test_sport_stream), TEST(test_check),
-          TEST(test_load_file), TEST(test_load_file_quotes), TEST(test_load_file_errors),
-          TEST(test_load_file_long_line), TEST(test_load_file_missing), TEST(test_load_file_empty),
-          TEST(test_apply_env), TEST(test_env_password_wins), TEST(test_load),
-          TEST(test_docs_list_every_setting))
+          TEST(test_allowed_origins), TEST(test_get_round_trip),
+          TEST(test_redis_url_password_hidden), TEST(test_check_memory),
+          TEST(test_restart_keys_changed), TEST(test_restart_keys_each_number),
+          TEST(test_sport_stream), TEST(test_check), TEST(test_load_file),
+          TEST(test_load_file_quotes), TEST(test_load_file_errors), TEST(test_load_file_long_line),
+          TEST(test_load_file_missing), TEST(test_load_file_empty), TEST(test_apply_env),
+          TEST(test_env_password_wins), TEST(test_load), TEST(test_docs_list_every_setting))

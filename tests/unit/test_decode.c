@@ -1030,6 +1030,191 @@ test_json_field_among_others_is_flat(void)
     decoded_free(&d);
 }
 
+static void
+test_json_raw_nul(void)
+{
+    /* cJSON keeps strings NUL-terminated and skips a NUL as whitespace: a raw
+     * NUL would cut a string short or pass between tokens.  JSON never holds
+     * one, so the entry is malformed wherever the byte is. */
+    static const struct {
+        const char *json;
+        size_t len;
+    } cases[] = {
+#define RAW(s) {s, sizeof(s) - 1}
+        RAW("{\"a\":\"abc\0def\"}"), RAW("{\"a\":[\"x\",\"y\0\"]}"),
+        RAW("{\"a\0b\":1}"),         RAW("{\"a\":1,\0\"b\":2}"),
+        RAW("\0{\"a\":1}"),          RAW("{\"a\":1}\0"),
+        RAW("{\"a\":1\0}"),
+#undef RAW
+    };
+    static const char *const fields[] = {"data", "payload"};
+
+    for (size_t f = 0; f < 2; f++) {
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            struct entry e = {0};
+            struct decoded d;
+
+            entry_add_n(&e, fields[f], strlen(fields[f]), cases[i].json, cases[i].len);
+            decoded_run(&d, &e, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+            if (d.rc != -1)
+                printf("#   %s case %zu was accepted\n", fields[f], i);
+            CHECK_REFUSED(&d);
+            CHECK(strstr(d.err, "NUL") != NULL);
+            decoded_free(&d);
+        }
+    }
+}
+
+static void
+test_json_duplicate_keys(void)
+{
+    /* Filtering would read the first sport_key and a browser's JSON.parse
+     * the last: an object that names a key twice is malformed, at any depth
+     * and however the key is spelled. */
+    static const char *const bad[] = {
+        "{\"a\":1,\"a\":2}",         "{\"sport_key\":\"x\",\"event_id\":\"e\",\"sport_key\":\"y\"}",
+        "{\"m\":{\"k\":1,\"k\":2}}", "{\"m\":[1,{\"k\":1,\"j\":0,\"k\":2}]}",
+        "{\"k\":1,\"\\u006b\":2}",   "{\"\":1,\"\":2}",
+    };
+    static const char *const good[] = {
+        "{\"a\":1,\"A\":2,\"aa\":3,\"m\":{\"a\":1},\"n\":[{\"a\":1},{\"a\":2}]}",
+        "{\"a\":{\"a\":{\"a\":1}}}",
+        "{\"\":1,\"\\u0001\":2}",
+    };
+    static char many[40000];
+    char key[201];
+    struct decoded d;
+    size_t off;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_run(&d, "data", bad[i], FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+        if (d.rc != -1)
+            printf("#   data '%s' was accepted\n", bad[i]);
+        CHECK_REFUSED(&d);
+        CHECK(strstr(d.err, "twice") != NULL);
+        decoded_free(&d);
+    }
+    json_run(&d, "data", bad[0], FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+    CHECK(strstr(d.err, "\"a\"") != NULL);
+    decoded_free(&d);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        json_run(&d, "data", good[i], FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+        CHECK_DECODED(&d);
+        decoded_free(&d);
+    }
+
+    /* 3000 distinct keys pass; the same plus one repeat of a middle one does not. */
+    off = (size_t)snprintf(many, sizeof(many), "{");
+    for (int i = 0; i < 3000; i++)
+        off += (size_t)snprintf(many + off, sizeof(many) - off, "\"k%d\":%d,", i, i);
+    snprintf(many + off - 1, sizeof(many) - off + 1, "}");
+    json_run(&d, "data", many, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+    CHECK_DECODED(&d);
+    if (ok(&d))
+        CHECK_INT(payload_size(&d), 3000);
+    decoded_free(&d);
+    snprintf(many + off - 1, sizeof(many) - off + 1, ",\"k1500\":0}");
+    json_run(&d, "data", many, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+    CHECK_REFUSED(&d);
+    CHECK(strstr(d.err, "k1500") != NULL);
+    decoded_free(&d);
+
+    /* A long key is not quoted (the message stays one short line). */
+    memset(key, 'x', sizeof(key) - 1);
+    key[sizeof(key) - 1] = '\0';
+    snprintf(many, sizeof(many), "{\"%s\":1,\"%s\":2}", key, key);
+    json_run(&d, "data", many, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+    CHECK_REFUSED(&d);
+    CHECK(strstr(d.err, "twice") != NULL);
+    CHECK(strstr(d.err, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx") ==
+          NULL);
+    decoded_free(&d);
+}
+
+static void
+test_empty_sport_key_is_missing(void)
+{
+    /* An empty sport_key would be a sport no client filters by: it counts as
+     * missing, and the stream's sport fills it like an absent one. */
+    struct entry e = {0};
+    struct decoded d;
+
+    entry_add(&e, "event_id", "e1");
+    entry_add(&e, "sport_key", "");
+    decoded_run(&d, &e, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+    CHECK_DECODED(&d);
+    if (ok(&d)) {
+        CHECK(key_eq(&d.v.keys[FRAME_KEY_SPORT], "basketball_nba"));
+        check_payload_keys(&d, seed_fields, NSEED);
+        CHECK(obj_str_eq(payload_get(&d, "sport_key"), "basketball_nba"));
+    }
+    decoded_free(&d);
+
+    /* With extra fields around it: the empty field is not one of them. */
+    {
+        const char *want[NSEED + 2];
+        struct entry x = {0};
+
+        memcpy(want, seed_fields, sizeof(seed_fields));
+        want[NSEED] = "note";
+        want[NSEED + 1] = "n";
+        entry_add(&x, "note", "a");
+        entry_add(&x, "sport_key", "");
+        entry_add(&x, "n", "1");
+        decoded_run(&d, &x, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+        CHECK_DECODED(&d);
+        if (ok(&d)) {
+            check_payload_keys(&d, want, NSEED + 2);
+            CHECK(obj_str_eq(payload_get(&d, "sport_key"), "basketball_nba"));
+        }
+        decoded_free(&d);
+    }
+
+    /* An opportunity (no stream sport) then lacks the dimension, as without
+     * the field: nil key, no sport_key in the payload. */
+    decoded_run(&d, &e, FRAME_OPPORTUNITY, NULL, BIG_MAX);
+    CHECK_DECODED(&d);
+    if (ok(&d)) {
+        CHECK(d.v.keys[FRAME_KEY_SPORT].ptr == NULL);
+        CHECK_INT(payload_index(&d, "sport_key"), -1);
+        CHECK_INT(payload_size(&d), NSEED - 1);
+    }
+    decoded_free(&d);
+
+    /* JSON: the stream's sport for filtering, the payload as sent. */
+    json_run(&d, "data", "{\"event_id\":\"e1\",\"sport_key\":\"\"}", FRAME_ODDS_UPDATE,
+             "basketball_nba", BIG_MAX);
+    CHECK_DECODED(&d);
+    if (ok(&d)) {
+        CHECK(key_eq(&d.v.keys[FRAME_KEY_SPORT], "basketball_nba"));
+        CHECK_INT(payload_size(&d), 2);
+        CHECK(obj_str_eq(payload_get(&d, "sport_key"), ""));
+    }
+    decoded_free(&d);
+    json_run(&d, "payload", "{\"sport_key\":\"\"}", FRAME_OPPORTUNITY, NULL, BIG_MAX);
+    CHECK_DECODED(&d);
+    if (ok(&d))
+        CHECK(d.v.keys[FRAME_KEY_SPORT].ptr == NULL);
+    decoded_free(&d);
+
+    /* Only sport_key: an empty event_id is still a value of its own. */
+    memset(&e, 0, sizeof(e));
+    entry_add(&e, "event_id", "");
+    decoded_run(&d, &e, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+    CHECK_DECODED(&d);
+    if (ok(&d))
+        CHECK(key_eq(&d.v.keys[FRAME_KEY_EVENT], ""));
+    decoded_free(&d);
+
+    /* Empty twice is still a duplicate field. */
+    memset(&e, 0, sizeof(e));
+    entry_add(&e, "sport_key", "");
+    entry_add(&e, "sport_key", "");
+    decoded_run(&d, &e, FRAME_ODDS_UPDATE, "basketball_nba", BIG_MAX);
+    CHECK_REFUSED(&d);
+    decoded_free(&d);
+}
+
 TEST_MAIN(TEST(test_flat_full_entry), TEST(test_flat_numbers), TEST(test_flat_nil_and_text),
           TEST(test_flat_bad_numbers), TEST(test_flat_event_id_digits),
           TEST(test_flat_sport_from_stream), TEST(test_flat_opportunity_without_sport),
@@ -1041,4 +1226,6 @@ TEST_MAIN(TEST(test_flat_full_entry), TEST(test_flat_numbers), TEST(test_flat_ni
           TEST(test_json_sport_from_stream), TEST(test_json_refused),
           TEST(test_json_trailing_garbage), TEST(test_json_length_honoured),
           TEST(test_json_depth_limit), TEST(test_json_max_depth_reaches_workers),
-          TEST(test_json_max_size), TEST(test_json_field_among_others_is_flat))
+          TEST(test_json_max_size), TEST(test_json_field_among_others_is_flat),
+          TEST(test_json_raw_nul), TEST(test_json_duplicate_keys),
+          TEST(test_empty_sport_key_is_missing))

@@ -1018,6 +1018,25 @@ test_ip_count_across_workers(void)
     shm_destroy(s);
 }
 
+static void
+test_region_size(void)
+{
+    /* What `-t` judges is what shm_create maps. */
+    struct shm *s = shm_create(2, 2048, 8192);
+
+    CHECK(s != NULL);
+    if (s != NULL) {
+        CHECK_INT(s->hdr.size + SHM_PAGE, shm_region_size(2, 2048, 8192)); /* + private page */
+        shm_destroy(s);
+    }
+    /* The largest ring, computed without mapping it: 16M slots of 64 bytes
+     * and 512 bytes of data per slot, 9 GiB in all, plus the fixed parts
+     * (pages rounded up). */
+    CHECK(shm_region_size(64, 1u << 24, 4u << 20) >= (64ULL << 24) + (512ULL << 24));
+    CHECK(shm_region_size(64, 1u << 24, 4u << 20) <=
+          (64ULL << 24) + (512ULL << 24) + sizeof(struct shm) + 4 * SHM_PAGE);
+}
+
 TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_create_refused),
           TEST(test_geometry_is_the_process_copy), TEST(test_attach_checks_the_configuration),
           TEST(test_protect_each_role_writes_its_own_parts), TEST(test_stream_index),
@@ -1027,4 +1046,4 @@ TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_cre
           TEST(test_streams_fit_counts_running_without_rows),
           TEST(test_stream_table_random_reloads), TEST(test_totals_sum),
           TEST(test_totals_broadcast_usage), TEST(test_worker_retire), TEST(test_ip_key_keyed),
-          TEST(test_ip_count_across_workers))
+          TEST(test_ip_count_across_workers), TEST(test_region_size))
