@@ -1,9 +1,10 @@
 #include "shm.h"
-#include "hash.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "timeutil.h"
 
@@ -24,19 +25,37 @@ static_assert(offsetof(struct ring, head) == RING_CACHELINE,
               "writer-owned words on their own line");
 static_assert(sizeof(struct ring_slot) == RING_CACHELINE, "one slot per cache line");
 static_assert(sizeof(struct shm_stream) == SHM_STREAM_NAME + 24, "stream table row");
-static_assert(sizeof(struct shm_iptable) % RING_CACHELINE == 0,
-              "address tables: no false sharing between workers");
-static_assert((SHM_IP_BUCKETS & (SHM_IP_BUCKETS - 1)) == 0, "bucket count is a power of two");
+static_assert(offsetof(struct shm, addrtabs) % RING_CACHELINE == 0 &&
+                  offsetof(struct shm_addrtabs, w) == RING_CACHELINE,
+              "address table geometry: a line of its own, written once");
+
+static uint64_t
+shm_round_up(uint64_t n, uint64_t to)
+{
+    return (n + to - 1) / to * to;
+}
 
 struct shm *
-shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
+shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr_slots)
 {
     uint64_t data_size = ring_data_size_for(nslots, 512, max_frame);
-    size_t size = sizeof(struct shm) + ring_region_size(nslots, data_size);
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t addr_offset, addr_stride, ring_offset;
+    size_t size;
     struct shm *s;
 
-    if (nworkers == 0 || nworkers > SHM_MAX_WORKERS)
+    if (nworkers == 0 || nworkers > SHM_MAX_WORKERS || page <= 0 ||
+        addr_slots < ADDRTAB_MIN_SLOTS || addr_slots > ADDRTAB_MAX_SLOTS ||
+        (addr_slots & (addr_slots - 1)) != 0) {
+        errno = EINVAL;
         return NULL;
+    }
+    /* Each table on whole pages of its own: clearing one drops its pages
+     * (addrtab_clear) without touching a neighbour's. */
+    addr_offset = shm_round_up(sizeof(struct shm), (uint64_t)page);
+    addr_stride = shm_round_up(addrtab_bytes(addr_slots), (uint64_t)page);
+    ring_offset = addr_offset + nworkers * addr_stride;
+    size = ring_offset + ring_region_size(nslots, data_size);
     /* Anonymous shared memory is zero-filled and untouched pages cost nothing,
      * so a large ring is cheap until it is used. */
     s = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -46,7 +65,10 @@ shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
     s->hdr.version = SHM_VERSION;
     s->hdr.nworkers = nworkers;
     s->hdr.size = size;
-    s->hdr.ring_offset = sizeof(struct shm);
+    s->hdr.ring_offset = ring_offset;
+    s->addrtabs.offset = addr_offset;
+    s->addrtabs.stride = addr_stride;
+    s->addrtabs.nslots = addr_slots;
     s->hdr.started_ms = time_now_ms();
     if (ring_init(shm_ring(s), nslots, data_size, max_frame) != 0) {
         munmap(s, size);
@@ -149,6 +171,7 @@ void
 shm_worker_retire(struct shm *s, uint32_t i)
 {
     struct shm_worker *w = &s->workers[i];
+    struct addrtab t = shm_addrtab(s, i);
 
     FOLD(total_connections);
     FOLD(total_messages);
@@ -159,58 +182,30 @@ shm_worker_retire(struct shm *s, uint32_t i)
     FOLD(client_errors);
     atomic_store_explicit(&w->active_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->listening, 0, memory_order_relaxed);
-    for (size_t b = 0; b < SHM_IP_BUCKETS; b++)
-        atomic_store_explicit(&s->iptables[i].counts[b], 0, memory_order_relaxed);
+    addrtab_clear(&t);
     atomic_store_explicit(&w->pid, 0, memory_order_relaxed);
 }
 
-struct shm_ip_key
-shm_ip_key(const void *addr, size_t len)
+struct addrtab
+shm_addrtab(struct shm *s, uint32_t i)
 {
-    /* Keyed: with a public hash, addresses a client controls (a v6 prefix
-     * holds plenty) could be chosen to share buckets with a victim's and
-     * push its count to MAX_CLIENTS_PER_IP.  The key is the instance's
-     * (hash.h), so every worker buckets an address alike. */
-    uint64_t h = hash_bytes(addr, len);
-    struct shm_ip_key key;
+    struct addrtab t;
 
-    key.b1 = (uint16_t)(h & (SHM_IP_BUCKETS - 1));
-    key.b2 = (uint16_t)((h >> 32) & (SHM_IP_BUCKETS - 1));
-    if (key.b2 == key.b1)
-        key.b2 = (uint16_t)((key.b1 + 1) & (SHM_IP_BUCKETS - 1));
-    return key;
+    t.slots = (struct addrtab_entry *)((char *)s + s->addrtabs.offset + i * s->addrtabs.stride);
+    t.nslots = s->addrtabs.nslots;
+    t.full = &s->addrtabs.w[i].full;
+    t.clears = &s->addrtabs.w[i].clears;
+    return t;
 }
 
-uint32_t
-shm_ip_count(struct shm *s, struct shm_ip_key key)
+uint64_t
+shm_addr_count(struct shm *s, const struct addrtab_key *key, enum addrtab_counter c)
 {
-    uint32_t total = 0;
+    uint64_t total = 0;
 
     for (uint32_t i = 0; i < s->hdr.nworkers; i++) {
-        uint32_t c1 = LOAD(s->iptables[i].counts[key.b1]);
-        uint32_t c2 = LOAD(s->iptables[i].counts[key.b2]);
-        total += c1 < c2 ? c1 : c2;
+        struct addrtab t = shm_addrtab(s, i);
+        total += addrtab_count(&t, key, c);
     }
     return total;
-}
-
-static void
-shm_ip_bucket_add(_Atomic uint16_t *c, int delta)
-{
-    /* Only worker i writes its table, so load-then-store is not a race;
-     * saturate rather than wrap. */
-    uint16_t v = atomic_load_explicit(c, memory_order_relaxed);
-
-    if (delta > 0 && v < UINT16_MAX)
-        v++;
-    else if (delta < 0 && v > 0)
-        v--;
-    atomic_store_explicit(c, v, memory_order_relaxed);
-}
-
-void
-shm_ip_add(struct shm *s, uint32_t i, struct shm_ip_key key, int delta)
-{
-    shm_ip_bucket_add(&s->iptables[i].counts[key.b1], delta);
-    shm_ip_bucket_add(&s->iptables[i].counts[key.b2], delta);
 }

@@ -12,13 +12,15 @@
  *   struct shm_stream[]    stream names and last Redis ids   (writer: ingest)
  *   struct shm_worker[]    one per worker slot, own lines    (writer: that worker;
  *                                                    pid, restarts: supervisor)
- *   struct shm_iptable[]   per-worker client-address counts  (writer: that worker)
+ *   struct shm_addrtabs    where the address tables are      (writer: supervisor, before fork)
+ *   address tables         one per worker slot, from a page  (writer: that worker)
  *   struct ring            then its slots and data           (writer: ingest)
  *
  * Every shared field has exactly one writing role, named beside it.  The one
  * kind of exception: after reaping a worker, the supervisor folds and zeroes
- * that worker's slot and address table (shm_worker_retire); the writer is
- * dead then and its successor not yet forked, so two writers never overlap.
+ * that worker's slot and clears its address table (shm_worker_retire); the
+ * writer is dead then and its successor not yet forked, so two writers never
+ * overlap.
  * Stats are relaxed atomics: they are counters, nothing is ordered by them.
  * The sizes and offsets the other roles depend on are checked at compile
  * time in shm.c.
@@ -26,6 +28,7 @@
 #ifndef WSB_SHM_H
 #define WSB_SHM_H
 
+#include "addrtab.h"
 #include "ring.h"
 
 #include <stdatomic.h>
@@ -111,16 +114,24 @@ struct shm_worker {
 };
 
 /*
- * Connections per client address, for MAX_CLIENTS_PER_IP across workers.
- * One table per worker (writer: that worker; zeroed by the supervisor when
- * the worker dies, so a crash leaves no ghost counts), each a count-min
- * sketch: an address adds one to two buckets, and its count is the smaller
- * of the two, summed over the workers.  Collisions can only over-count.
+ * Exact counts per client address (addrtab.h), for the per-address limits
+ * across workers: one table per worker slot, `stride` bytes apart from
+ * `offset`, each nslots entries.  A table starts on a page and fills whole
+ * pages, so a dead worker's table can be given back to the system
+ * (addrtab_clear).  The geometry is written by the supervisor before the
+ * first fork and never changes.
  */
-#define SHM_IP_BUCKETS 8192
+struct shm_addrtab_stats {
+    _Atomic uint64_t full;   /* writer: the worker; new addresses refused, table full */
+    _Atomic uint64_t clears; /* writer: supervisor; odd while it clears the table */
+};
 
-struct shm_iptable {
-    _Atomic uint16_t counts[SHM_IP_BUCKETS];
+struct shm_addrtabs {
+    uint64_t offset; /* of worker 0's table from the start of the region */
+    uint64_t stride; /* bytes from one worker's table to the next */
+    uint32_t nslots; /* entries per table */
+    uint8_t pad[RING_CACHELINE - 20];
+    struct shm_addrtab_stats w[SHM_MAX_WORKERS];
 };
 
 struct shm {
@@ -129,13 +140,14 @@ struct shm {
     struct shm_retired retired;
     struct shm_stream streams[SHM_MAX_STREAMS];
     struct shm_worker workers[SHM_MAX_WORKERS];
-    struct shm_iptable iptables[SHM_MAX_WORKERS];
-    /* struct ring follows at hdr.ring_offset */
+    struct shm_addrtabs addrtabs;
+    /* the address tables follow at addrtabs.offset, struct ring at hdr.ring_offset */
 };
 
-/* Map a zeroed region for nworkers and a ring of nslots frames.  Supervisor
+/* Map a zeroed region for nworkers, a ring of nslots frames, and one address
+ * table of addr_slots entries (addrtab_slots_for) per worker.  Supervisor
  * only, before the first fork.  NULL on failure (errno set). */
-struct shm *shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
+struct shm *shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr_slots);
 
 /* Unmap (supervisor, at exit). */
 void shm_destroy(struct shm *s);
@@ -167,23 +179,15 @@ struct shm_totals {
 };
 void shm_totals(struct shm *s, struct shm_totals *t);
 
-/* The two buckets of a client address (raw bytes: 4 for IPv4, 16 for IPv6),
- * from the keyed hash of hash.h: the same in every process of an instance,
- * not predictable from outside it.  Any role. */
-struct shm_ip_key {
-    uint16_t b1, b2;
-};
-struct shm_ip_key shm_ip_key(const void *addr, size_t len);
+/* Worker i's (from 0) address table.  Any role; only worker i may add to it
+ * (addrtab_add). */
+struct addrtab shm_addrtab(struct shm *s, uint32_t i);
 
-/* Connections from key across all workers (an upper bound).  Any role. */
-uint32_t shm_ip_count(struct shm *s, struct shm_ip_key key);
-
-/* Worker i (from 0) gained (+1) or lost (-1) a connection from key.
- * Worker i only: it is the one writer of its table. */
-void shm_ip_add(struct shm *s, uint32_t i, struct shm_ip_key key, int delta);
+/* Counter c of address key summed over every worker's table.  Any role. */
+uint64_t shm_addr_count(struct shm *s, const struct addrtab_key *key, enum addrtab_counter c);
 
 /* Supervisor, after reaping worker i: fold its counters into retired and
- * zero its slot (active_clients and its address table included). */
+ * zero its slot (active_clients included) and clear its address table. */
 void shm_worker_retire(struct shm *s, uint32_t i);
 
 #endif

@@ -3,8 +3,10 @@
  * /metrics endpoint reports.  Totals must survive a worker's death (its
  * counters move to `retired`) and broadcast_usage must follow only the
  * workers that are alive and listening, or one dead slot would pin it at
- * the whole ring.  Client addresses are bucketed by the instance's keyed
- * hash: the same in every worker, different under another key.
+ * the whole ring.  Client addresses are counted in one table per worker
+ * (addrtab.h, tested on its own in test_addrtab.c): here, where the tables
+ * sit, that a count is the sum over the workers, and that a dead worker's
+ * table is cleared without touching the others.
  */
 #include "common/hash.h"
 #include "common/shm.h"
@@ -12,13 +14,15 @@
 
 #include "test.h"
 
+#include <unistd.h>
+
 static void
 test_create_layout(void)
 {
     uint32_t nslots = 1024, max_frame = 65536;
     uint64_t data_size = ring_data_size_for(nslots, 512, max_frame);
     uint64_t before = time_now_ms();
-    struct shm *s = shm_create(4, nslots, max_frame);
+    struct shm *s = shm_create(4, nslots, max_frame, ADDRTAB_MIN_SLOTS);
     struct ring *r;
 
     CHECK(s != NULL);
@@ -27,8 +31,10 @@ test_create_layout(void)
     CHECK_INT(s->hdr.magic, SHM_MAGIC);
     CHECK_INT(s->hdr.version, SHM_VERSION);
     CHECK_INT(s->hdr.nworkers, 4);
-    CHECK_INT(s->hdr.ring_offset, sizeof(struct shm));
-    CHECK_INT(s->hdr.size, sizeof(struct shm) + ring_region_size(nslots, data_size));
+    /* Four address tables between the fixed part and the ring
+     * (test_address_tables_layout). */
+    CHECK_INT(s->hdr.ring_offset, s->addrtabs.offset + 4 * s->addrtabs.stride);
+    CHECK_INT(s->hdr.size, s->hdr.ring_offset + ring_region_size(nslots, data_size));
     CHECK(s->hdr.started_ms >= before && s->hdr.started_ms <= time_now_ms());
     /* Page-aligned mapping, and the ring on a cache line within it. */
     CHECK_INT((uintptr_t)s % 4096, 0);
@@ -51,7 +57,7 @@ test_create_ring_usable(void)
 {
     /* The last byte of the data area is inside the mapping: a frame placed
      * at the very end can be written and read back. */
-    struct shm *s = shm_create(1, 1024, 2048);
+    struct shm *s = shm_create(1, 1024, 2048, ADDRTAB_MIN_SLOTS);
     struct ring *r;
     struct ring_reader rd;
     struct ring_frame_meta meta = {3, 1700000000000ULL, 7}, got;
@@ -87,14 +93,14 @@ test_create_ring_usable(void)
 static void
 test_create_refused(void)
 {
-    CHECK(shm_create(0, 1024, 4096) == NULL);
-    CHECK(shm_create(SHM_MAX_WORKERS + 1, 1024, 4096) == NULL);
+    CHECK(shm_create(0, 1024, 4096, ADDRTAB_MIN_SLOTS) == NULL);
+    CHECK(shm_create(SHM_MAX_WORKERS + 1, 1024, 4096, ADDRTAB_MIN_SLOTS) == NULL);
     /* The ring needs a power-of-two slot count. */
-    CHECK(shm_create(1, 1000, 4096) == NULL);
-    CHECK(shm_create(1, 0, 4096) == NULL);
+    CHECK(shm_create(1, 1000, 4096, ADDRTAB_MIN_SLOTS) == NULL);
+    CHECK(shm_create(1, 0, 4096, ADDRTAB_MIN_SLOTS) == NULL);
 
     {
-        struct shm *s = shm_create(SHM_MAX_WORKERS, 1024, 4096);
+        struct shm *s = shm_create(SHM_MAX_WORKERS, 1024, 4096, ADDRTAB_MIN_SLOTS);
         CHECK(s != NULL);
         if (s != NULL)
             CHECK_INT(s->hdr.nworkers, SHM_MAX_WORKERS);
@@ -107,7 +113,7 @@ test_create_refused(void)
 static void
 test_stream_index(void)
 {
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     char name[SHM_STREAM_NAME + 1];
 
     CHECK(s != NULL);
@@ -141,7 +147,7 @@ test_stream_index(void)
 static void
 test_stream_table_full(void)
 {
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     char name[32];
 
     CHECK(s != NULL);
@@ -165,7 +171,7 @@ test_stream_index_stable(void)
     /* Indices are never reused and the last ids start at zero, so a
      * restarted ingest that adds streams in another order still agrees with
      * frames already in the ring. */
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
 
     CHECK(s != NULL);
     if (s == NULL)
@@ -209,7 +215,7 @@ publish_n(struct ring *r, int n)
 static void
 test_totals_sum(void)
 {
-    struct shm *s = shm_create(3, 1024, 4096);
+    struct shm *s = shm_create(3, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct shm_totals t;
 
     CHECK(s != NULL);
@@ -244,7 +250,7 @@ test_totals_sum(void)
 static void
 test_totals_broadcast_usage(void)
 {
-    struct shm *s = shm_create(4, 1024, 4096);
+    struct shm *s = shm_create(4, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct shm_totals t;
 
     CHECK(s != NULL);
@@ -290,7 +296,7 @@ test_totals_broadcast_usage(void)
 static void
 test_worker_retire(void)
 {
-    struct shm *s = shm_create(2, 1024, 4096);
+    struct shm *s = shm_create(2, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct shm_totals before, after;
     struct shm_worker *w;
 
@@ -360,65 +366,91 @@ test_worker_retire(void)
 }
 
 static void
-test_ip_key_keyed(void)
+test_address_tables_layout(void)
 {
-    unsigned char k1[HASH_KEY_LEN] = {1}, k2[HASH_KEY_LEN] = {2};
-    struct shm_ip_key a[256], b;
-    int moved = 0;
-
-    hash_set_key(k1);
-    for (int i = 0; i < 256; i++) {
-        unsigned char v4[4] = {10, 0, (unsigned char)(i / 16), (unsigned char)i};
-        a[i] = shm_ip_key(v4, sizeof(v4));
-        CHECK(a[i].b1 < SHM_IP_BUCKETS && a[i].b2 < SHM_IP_BUCKETS);
-        CHECK(a[i].b1 != a[i].b2);
-        /* The same address, the same buckets: how a disconnect finds the
-         * buckets its connect raised, in any worker. */
-        b = shm_ip_key(v4, sizeof(v4));
-        CHECK(b.b1 == a[i].b1 && b.b2 == a[i].b2);
-    }
-    /* Another key (another instance) puts the addresses elsewhere: which
-     * addresses share buckets cannot be worked out from outside. */
-    hash_set_key(k2);
-    for (int i = 0; i < 256; i++) {
-        unsigned char v4[4] = {10, 0, (unsigned char)(i / 16), (unsigned char)i};
-        b = shm_ip_key(v4, sizeof(v4));
-        moved += b.b1 != a[i].b1 || b.b2 != a[i].b2;
-    }
-    CHECK(moved > 250);
-}
-
-static void
-test_ip_count_across_workers(void)
-{
-    unsigned char key[HASH_KEY_LEN] = {7};
-    unsigned char v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
-    struct shm *s = shm_create(3, 1024, 2048);
-    struct shm_ip_key k;
+    long page = sysconf(_SC_PAGESIZE);
+    uint32_t slots = addrtab_slots_for(100000);
+    struct shm *s = shm_create(3, 1024, 4096, slots);
 
     CHECK(s != NULL);
     if (s == NULL)
         return;
-    hash_set_key(key);
-    k = shm_ip_key(v6, sizeof(v6));
-    CHECK_INT(shm_ip_count(s, k), 0);
-    shm_ip_add(s, 0, k, +1);
-    shm_ip_add(s, 1, k, +1);
-    shm_ip_add(s, 1, k, +1);
-    shm_ip_add(s, 2, k, +1);
-    CHECK_INT(shm_ip_count(s, k), 4);
-    shm_ip_add(s, 1, k, -1);
-    CHECK_INT(shm_ip_count(s, k), 3);
-    /* A dead worker's connections are gone with it. */
+    /* After the fixed part, each table on pages of its own, then the ring:
+     * nothing overlaps, and a table can be dropped page by page. */
+    CHECK(s->addrtabs.offset >= sizeof(struct shm));
+    CHECK_INT(s->addrtabs.offset % page, 0);
+    CHECK_INT(s->addrtabs.stride % page, 0);
+    CHECK(s->addrtabs.stride >= addrtab_bytes(slots));
+    CHECK_INT(s->addrtabs.nslots, slots);
+    CHECK_INT(s->hdr.ring_offset, s->addrtabs.offset + 3 * s->addrtabs.stride);
+    for (uint32_t i = 0; i < 3; i++) {
+        struct addrtab t = shm_addrtab(s, i);
+        CHECK((char *)t.slots == (char *)s + s->addrtabs.offset + i * s->addrtabs.stride);
+        CHECK_INT(t.nslots, slots);
+        CHECK(t.full == &s->addrtabs.w[i].full && t.clears == &s->addrtabs.w[i].clears);
+        /* The last entry is inside the mapping and before the next table. */
+        CHECK((char *)&t.slots[slots - 1] + sizeof(struct addrtab_entry) <=
+              (char *)s + s->addrtabs.offset + (i + 1) * s->addrtabs.stride);
+    }
+    shm_destroy(s);
+
+    /* Table sizes that are not a power of two, or below the minimum. */
+    CHECK(shm_create(1, 1024, 4096, 0) == NULL);
+    CHECK(shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS / 2) == NULL);
+    CHECK(shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS + 1) == NULL);
+}
+
+static struct addrtab_key
+v6_key(unsigned char last)
+{
+    struct addrtab_key k = {{0x20, 0x01, 0x0d, 0xb8, [15] = 0}};
+
+    k.b[7] = last;
+    return k;
+}
+
+static void
+test_address_counts_across_workers(void)
+{
+    unsigned char hkey[HASH_KEY_LEN] = {7};
+    struct shm *s = shm_create(3, 1024, 2048, ADDRTAB_MIN_SLOTS);
+    struct addrtab_key k = v6_key(1), other = v6_key(2);
+    struct addrtab t[3];
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    hash_set_key(hkey);
+    for (uint32_t i = 0; i < 3; i++)
+        t[i] = shm_addrtab(s, i);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 0);
+    CHECK_INT(addrtab_add(&t[0], &k, ADDRTAB_CLIENTS, +1), 0);
+    CHECK_INT(addrtab_add(&t[1], &k, ADDRTAB_CLIENTS, +2), 0);
+    CHECK_INT(addrtab_add(&t[2], &k, ADDRTAB_CLIENTS, +1), 0);
+    CHECK_INT(addrtab_add(&t[2], &k, ADDRTAB_FILTER_VALUES, +900), 0);
+    CHECK_INT(addrtab_add(&t[2], &other, ADDRTAB_CLIENTS, +5), 0);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 4);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_FILTER_VALUES), 900);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CONNECTIONS), 0);
+    CHECK_INT(addrtab_add(&t[1], &k, ADDRTAB_CLIENTS, -1), 0);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 3);
+    /* A dead worker's clients and values are gone with it, and only its;
+     * its table (given back to the system) counts from zero again. */
     shm_worker_retire(s, 2);
-    CHECK_INT(shm_ip_count(s, k), 2);
-    /* Going below zero (a bug elsewhere) saturates instead of wrapping. */
-    shm_ip_add(s, 2, k, -1);
-    CHECK_INT(shm_ip_count(s, k), 2);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 2);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_FILTER_VALUES), 0);
+    CHECK_INT(shm_addr_count(s, &other, ADDRTAB_CLIENTS), 0);
+    CHECK_INT(atomic_load(&s->addrtabs.w[2].clears) % 2, 0);
+    for (uint32_t i = 0; i < ADDRTAB_MIN_SLOTS; i++)
+        CHECK_INT(atomic_load(&t[2].slots[i].seq), 0);
+    CHECK_INT(addrtab_add(&t[2], &other, ADDRTAB_CLIENTS, +1), 0);
+    CHECK_INT(shm_addr_count(s, &other, ADDRTAB_CLIENTS), 1);
+    CHECK_INT(addrtab_count(&t[0], &k, ADDRTAB_CLIENTS), 1);
+    CHECK_INT(addrtab_count(&t[1], &k, ADDRTAB_CLIENTS), 1);
     shm_destroy(s);
 }
 
 TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_create_refused),
           TEST(test_stream_index), TEST(test_stream_table_full), TEST(test_stream_index_stable),
           TEST(test_totals_sum), TEST(test_totals_broadcast_usage), TEST(test_worker_retire),
-          TEST(test_ip_key_keyed), TEST(test_ip_count_across_workers))
+          TEST(test_address_tables_layout), TEST(test_address_counts_across_workers))
