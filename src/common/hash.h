@@ -2,7 +2,7 @@
  * hash: the one string hash, SipHash-2-4 under a secret 128-bit key.
  *
  * Every table that files client-chosen bytes (the filter index's map of
- * values, the per-address connection buckets in shared memory) hashes with
+ * values, the per-address tables in shared memory, addrtab.h) hashes with
  * it.  An unkeyed hash such as FNV-1a lets a client compute colliding values
  * offline and turn a table into a list; with a secret random key it cannot
  * predict where anything lands (SipHash is a PRF built for this).
@@ -14,9 +14,9 @@
  *
  * One key per instance: the supervisor calls hash_init() before its first
  * fork, so every child inherits the same key.  That matters because the
- * address buckets are summed across worker processes: two workers must put
- * one address in the same buckets.  A restart of the instance draws a new
- * key.  A process that hashes without hash_init() (unit tests, fuzzers)
+ * address tables are read across worker processes: a worker must look for
+ * an address where the table's own worker put it.  A restart of the
+ * instance draws a new key.  A process that hashes without hash_init() (unit tests, fuzzers)
  * draws a key of its own on first use, which is fine alone but would break
  * the cross-process tables: the supervisor must not rely on that.
  *

@@ -1,4 +1,5 @@
 #include "shm.h"
+#include "addrtab.h"
 #include "conf.h"
 #include "hash.h"
 #include "log.h"
@@ -24,10 +25,8 @@ static_assert(sizeof(struct shm_retired) == RING_CACHELINE, "retired totals: one
 static_assert(offsetof(struct shm, ingest) % SHM_PAGE == 0, "ingest part starts a page");
 static_assert(offsetof(struct shm, workers) % SHM_PAGE == 0, "worker slots start a page");
 static_assert(sizeof(struct shm_worker) == SHM_PAGE, "one page per worker slot");
-static_assert(offsetof(struct shm, iptables) % SHM_PAGE == 0, "address tables start a page");
-static_assert(sizeof(struct shm_iptable) % SHM_PAGE == 0,
-              "each worker's address table is whole pages, writable by that worker alone");
-static_assert(sizeof(struct shm) % SHM_PAGE == 0, "the ring starts on a page");
+static_assert(sizeof(struct shm) % SHM_PAGE == 0,
+              "the address tables, each on whole pages, start on a page");
 static_assert(sizeof(struct ring_header) == 2 * RING_CACHELINE,
               "ring header: config line + writer line");
 static_assert(offsetof(struct ring_header, head) == RING_CACHELINE,
@@ -38,7 +37,9 @@ static_assert(SHM_STREAM_NAME >= CONF_STREAM_MAX, "every configured stream name 
 static_assert(SHM_MAX_STREAMS >= 2 * (CONF_MAX_SPORTS + 1),
               "a reload replacing every stream fits while the old rows are in the ring");
 static_assert(SHM_MAX_WORKERS >= CONF_MAX_WORKERS, "a slot per worker");
-static_assert((SHM_IP_BUCKETS & (SHM_IP_BUCKETS - 1)) == 0, "bucket count is a power of two");
+static_assert(offsetof(struct shm, addrtabs) % RING_CACHELINE == 0 &&
+                  offsetof(struct shm_addrtabs, clears) == RING_CACHELINE,
+              "address table geometry: a line of its own, written once");
 
 /*
  * This process's own view of the region, in the private page mapped just
@@ -50,6 +51,10 @@ struct shm_local {
     uint32_t nworkers;
     uint32_t nslots;
     uint32_t max_frame;
+    uint32_t addr_slots;  /* entries per address table */
+    uint64_t addr_offset; /* worker 0's address table, from s */
+    uint64_t addr_stride; /* whole pages from one table to the next */
+    uint64_t ring_offset;
     uint64_t data_size;
     struct ring ring;
 };
@@ -61,42 +66,63 @@ shm_local(const struct shm *s)
     return (const struct shm_local *)((const char *)s - SHM_PAGE);
 }
 
-/* The geometry nworkers, nslots and max_frame give; -1 if they cannot be. */
+static uint64_t
+shm_round_up(uint64_t n, uint64_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+/* The geometry the arguments give; -1 if they cannot be. */
 static int
-shm_geometry(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, struct shm_local *g)
+shm_geometry(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr_slots,
+             struct shm_local *g)
 {
     memset(g, 0, sizeof(*g));
-    if (nworkers == 0 || nworkers > SHM_MAX_WORKERS || nslots == 0 || (nslots & (nslots - 1)) != 0)
+    if (nworkers == 0 || nworkers > SHM_MAX_WORKERS || nslots == 0 ||
+        (nslots & (nslots - 1)) != 0 || addr_slots < ADDRTAB_MIN_SLOTS ||
+        addr_slots > ADDRTAB_MAX_SLOTS || (addr_slots & (addr_slots - 1)) != 0)
         return -1;
     g->nworkers = nworkers;
     g->nslots = nslots;
     g->max_frame = max_frame;
+    g->addr_slots = addr_slots;
+    /* Each table on whole pages of its own: its worker alone may write
+     * them (shm_protect), and clearing one drops its pages (addrtab_clear)
+     * without touching a neighbour's. */
+    g->addr_offset = sizeof(struct shm);
+    g->addr_stride = shm_round_up(addrtab_bytes(addr_slots), SHM_PAGE);
+    g->ring_offset = g->addr_offset + nworkers * g->addr_stride;
     g->data_size = ring_data_size_for(nslots, 512, max_frame);
-    g->size = sizeof(struct shm) + ring_region_size(nslots, g->data_size);
-    g->size = (g->size + SHM_PAGE - 1) & ~(uint64_t)(SHM_PAGE - 1);
+    g->size = shm_round_up(g->ring_offset + ring_region_size(nslots, g->data_size), SHM_PAGE);
     return 0;
 }
 
+uint32_t
+shm_addr_slots_for(uint32_t max_connections, uint32_t max_clients)
+{
+    return addrtab_slots_for(max_connections > max_clients ? max_connections : max_clients);
+}
+
 uint64_t
-shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
+shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr_slots)
 {
     struct shm_local g;
 
     /* The configuration's checks refuse what shm_geometry would; an
      * impossible geometry needs no memory because it is never mapped. */
-    if (shm_geometry(nworkers, nslots, max_frame, &g) != 0)
+    if (shm_geometry(nworkers, nslots, max_frame, addr_slots, &g) != 0)
         return 0;
     return SHM_PAGE + g.size; /* with the private page */
 }
 
 struct shm *
-shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
+shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr_slots)
 {
     struct shm_local g, *local;
     struct shm *s;
     char *base;
 
-    if (shm_geometry(nworkers, nslots, max_frame, &g) != 0) {
+    if (shm_geometry(nworkers, nslots, max_frame, addr_slots, &g) != 0) {
         errno = EINVAL;
         return NULL;
     }
@@ -117,8 +143,7 @@ shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
     s = (struct shm *)(base + SHM_PAGE);
     local = (struct shm_local *)base;
     *local = g;
-    if (ring_init(&local->ring, (char *)s + sizeof(struct shm), nslots, g.data_size, max_frame) !=
-        0) {
+    if (ring_init(&local->ring, (char *)s + g.ring_offset, nslots, g.data_size, max_frame) != 0) {
         munmap(base, SHM_PAGE + g.size);
         errno = EINVAL;
         return NULL;
@@ -127,7 +152,10 @@ shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
     s->hdr.version = SHM_VERSION;
     s->hdr.nworkers = nworkers;
     s->hdr.size = g.size;
-    s->hdr.ring_offset = sizeof(struct shm);
+    s->hdr.ring_offset = g.ring_offset;
+    s->addrtabs.offset = g.addr_offset;
+    s->addrtabs.stride = g.addr_stride;
+    s->addrtabs.nslots = g.addr_slots;
     s->hdr.started_ms = time_now_ms();
     /* The copy never changes again: a stray write to it faults at once. */
     if (mprotect(base, SHM_PAGE, PROT_READ) != 0) {
@@ -147,15 +175,17 @@ shm_destroy(struct shm *s)
 }
 
 int
-shm_attach(const struct shm *s, uint32_t nworkers, uint32_t nslots, uint32_t max_frame)
+shm_attach(const struct shm *s, uint32_t nworkers, uint32_t nslots, uint32_t max_frame,
+           uint32_t addr_slots)
 {
     const struct shm_local *l = shm_local(s);
     struct shm_local g;
 
-    if (shm_geometry(nworkers, nslots, max_frame, &g) != 0)
+    if (shm_geometry(nworkers, nslots, max_frame, addr_slots, &g) != 0)
         return -1;
     return g.size == l->size && g.nworkers == l->nworkers && g.nslots == l->nslots &&
-                   g.max_frame == l->max_frame && g.data_size == l->data_size
+                   g.max_frame == l->max_frame && g.data_size == l->data_size &&
+                   g.addr_slots == l->addr_slots
                ? 0
                : -1;
 }
@@ -206,13 +236,13 @@ shm_protect(struct shm *s, enum shm_role role, uint32_t worker, char *err, size_
     if (role == SHM_ROLE_INGEST)
         rc = shm_mprotect(&s->ingest, offsetof(struct shm, workers) - offsetof(struct shm, ingest),
                           rw, "ingest part", err, errlen) ||
-             shm_mprotect((char *)s + sizeof(struct shm), l->size - sizeof(struct shm), rw, "ring",
-                          err, errlen);
+             shm_mprotect((char *)s + l->ring_offset, l->size - l->ring_offset, rw, "ring", err,
+                          errlen);
     else
         rc = shm_mprotect(&s->workers[worker], sizeof(s->workers[worker]), rw, "worker slot", err,
                           errlen) ||
-             shm_mprotect(&s->iptables[worker], sizeof(s->iptables[worker]), rw, "address table",
-                          err, errlen);
+             shm_mprotect((char *)s + l->addr_offset + worker * l->addr_stride, l->addr_stride, rw,
+                          "address table", err, errlen);
     if (rc != 0 && mprotect(s, l->size, rw) != 0) {
         /* Neither protected nor writable where this role writes: going on
          * would crash at the first counter. */
@@ -466,6 +496,7 @@ void
 shm_worker_retire(struct shm *s, uint32_t i)
 {
     struct shm_worker *w = &s->workers[i];
+    struct addrtab t = shm_addrtab(s, i);
 
     FOLD(total_connections);
     FOLD(total_messages);
@@ -478,58 +509,32 @@ shm_worker_retire(struct shm *s, uint32_t i)
     atomic_store_explicit(&w->active_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->open_connections, 0, memory_order_relaxed);
     atomic_store_explicit(&w->listening, 0, memory_order_relaxed);
-    for (size_t b = 0; b < SHM_IP_BUCKETS; b++)
-        atomic_store_explicit(&s->iptables[i].counts[b], 0, memory_order_relaxed);
+    addrtab_clear(&t);
     atomic_store_explicit(&w->pid, 0, memory_order_relaxed);
 }
 
-struct shm_ip_key
-shm_ip_key(const void *addr, size_t len)
+struct addrtab
+shm_addrtab(struct shm *s, uint32_t i)
 {
-    /* Keyed: with a public hash, addresses a client controls (a v6 prefix
-     * holds plenty) could be chosen to share buckets with a victim's and
-     * push its count to MAX_CLIENTS_PER_IP.  The key is the instance's
-     * (hash.h), so every worker buckets an address alike. */
-    uint64_t h = hash_bytes(addr, len);
-    struct shm_ip_key key;
+    struct addrtab t;
 
-    key.b1 = (uint16_t)(h & (SHM_IP_BUCKETS - 1));
-    key.b2 = (uint16_t)((h >> 32) & (SHM_IP_BUCKETS - 1));
-    if (key.b2 == key.b1)
-        key.b2 = (uint16_t)((key.b1 + 1) & (SHM_IP_BUCKETS - 1));
-    return key;
+    const struct shm_local *l = shm_local(s);
+
+    t.slots = (struct addrtab_entry *)((char *)s + l->addr_offset + i * l->addr_stride);
+    t.nslots = l->addr_slots;
+    t.full = &s->workers[i].addrtab_full;
+    t.clears = &s->addrtabs.clears[i];
+    return t;
 }
 
-uint32_t
-shm_ip_count(struct shm *s, struct shm_ip_key key)
+uint64_t
+shm_addr_count(struct shm *s, const struct addrtab_key *key, enum addrtab_counter c)
 {
-    uint32_t total = 0;
+    uint64_t total = 0;
 
     for (uint32_t i = 0; i < shm_nworkers(s); i++) {
-        uint32_t c1 = LOAD(s->iptables[i].counts[key.b1]);
-        uint32_t c2 = LOAD(s->iptables[i].counts[key.b2]);
-        total += c1 < c2 ? c1 : c2;
+        struct addrtab t = shm_addrtab(s, i);
+        total += addrtab_count(&t, key, c);
     }
     return total;
-}
-
-static void
-shm_ip_bucket_add(_Atomic uint16_t *c, int delta)
-{
-    /* Only worker i writes its table, so load-then-store is not a race;
-     * saturate rather than wrap. */
-    uint16_t v = atomic_load_explicit(c, memory_order_relaxed);
-
-    if (delta > 0 && v < UINT16_MAX)
-        v++;
-    else if (delta < 0 && v > 0)
-        v--;
-    atomic_store_explicit(c, v, memory_order_relaxed);
-}
-
-void
-shm_ip_add(struct shm *s, uint32_t i, struct shm_ip_key key, int delta)
-{
-    shm_ip_bucket_add(&s->iptables[i].counts[key.b1], delta);
-    shm_ip_bucket_add(&s->iptables[i].counts[key.b2], delta);
 }

@@ -12,13 +12,16 @@
  *   ingest      struct shm_ingest      ingest stats and state (pid, restarts,
  *                                        streams_since_ms: supervisor)
  *               struct shm_stream[]    stream names and last Redis ids
+ *   supervisor  struct shm_addrtabs    where the address tables are (before
+ *                                        fork), and a clear in progress
  *   worker i    struct shm_worker      its own page (pid, restarts: supervisor)
- *   worker i    struct shm_iptable     its client-address counts
+ *   worker i    its address table      exact counts per client address
+ *                                        (addrtab.h), on pages of its own
  *   ingest      the ring               struct ring_header, slots, data
  *
  * Every shared field has exactly one writing role, named beside it.  The one
  * kind of exception: after reaping a worker, the supervisor folds and zeroes
- * that worker's slot and address table (shm_worker_retire); the writer is
+ * that worker's slot and clears its address table (shm_worker_retire); the writer is
  * dead then and its successor not yet forked, so two writers never overlap.
  * The supervisor maps everything writable; it writes only the fields named
  * for it.  Stats are relaxed atomics: they are counters, nothing is ordered
@@ -26,16 +29,17 @@
  * compile time in shm.c.
  *
  * Geometry is never read from the region.  Each process has its own copy of
- * the worker count, the region's size and the ring's geometry (a struct ring
- * handle), made by shm_create from the configuration and kept in a private
- * page mapped just below the region: after fork every child has its own copy
- * of that page, read-only.  hdr.nworkers, hdr.size, hdr.ring_offset and the
- * ring's header say the same for a debugger, but a process that scribbles on
- * them (a bug, a stray write) cannot make another one read out of bounds.
+ * the worker count, the region's size, where the address tables are and
+ * the ring's geometry (a struct ring handle), made by shm_create from the configuration and kept in
+ * a private page mapped just below the region: after fork every child has its own copy of that
+ * page, read-only.  hdr.nworkers, hdr.size, hdr.ring_offset and the ring's header say the same for
+ * a debugger, but a process that scribbles on them (a bug, a stray write) cannot make another one
+ * read out of bounds.
  */
 #ifndef WSB_SHM_H
 #define WSB_SHM_H
 
+#include "addrtab.h"
 #include "ring.h"
 
 #include <stdatomic.h>
@@ -129,29 +133,36 @@ struct shm_worker {
     _Atomic uint64_t total_messages;   /* messages written to clients */
     _Atomic uint64_t dropped_messages; /* not queued: client buffer full, or no memory */
     _Atomic uint64_t slow_disconnects;
-    _Atomic uint64_t ring_next;      /* next ring sequence this worker will read */
-    _Atomic uint64_t ring_missed;    /* frames lost to a lap */
-    _Atomic uint64_t invalid_frames; /* ring frames it could not decode or encode */
-    _Atomic uint64_t client_errors;  /* error replies sent, connections closed for a
-                                      * protocol violation */
-    _Atomic uint64_t restarts;       /* writer: supervisor (at each respawn) */
+    _Atomic uint64_t ring_next;           /* next ring sequence this worker will read */
+    _Atomic uint64_t ring_missed;         /* frames lost to a lap */
+    _Atomic uint64_t invalid_frames;      /* ring frames it could not decode or encode */
+    _Atomic uint64_t client_errors;       /* error replies sent, connections closed for a
+                                           * protocol violation */
+    _Atomic uint64_t restarts;            /* writer: supervisor (at each respawn) */
     _Atomic uint64_t open_connections;    /* TCP connections accepted and not yet
                                            * closed, upgraded or not (MAX_CONNECTIONS) */
     _Atomic uint64_t refused_connections; /* closed at accept: a connection limit */
-    uint8_t pad[SHM_PAGE - 104];          /* a page each: writable by its worker alone */
+    _Atomic uint64_t addrtab_full;        /* new addresses refused: its table was full */
+    uint8_t pad[SHM_PAGE - 112];          /* a page each: writable by its worker alone */
 };
 
 /*
- * Connections per client address, for MAX_CLIENTS_PER_IP across workers.
- * One table per worker (writer: that worker; zeroed by the supervisor when
- * the worker dies, so a crash leaves no ghost counts), each a count-min
- * sketch: an address adds one to two buckets, and its count is the smaller
- * of the two, summed over the workers.  Collisions can only over-count.
+ * Exact counts per client address (addrtab.h), for the per-address limits
+ * across workers: one table per worker slot, `stride` bytes apart from
+ * `offset`, each nslots entries.  A table starts on a page and fills whole
+ * pages, so a dead worker's table can be given back to the system
+ * (addrtab_clear).  The geometry is written by the supervisor before the
+ * first fork and never changes.
  */
-#define SHM_IP_BUCKETS 8192
 
-struct shm_iptable {
-    _Atomic uint16_t counts[SHM_IP_BUCKETS];
+struct shm_addrtabs {
+    /* For a debugger, like hdr: processes use their own copy (shm_addrtab). */
+    uint64_t offset; /* of worker 0's table from the start of the region */
+    uint64_t stride; /* bytes from one worker's table to the next */
+    uint32_t nslots; /* entries per table */
+    uint8_t pad[RING_CACHELINE - 20];
+    _Atomic uint64_t clears[SHM_MAX_WORKERS]; /* writer: supervisor; odd while it clears
+                                               * worker i's table (addrtab_clear) */
 };
 
 /* Each part starts on a page (SHM_PAGE), so shm_protect can give each
@@ -160,25 +171,32 @@ struct shm {
     /* supervisor */
     struct shm_header hdr;
     struct shm_retired retired;
+    struct shm_addrtabs addrtabs;
     /* ingest */
     _Alignas(SHM_PAGE) struct shm_ingest ingest;
     struct shm_stream streams[SHM_MAX_STREAMS];
-    /* worker i: workers[i] and iptables[i] */
+    /* worker i: workers[i], then its address table after the struct */
     _Alignas(SHM_PAGE) struct shm_worker workers[SHM_MAX_WORKERS];
-    _Alignas(SHM_PAGE) struct shm_iptable iptables[SHM_MAX_WORKERS];
-    /* ingest: the ring (struct ring_header, slots, data) follows, on a page */
+    /* address tables, one per worker on pages of their own (addrtabs), then
+     * the ring (struct ring_header, slots, data), on a page: ingest */
 };
+
+/* Entries of each worker's address table for a configuration: room for
+ * every address a worker may hold at once (addrtab_slots_for). */
+uint32_t shm_addr_slots_for(uint32_t max_connections, uint32_t max_clients);
 
 /* Bytes shm_create maps for these arguments (the region and this process's
  * private page; the ring's data area is sized for frames of 512 bytes on
  * average).  Pure, any role: `-t` and start-up compare it with the host's
- * memory before mapping anything. */
-uint64_t shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
+ * memory before mapping anything.  0 if they make no region. */
+uint64_t shm_region_size(uint32_t nworkers, uint32_t nslots, uint32_t max_frame,
+                         uint32_t addr_slots);
 
-/* Map a zeroed region for nworkers and a ring of nslots frames of at most
- * max_frame bytes, and this process's private copy of that geometry.
- * Supervisor only, before the first fork.  NULL on failure (errno set). */
-struct shm *shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
+/* Map a zeroed region for nworkers, a ring of nslots frames of at most
+ * max_frame bytes and one address table of addr_slots entries per worker,
+ * and this process's private copy of that geometry.  Supervisor only, before
+ * the first fork.  NULL on failure (errno set). */
+struct shm *shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr_slots);
 
 /* Unmap the region and the private copy (supervisor, at exit). */
 void shm_destroy(struct shm *s);
@@ -186,7 +204,8 @@ void shm_destroy(struct shm *s);
 /* 0 if nworkers, nslots and max_frame (a child's configuration) give the
  * geometry of this process's copy, -1 if not: the child was forked with a
  * configuration the region was not made for.  Any role, after fork. */
-int shm_attach(const struct shm *s, uint32_t nworkers, uint32_t nslots, uint32_t max_frame);
+int shm_attach(const struct shm *s, uint32_t nworkers, uint32_t nslots, uint32_t max_frame,
+               uint32_t addr_slots);
 
 /* Who a child is, for shm_protect. */
 enum shm_role { SHM_ROLE_INGEST, SHM_ROLE_WORKER };
@@ -249,23 +268,15 @@ struct shm_totals {
 };
 void shm_totals(struct shm *s, struct shm_totals *t);
 
-/* The two buckets of a client address (raw bytes: 4 for IPv4, 16 for IPv6),
- * from the keyed hash of hash.h: the same in every process of an instance,
- * not predictable from outside it.  Any role. */
-struct shm_ip_key {
-    uint16_t b1, b2;
-};
-struct shm_ip_key shm_ip_key(const void *addr, size_t len);
+/* Worker i's (from 0) address table.  Any role; only worker i may add to it
+ * (addrtab_add). */
+struct addrtab shm_addrtab(struct shm *s, uint32_t i);
 
-/* Connections from key across all workers (an upper bound).  Any role. */
-uint32_t shm_ip_count(struct shm *s, struct shm_ip_key key);
-
-/* Worker i (from 0) gained (+1) or lost (-1) a connection from key.
- * Worker i only: it is the one writer of its table. */
-void shm_ip_add(struct shm *s, uint32_t i, struct shm_ip_key key, int delta);
+/* Counter c of address key summed over every worker's table.  Any role. */
+uint64_t shm_addr_count(struct shm *s, const struct addrtab_key *key, enum addrtab_counter c);
 
 /* Supervisor, after reaping worker i: fold its counters into retired and
- * zero its slot (active_clients and its address table included). */
+ * zero its slot (active_clients included) and clear its address table. */
 void shm_worker_retire(struct shm *s, uint32_t i);
 
 #endif

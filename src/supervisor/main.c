@@ -50,7 +50,8 @@ usage(FILE *out)
 static int
 main_check_memory(const struct conf *c, char *err, size_t errlen)
 {
-    uint64_t region = shm_region_size((uint32_t)c->workers, c->ring_size, c->max_entry_size);
+    uint64_t region = shm_region_size((uint32_t)c->workers, c->ring_size, c->max_entry_size,
+                                      shm_addr_slots_for(c->max_connections, c->max_clients));
     uint64_t memory = 0;
     const char *name = "MemTotal";
     struct sysinfo si;

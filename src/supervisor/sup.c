@@ -211,7 +211,8 @@ sup_child_init(struct sup *sp, struct sup_child *ch, pid_t parent)
      * and MAX_ENTRY_SIZE need a restart), and this process's copy of its
      * geometry came with the fork. */
     WSB_ASSERT(shm_attach(sp->shm, (uint32_t)sp->conf.workers, sp->conf.ring_size,
-                          sp->conf.max_entry_size) == 0);
+                          sp->conf.max_entry_size,
+                          shm_addr_slots_for(sp->conf.max_connections, sp->conf.max_clients)) == 0);
     /* Defence in depth: without it the child still works, so carry on. */
     if (shm_protect(sp->shm, ch->role == SUP_ROLE_INGEST ? SHM_ROLE_INGEST : SHM_ROLE_WORKER,
                     ch->role == SUP_ROLE_INGEST ? 0 : (uint32_t)(ch->index - 1), err,
@@ -532,6 +533,7 @@ sup_setup(struct sup *sp)
 {
     struct rlimit rl;
     sigset_t mask;
+    uint32_t addr_slots;
 
     /* Every connection is an fd: take all the kernel allows us. */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -542,16 +544,21 @@ sup_setup(struct sup *sp)
     signal(SIGPIPE, SIG_IGN);
 
     /* Before the first fork, so every child inherits the one key: workers
-     * bucket client addresses into tables that are summed across them, and
-     * must all put an address in the same buckets.  A new key per start. */
+     * count client addresses in tables that are summed across them, and
+     * must all look for an address in the same slots.  A new key per start. */
     if (hash_init() != 0) {
         LOG_ERROR("getrandom(%d bytes) failed: %s", HASH_KEY_LEN, strerror(errno));
         return -1;
     }
-    sp->shm = shm_create((uint32_t)sp->conf.workers, sp->conf.ring_size, sp->conf.max_entry_size);
+    /* A worker's address table must hold every address it can serve at
+     * once: each one holds a connection (MAX_CONNECTIONS) or a client. */
+    addr_slots = shm_addr_slots_for(sp->conf.max_connections, sp->conf.max_clients);
+    sp->shm = shm_create((uint32_t)sp->conf.workers, sp->conf.ring_size, sp->conf.max_entry_size,
+                         addr_slots);
     if (sp->shm == NULL) {
-        LOG_ERROR("mmap(shared memory for %u frames) failed: %s", sp->conf.ring_size,
-                  strerror(errno));
+        LOG_ERROR("mmap(shared memory for %u frames (RING_SIZE) and %d address tables of %u "
+                  "entries (MAX_CONNECTIONS)) failed: %s",
+                  sp->conf.ring_size, sp->conf.workers, addr_slots, strerror(errno));
         return -1;
     }
     sp->nchildren = 1 + sp->conf.workers;

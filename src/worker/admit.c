@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -57,66 +58,131 @@ admit_origin_allowed(struct wsp_vhost *vh, struct lws *wsi)
     return admit_origin_listed(vh->conf->allowed_origins, origin);
 }
 
-/* The peer's address as raw bytes (IPv4-mapped IPv6 folded to IPv4). */
-static struct shm_ip_key
-admit_peer_key(struct lws *wsi)
+/* What rides on a connection (lws's opaque user data of its wsi) until
+ * WSI_DESTROY, or until ESTABLISHED if it only carried a reservation. */
+struct admit_conn {
+    struct addrtab_key key;
+    unsigned connection : 1; /* counted in ADDRTAB_CONNECTIONS */
+    unsigned client : 1;     /* a client reservation ESTABLISHED has yet to take */
+};
+
+/* Refusals because the address table was full: rare by design, and each
+ * one a client turned away, so worth a line; bounded, as a flood of new
+ * addresses could trigger it. */
+static struct log_ratelimit admit_full_rl = LOG_RATELIMIT_INIT(10000, 5);
+
+static struct addrtab
+admit_table(struct wsp_vhost *vh)
+{
+    return shm_addrtab(vh->shm, vh->worker);
+}
+
+static int
+admit_table_add(struct wsp_vhost *vh, const struct addrtab_key *key, enum addrtab_counter c,
+                int64_t delta)
+{
+    struct addrtab t = admit_table(vh);
+
+    if (addrtab_add(&t, key, c, delta) == 0)
+        return 0;
+    if (log_ratelimit_allow(&admit_full_rl)) {
+        char who[ADDRTAB_KEY_STRLEN];
+        addrtab_key_format(key, vh->conf->ipv6_prefix, who, sizeof(who));
+        LOG_WARN("address table full (%u entries, MAX_CONNECTIONS): refusing %s", t.nslots, who);
+    }
+    return -1;
+}
+
+/* The peer's address as a key: 0, or -1 if it has none (already gone). */
+static int
+admit_peer_key(struct wsp_vhost *vh, struct lws *wsi, struct addrtab_key *key)
 {
     struct sockaddr_storage sa;
     socklen_t len = sizeof(sa);
     int fd = lws_get_socket_fd(wsi);
 
-    memset(&sa, 0, sizeof(sa));
-    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
-        return shm_ip_key("", 0);
-    if (sa.ss_family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&sa;
-        return shm_ip_key(&in->sin_addr, 4);
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&sa, &len) != 0) {
+        LOG_DEBUG("getpeername(fd %d) failed: %s", fd, strerror(errno));
+        return -1;
     }
-    if (sa.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-            return shm_ip_key(&in6->sin6_addr.s6_addr[12], 4);
-        return shm_ip_key(&in6->sin6_addr, 16);
-    }
-    return shm_ip_key("", 0);
+    return addrtab_key_from_sockaddr((struct sockaddr *)&sa, len, vh->conf->ipv6_prefix, key);
 }
 
-/*
- * At the upgrade lws has no session memory for the connection yet, so the
- * reservation rides in the wsi's opaque pointer (the address's two buckets
- * and a set bit) until ESTABLISHED takes it over.
- */
-#define ADMIT_RESERVED_BIT (1ULL << 40)
+/* The connection's record: the one the accept path attached, else a new one
+ * for the peer's address (attached by the caller).  NULL if the peer has no
+ * address any more or memory ran out. */
+static struct admit_conn *
+admit_conn_of(struct wsp_vhost *vh, struct lws *wsi, int *fresh)
+{
+    struct admit_conn *ac = lws_get_opaque_user_data(wsi);
 
+    *fresh = 0;
+    if (ac != NULL)
+        return ac;
+    ac = calloc(1, sizeof(*ac));
+    if (ac == NULL) {
+        LOG_ERROR("out of memory admitting a connection");
+        return NULL;
+    }
+    if (admit_peer_key(vh, wsi, &ac->key) != 0) {
+        free(ac);
+        return NULL;
+    }
+    *fresh = 1;
+    return ac;
+}
+
+/* Detach and free ac once it holds nothing. */
 static void
-admit_reserve(struct wsp_vhost *vh, struct lws *wsi)
+admit_conn_done(struct lws *wsi, struct admit_conn *ac)
 {
-    struct shm_ip_key key = admit_peer_key(wsi);
-
-    shm_ip_add(vh->shm, vh->worker, key, +1);
-    WSP_STAT_ADD(vh, active_clients, 1);
-    lws_set_opaque_user_data(
-        wsi, (void *)(uintptr_t)(ADMIT_RESERVED_BIT | ((uint64_t)key.b1 << 16) | key.b2));
-}
-
-/* Take over the reservation of wsi, if it has one: 1 and *key set. */
-static int
-admit_take_reservation(struct lws *wsi, struct shm_ip_key *key)
-{
-    uint64_t v = (uint64_t)(uintptr_t)lws_get_opaque_user_data(wsi);
-
-    if (!(v & ADMIT_RESERVED_BIT))
-        return 0;
-    key->b1 = (uint16_t)(v >> 16);
-    key->b2 = (uint16_t)v;
+    if (ac->connection || ac->client)
+        return;
     lws_set_opaque_user_data(wsi, NULL);
-    return 1;
+    free(ac);
+}
+
+int
+admit_conn_open(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key)
+{
+    struct admit_conn *ac = lws_get_opaque_user_data(wsi);
+    int fresh = ac == NULL;
+
+    if (fresh && (ac = calloc(1, sizeof(*ac))) == NULL) {
+        LOG_ERROR("out of memory admitting a connection");
+        return -1;
+    }
+    if (ac->connection) /* counted already */
+        return 0;
+    if (admit_table_add(vh, key, ADDRTAB_CONNECTIONS, +1) != 0) {
+        if (fresh)
+            free(ac);
+        return -1;
+    }
+    ac->key = *key;
+    ac->connection = 1;
+    lws_set_opaque_user_data(wsi, ac);
+    return 0;
+}
+
+/* Count ac's address as one more client, reserved on the connection. */
+static int
+admit_reserve(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *ac)
+{
+    if (admit_table_add(vh, &ac->key, ADDRTAB_CLIENTS, +1) != 0)
+        return -1;
+    ac->client = 1;
+    WSP_STAT_ADD(vh, active_clients, 1);
+    lws_set_opaque_user_data(wsi, ac);
+    return 0;
 }
 
 static void
-admit_unreserve(struct wsp_vhost *vh, struct shm_ip_key key)
+admit_unreserve(struct wsp_vhost *vh, const struct addrtab_key *key)
 {
-    shm_ip_add(vh->shm, vh->worker, key, -1);
+    struct addrtab t = admit_table(vh);
+
+    (void)addrtab_add(&t, key, ADDRTAB_CLIENTS, -1); /* a release never needs room */
     WSP_STAT_SUB(vh, active_clients, 1);
 }
 
@@ -127,7 +193,8 @@ admit_unreserve(struct wsp_vhost *vh, struct shm_ip_key key)
  * which some WebSocket clients refuse to parse.
  */
 static int
-admit_refuse(struct lws *wsi, unsigned int status, const char *reason, const char *why)
+admit_refuse(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key,
+             unsigned int status, const char *reason, const char *why)
 {
     char resp[512];
     int body_len = (int)strlen(why) + 12;
@@ -136,7 +203,12 @@ admit_refuse(struct lws *wsi, unsigned int status, const char *reason, const cha
                      "content-length: %d\r\nconnection: close\r\n\r\n{\"error\":\"%s\"}",
                      status, reason, body_len, why);
 
-    LOG_DEBUG("upgrade refused: %u %s", status, why);
+    if (log_get_level() >= LOG_LEVEL_DEBUG) {
+        char who[ADDRTAB_KEY_STRLEN] = "?";
+        if (key != NULL)
+            addrtab_key_format(key, vh->conf->ipv6_prefix, who, sizeof(who));
+        LOG_DEBUG("upgrade from %s refused: %u %s", who, status, why);
+    }
     if (n > 0 && (size_t)n < sizeof(resp) &&
         send(lws_get_socket_fd(wsi), resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         LOG_DEBUG("send(refusal) failed: %s", strerror(errno));
@@ -147,20 +219,36 @@ int
 admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
 {
     struct shm_totals totals;
+    struct admit_conn *ac;
+    struct addrtab_key key;
+    int fresh;
 
     if (vh->stopping)
-        return admit_refuse(wsi, 503, "Service Unavailable", "shutting down");
+        return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "shutting down");
     if (!admit_path_is_ws(wsi))
-        return admit_refuse(wsi, 404, "Not Found", "the WebSocket endpoint is /ws");
+        return admit_refuse(vh, wsi, NULL, 404, "Not Found", "the WebSocket endpoint is /ws");
     if (!admit_origin_allowed(vh, wsi))
-        return admit_refuse(wsi, 403, "Forbidden", "origin not allowed");
+        return admit_refuse(vh, wsi, NULL, 403, "Forbidden", "origin not allowed");
     shm_totals(vh->shm, &totals);
     if (totals.active_clients >= vh->conf->max_clients)
-        return admit_refuse(wsi, 503, "Service Unavailable", "too many clients");
-    if (shm_ip_count(vh->shm, admit_peer_key(wsi)) >= vh->conf->max_clients_per_ip)
-        return admit_refuse(wsi, 429, "Too Many Requests",
+        return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "too many clients");
+    ac = admit_conn_of(vh, wsi, &fresh);
+    if (ac == NULL)
+        return -1;  /* logged; the peer is gone or memory is out: just hang up */
+    if (ac->client) /* a second upgrade on one connection: lws never does this */
+        return 0;
+    key = ac->key;
+    if (shm_addr_count(vh->shm, &key, ADDRTAB_CLIENTS) >= vh->conf->max_clients_per_ip) {
+        if (fresh)
+            free(ac);
+        return admit_refuse(vh, wsi, &key, 429, "Too Many Requests",
                             "too many connections from this address");
-    admit_reserve(vh, wsi);
+    }
+    if (admit_reserve(vh, wsi, ac) != 0) {
+        if (fresh)
+            free(ac);
+        return admit_refuse(vh, wsi, &key, 503, "Service Unavailable", "too many client addresses");
+    }
     return 0;
 }
 
@@ -173,26 +261,84 @@ admit_filter(struct wsp_vhost *vh, struct lws *wsi)
 void
 admit_take(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
 {
-    if (!admit_take_reservation(wsi, &ss->ip_key)) {
-        admit_reserve(vh, wsi); /* not through CONFIRM_UPGRADE: count it here */
-        admit_take_reservation(wsi, &ss->ip_key);
+    struct admit_conn *ac;
+    int fresh;
+
+    ac = lws_get_opaque_user_data(wsi);
+    if (ac == NULL || !ac->client) {
+        /* Not through CONFIRM_UPGRADE (lws 4.1 always calls it for a
+         * server upgrade): count the client here. */
+        ac = admit_conn_of(vh, wsi, &fresh);
+        if (ac == NULL || admit_reserve(vh, wsi, ac) != 0) {
+            LOG_WARN("a client established without an upgrade check could not be counted");
+            if (ac != NULL) {
+                ss->addr = ac->key;
+                if (fresh)
+                    free(ac);
+            }
+            return;
+        }
     }
+    ss->addr = ac->key;
     ss->reserved = 1;
+    ac->client = 0;
+    admit_conn_done(wsi, ac);
 }
 
 void
 admit_abandon(struct wsp_vhost *vh, struct lws *wsi)
 {
-    struct shm_ip_key key;
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    struct admit_conn *ac;
 
-    if (admit_take_reservation(wsi, &key))
-        admit_unreserve(vh, key);
+    /* lws 4.1 also sends the WSI_DESTROY of the worker's raw descriptors
+     * (listener, eventfd, signalfd) here, whose opaque data is the worker's
+     * own, not a struct admit_conn. */
+    if (p == NULL || p->callback != wsp_callback)
+        return;
+    ac = lws_get_opaque_user_data(wsi);
+    if (ac == NULL)
+        return;
+    if (ac->client)
+        admit_unreserve(vh, &ac->key);
+    if (ac->connection) {
+        struct addrtab t = admit_table(vh);
+        (void)addrtab_add(&t, &ac->key, ADDRTAB_CONNECTIONS, -1); /* never needs room */
+    }
+    ac->client = 0;
+    ac->connection = 0;
+    admit_conn_done(wsi, ac);
 }
 
 void
 admit_release(struct wsp_vhost *vh, struct wsp_session *ss)
 {
     if (ss->reserved)
-        admit_unreserve(vh, ss->ip_key);
+        admit_unreserve(vh, &ss->addr);
     ss->reserved = 0;
+    /* Never fails: giving values back needs no room. */
+    (void)admit_hold_filter_values(vh, ss, 0);
+}
+
+int
+admit_filter_values_fit(struct wsp_vhost *vh, const struct wsp_session *ss, uint32_t n)
+{
+    int64_t total;
+
+    if (n <= ss->filter_values)
+        return 1;
+    /* The total includes what ss holds now (its own worker's table). */
+    total = (int64_t)shm_addr_count(vh->shm, &ss->addr, ADDRTAB_FILTER_VALUES);
+    return total - ss->filter_values + n <= (int64_t)vh->conf->max_filter_values_per_ip;
+}
+
+int
+admit_hold_filter_values(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t n)
+{
+    int64_t delta = (int64_t)n - (int64_t)ss->filter_values;
+
+    if (delta != 0 && admit_table_add(vh, &ss->addr, ADDRTAB_FILTER_VALUES, delta) != 0)
+        return -1;
+    ss->filter_values = n;
+    return 0;
 }

@@ -4,16 +4,25 @@
  *
  * An upgrade is refused with a real HTTP status (not a hang-up) when the
  * worker is stopping (503), the path is not /ws (404), the Origin is not in
- * ALLOWED_ORIGINS (403), the instance has MAX_CLIENTS (503) or the client's
- * address has MAX_CLIENTS_PER_IP (429) across all workers.
+ * ALLOWED_ORIGINS (403), the instance has MAX_CLIENTS (503), the client's
+ * address has MAX_CLIENTS_PER_IP (429) across all workers, or this worker's
+ * address table has no room for a new address (503, counted and logged;
+ * the table is sized so that this does not happen: addrtab.h).
  *
- * A client is counted (active_clients, and its address in this worker's
- * table in shared memory) from the moment its upgrade is let through, not
- * at ESTABLISHED: lws sends the 101 before that callback, so a client could
- * open its next connection, on another worker, before being counted and
- * slip past the limits.  The count is a reservation that ESTABLISHED takes
- * over (admit_take) or WSI_DESTROY releases for an upgrade that never
- * completed (admit_abandon).
+ * Addresses are counted exactly, per IPv4 address or IPv6 prefix of
+ * IPV6_PREFIX bits, in this worker's table in shared memory (addrtab.h),
+ * summed over all the workers' tables.  Three counts per address: its
+ * WebSocket clients, its TCP connections (admit_conn_open, for the accept
+ * path) and the filter values its clients hold (MAX_FILTER_VALUES_PER_IP).
+ *
+ * A client is counted (active_clients, and as a client of its address)
+ * from the moment its upgrade is let through, not at ESTABLISHED: lws sends
+ * the 101 before that callback, so a client could open its next connection,
+ * on another worker, before being counted and slip past the limits.  The
+ * count is a reservation that ESTABLISHED takes over (admit_take) or
+ * WSI_DESTROY releases for an upgrade that never completed (admit_abandon).
+ * Until then it rides on the connection (lws's opaque user data of the wsi:
+ * a struct admit_conn, which also carries the connection's count).
  *
  * Worker role; single-threaded.
  */
@@ -31,15 +40,35 @@ int admit_upgrade(struct wsp_vhost *vh, struct lws *wsi);
 /* lws's FILTER_PROTOCOL_CONNECTION: non-zero refuses (not /ws, or stopping). */
 int admit_filter(struct wsp_vhost *vh, struct lws *wsi);
 
-/* ESTABLISHED: move wsi's reservation into ss (ss->ip_key, ss->reserved).
+/* ESTABLISHED: move wsi's reservation into ss (ss->addr, ss->reserved).
  * A connection that did not pass admit_upgrade is counted here. */
 void admit_take(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss);
 
-/* WSI_DESTROY: release the reservation of an upgrade never established. */
+/* WSI_DESTROY: release what the connection still holds: the reservation of
+ * an upgrade never established, its count as a connection. */
 void admit_abandon(struct wsp_vhost *vh, struct lws *wsi);
 
-/* CLOSED: the session stops counting. */
+/* The session stops counting, as a client and for its filter values (at
+ * CLOSED, or as soon as its close is decided).  Calling it again does
+ * nothing. */
 void admit_release(struct wsp_vhost *vh, struct wsp_session *ss);
+
+/* For the accept path: count a new TCP connection from key against its
+ * address (ADDRTAB_CONNECTIONS) on wsi, released at WSI_DESTROY.  Compare
+ * shm_addr_count(vh->shm, key, ADDRTAB_CONNECTIONS) with the limit first.
+ * Returns 0, or -1 (out of memory, or the address table is full: logged,
+ * counted) with nothing counted: close the connection. */
+int admit_conn_open(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key);
+
+/* Whether ss may hold n filter values in place of those it holds now:
+ * always if n is no more, else if its address's clients (on every worker)
+ * would hold no more than MAX_FILTER_VALUES_PER_IP together.  1 or 0. */
+int admit_filter_values_fit(struct wsp_vhost *vh, const struct wsp_session *ss, uint32_t n);
+
+/* ss now holds n filter values (0 once unsubscribed): its address's count
+ * follows.  Returns 0, or -1 if that needed an entry the address table has
+ * no room for (nothing changed). */
+int admit_hold_filter_values(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t n);
 
 /* 1 if list (ALLOWED_ORIGINS: comma-separated, spaces around items ignored)
  * is empty or names origin, compared without case (browsers send

@@ -1,9 +1,11 @@
 #include "inbound.h"
+#include "admit.h"
 #include "cmsg.h"
 #include "outbound.h"
 #include "../common/timeutil.h"
 #include "../common/utf8.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,10 +34,23 @@ inbound_heartbeat(struct wsp_vhost *vh, struct wsp_session *ss)
     outbound_send_message(vh, ss, "heartbeat", p);
 }
 
+/* The values a filter holds (lists are free of duplicates): what the index
+ * files, and what MAX_FILTER_VALUES_PER_IP counts. */
+static uint32_t
+inbound_filter_values(const struct sub_filter *f)
+{
+    uint32_t n = 0;
+
+    for (int d = 0; d < SUB_NDIMS; d++)
+        n += f->dims[d].n;
+    return n;
+}
+
 static void
 inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *payload)
 {
     struct sub_filter filter;
+    uint32_t n;
     char why[256];
 
     if (sub_filter_parse(payload, &vh->limits, &filter, why, sizeof(why)) != 0) {
@@ -43,8 +58,27 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
         outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
         return;
     }
+    /* Each value costs memory and index work in every worker its clients
+     * are on: an address gets MAX_FILTER_VALUES_PER_IP in all, however many
+     * connections it spreads them over.  Checked and counted before the
+     * swap, so a refusal leaves the previous filter in force. */
+    n = inbound_filter_values(&filter);
+    if (!admit_filter_values_fit(vh, ss, n)) {
+        sub_filter_free(&filter);
+        snprintf(why, sizeof(why),
+                 "the clients of this address would hold more than %u filter values together",
+                 vh->conf->max_filter_values_per_ip);
+        outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
+        return;
+    }
+    if (admit_hold_filter_values(vh, ss, n) != 0) {
+        sub_filter_free(&filter);
+        outbound_send_error(vh, ss, "internal_error", "address table full");
+        return;
+    }
     sub_index_leave(vh->index, &ss->member);
     if (sub_index_join(vh->index, &ss->member, &filter) != 0) {
+        (void)admit_hold_filter_values(vh, ss, 0); /* giving back never fails */
         outbound_send_error(vh, ss, "internal_error", "out of memory");
         return;
     }
@@ -84,6 +118,7 @@ inbound_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *text, 
         break;
     case CMSG_UNSUBSCRIBE:
         sub_index_leave(vh->index, &ss->member);
+        (void)admit_hold_filter_values(vh, ss, 0); /* giving back never fails */
         outbound_send_message(vh, ss, "unsubscribed", NULL);
         break;
     case CMSG_HEARTBEAT:

@@ -80,10 +80,12 @@ struct wsp_session {
     char *rx;               /* reassembly of a fragmented message */
     size_t rx_len, rx_cap;
 
-    /* admission: counted in this worker's address table and in
-     * active_clients from the upgrade on */
-    struct shm_ip_key ip_key;
+    /* admission (admit.c): counted in active_clients and as a client of
+     * its address in this worker's address table from the upgrade on
+     * (reserved), and the filter values it holds, against the address too */
+    struct addrtab_key addr;
     int reserved;
+    uint32_t filter_values;
 
     /* liveness */
     uint64_t last_rx_ms;   /* monotonic: last bytes from the client */

@@ -19,7 +19,7 @@
 static struct shm *
 region(uint32_t nworkers)
 {
-    struct shm *s = shm_create(nworkers, 1024, 65536);
+    struct shm *s = shm_create(nworkers, 1024, 65536, ADDRTAB_MIN_SLOTS);
 
     if (s == NULL) {
         printf("# shm_create(%u, 1024, 65536) failed\n", nworkers);

@@ -12,7 +12,12 @@
  * stray write must fault).  Stream rows are reused only once no frame naming
  * them is left in the ring, checked against an independent model over random
  * reloads.
+ * Client addresses are counted in one table per worker
+ * (addrtab.h, tested on its own in test_addrtab.c): here, where the tables
+ * sit, that a count is the sum over the workers, and that a dead worker's
+ * table is cleared without touching the others.
  */
+#include "common/addrtab.h"
 #include "common/hash.h"
 #include "common/shm.h"
 #include "common/timeutil.h"
@@ -61,7 +66,7 @@ test_create_layout(void)
     uint32_t nslots = 1024, max_frame = 65536;
     uint64_t data_size = ring_data_size_for(nslots, 512, max_frame);
     uint64_t before = time_now_ms();
-    struct shm *s = shm_create(4, nslots, max_frame);
+    struct shm *s = shm_create(4, nslots, max_frame, ADDRTAB_MIN_SLOTS);
     struct ring *r;
 
     CHECK(s != NULL);
@@ -70,9 +75,11 @@ test_create_layout(void)
     CHECK_INT(s->hdr.magic, SHM_MAGIC);
     CHECK_INT(s->hdr.version, SHM_VERSION);
     CHECK_INT(s->hdr.nworkers, 4);
-    CHECK_INT(s->hdr.ring_offset, sizeof(struct shm));
+    /* The address tables between the fixed part and the ring
+     * (test_address_tables_layout). */
+    CHECK_INT(s->hdr.ring_offset, s->addrtabs.offset + 4 * s->addrtabs.stride);
     CHECK_INT(s->hdr.size,
-              (sizeof(struct shm) + ring_region_size(nslots, data_size) + 4095) / 4096 * 4096);
+              (s->hdr.ring_offset + ring_region_size(nslots, data_size) + 4095) / 4096 * 4096);
     CHECK(s->hdr.started_ms >= before && s->hdr.started_ms <= time_now_ms());
     CHECK_INT(shm_nworkers(s), 4);
     /* Page-aligned mapping, each writer's part on its own pages, the ring
@@ -80,10 +87,10 @@ test_create_layout(void)
     CHECK_INT((uintptr_t)s % SHM_PAGE, 0);
     CHECK_INT((uintptr_t)&s->ingest % SHM_PAGE, 0);
     CHECK_INT((uintptr_t)&s->workers[1] % SHM_PAGE, 0);
-    CHECK_INT((uintptr_t)&s->iptables[1] % SHM_PAGE, 0);
+    CHECK_INT(((uintptr_t)s + s->addrtabs.offset + s->addrtabs.stride) % SHM_PAGE, 0);
     CHECK((char *)&s->streams[SHM_MAX_STREAMS] <= (char *)&s->workers[0]);
     r = shm_ring(s);
-    CHECK((char *)r->hdr == (char *)s + sizeof(struct shm));
+    CHECK((char *)r->hdr == (char *)s + s->hdr.ring_offset);
     CHECK_INT((uintptr_t)r->hdr % SHM_PAGE, 0);
     CHECK(r->data + r->data_size <= (char *)s + s->hdr.size);
     CHECK_INT(r->nslots, nslots);
@@ -106,7 +113,7 @@ test_create_ring_usable(void)
 {
     /* The last byte of the data area is inside the mapping: a frame placed
      * at the very end can be written and read back. */
-    struct shm *s = shm_create(1, 1024, 2048);
+    struct shm *s = shm_create(1, 1024, 2048, ADDRTAB_MIN_SLOTS);
     struct ring *r;
     struct ring_reader rd;
     struct ring_frame_meta meta = {3, 1700000000000ULL, 7}, got;
@@ -144,14 +151,14 @@ test_create_ring_usable(void)
 static void
 test_create_refused(void)
 {
-    CHECK(shm_create(0, 1024, 4096) == NULL);
-    CHECK(shm_create(SHM_MAX_WORKERS + 1, 1024, 4096) == NULL);
+    CHECK(shm_create(0, 1024, 4096, ADDRTAB_MIN_SLOTS) == NULL);
+    CHECK(shm_create(SHM_MAX_WORKERS + 1, 1024, 4096, ADDRTAB_MIN_SLOTS) == NULL);
     /* The ring needs a power-of-two slot count. */
-    CHECK(shm_create(1, 1000, 4096) == NULL);
-    CHECK(shm_create(1, 0, 4096) == NULL);
+    CHECK(shm_create(1, 1000, 4096, ADDRTAB_MIN_SLOTS) == NULL);
+    CHECK(shm_create(1, 0, 4096, ADDRTAB_MIN_SLOTS) == NULL);
 
     {
-        struct shm *s = shm_create(SHM_MAX_WORKERS, 1024, 4096);
+        struct shm *s = shm_create(SHM_MAX_WORKERS, 1024, 4096, ADDRTAB_MIN_SLOTS);
         CHECK(s != NULL);
         if (s != NULL)
             CHECK_INT(s->hdr.nworkers, SHM_MAX_WORKERS);
@@ -186,7 +193,7 @@ publish_for(struct shm *s, int idx)
 static void
 test_stream_index(void)
 {
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     const char *cfg[] = {"odds.normalized.basketball_nba", "opportunities", "odds.normalized"};
     char name[SHM_STREAM_NAME + 1], small[8];
 
@@ -226,7 +233,7 @@ test_stream_name_bounded(void)
 {
     /* A row whose name has no NUL (damaged): never matched, never read past
      * its end, its name refused. */
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     char big[2 * SHM_STREAM_NAME];
 
     CHECK(s != NULL);
@@ -247,7 +254,7 @@ test_stream_name_bounded(void)
 static void
 test_stream_table_full(void)
 {
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     const char *none[] = {"one-too-many"};
     char name[32];
 
@@ -273,7 +280,7 @@ test_stream_index_stable(void)
 {
     /* A restarted ingest that adds streams in another order finds the rows
      * (and last ids) its streams had, and a new row starts from zero. */
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     const char *cfg[] = {"a", "b"};
 
     CHECK(s != NULL);
@@ -308,7 +315,7 @@ static void
 test_stream_row_reused_once_out_of_the_ring(void)
 {
     uint32_t nslots = 1024;
-    struct shm *s = shm_create(1, nslots, 4096);
+    struct shm *s = shm_create(1, nslots, 4096, ADDRTAB_MIN_SLOTS);
     const char *cfg[] = {"new", "stream-0"};
     uint64_t head;
 
@@ -354,7 +361,7 @@ test_stream_row_never_published_is_free(void)
 {
     /* A removed stream that never had an entry has no frame to protect;
      * a never-used row is taken before any named one. */
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     const char *cfg[] = {"c"};
 
     CHECK(s != NULL);
@@ -383,7 +390,7 @@ static void
 test_streams_fit(void)
 {
     uint32_t nslots = 1024;
-    struct shm *s = shm_create(1, nslots, 4096);
+    struct shm *s = shm_create(1, nslots, 4096, ADDRTAB_MIN_SLOTS);
     const char *running[] = {"stream-0", "stream-1"};
     const char *wanted[] = {"stream-1", "w1", "w2"};
     const char *repeat[] = {"w1", "w1", "w1"};
@@ -429,7 +436,7 @@ test_streams_fit_counts_running_without_rows(void)
 {
     /* The running ingest may be taking rows for its streams right now: a
      * running stream that has none yet needs one too. */
-    struct shm *s = shm_create(1, 1024, 4096);
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
     const char *running[] = {"r1", "r2"};
     const char *wanted[] = {"w1"};
     char err[512] = "", name[32];
@@ -486,7 +493,7 @@ test_stream_table_random_reloads(void)
 {
     static char pool[MODEL_NAMES][24];
     struct model_row rows[SHM_MAX_STREAMS];
-    struct shm *s = shm_create(1, MODEL_SLOTS, 256);
+    struct shm *s = shm_create(1, MODEL_SLOTS, 256, ADDRTAB_MIN_SLOTS);
     int running[33], nrunning = 0, accepted = 0, refused = 0, reused = 0;
     unsigned seed = 12345;
     char err[512];
@@ -606,7 +613,7 @@ publish_n(struct ring *r, int n)
 static void
 test_totals_sum(void)
 {
-    struct shm *s = shm_create(3, 1024, 4096);
+    struct shm *s = shm_create(3, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct shm_totals t;
 
     CHECK(s != NULL);
@@ -641,7 +648,7 @@ test_totals_sum(void)
 static void
 test_totals_broadcast_usage(void)
 {
-    struct shm *s = shm_create(4, 1024, 4096);
+    struct shm *s = shm_create(4, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct shm_totals t;
 
     CHECK(s != NULL);
@@ -687,7 +694,7 @@ test_totals_broadcast_usage(void)
 static void
 test_worker_retire(void)
 {
-    struct shm *s = shm_create(2, 1024, 4096);
+    struct shm *s = shm_create(2, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct shm_totals before, after;
     struct shm_worker *w;
 
@@ -761,7 +768,7 @@ test_geometry_is_the_process_copy(void)
 {
     /* A stray write (or a hostile process) rewrites the region's header and
      * the ring's geometry: nothing any process computes changes. */
-    struct shm *s = shm_create(3, 1024, 4096);
+    struct shm *s = shm_create(3, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct ring *r;
     struct ring_reader rd;
     struct ring_frame_meta meta = {0, 5, 6}, got;
@@ -786,7 +793,7 @@ test_geometry_is_the_process_copy(void)
     CHECK(shm_ring(s) == r);
     CHECK_INT(r->nslots, 1024);
     CHECK_INT(r->max_frame, 4096);
-    CHECK_INT(shm_attach(s, 3, 1024, 4096), 0);
+    CHECK_INT(shm_attach(s, 3, 1024, 4096, ADDRTAB_MIN_SLOTS), 0);
     for (int i = 0; i < 2000; i++)
         CHECK(ring_publish(r, "frame", 5, &meta) == i);
     for (int i = 0; i < 3; i++) {
@@ -809,16 +816,16 @@ test_geometry_is_the_process_copy(void)
 static void
 test_attach_checks_the_configuration(void)
 {
-    struct shm *s = shm_create(2, 2048, 8192);
+    struct shm *s = shm_create(2, 2048, 8192, ADDRTAB_MIN_SLOTS);
 
     CHECK(s != NULL);
     if (s == NULL)
         return;
-    CHECK_INT(shm_attach(s, 2, 2048, 8192), 0);
-    CHECK_INT(shm_attach(s, 3, 2048, 8192), -1);
-    CHECK_INT(shm_attach(s, 2, 4096, 8192), -1);
-    CHECK_INT(shm_attach(s, 2, 2048, 1 << 20), -1);
-    CHECK_INT(shm_attach(s, 0, 2048, 8192), -1);
+    CHECK_INT(shm_attach(s, 2, 2048, 8192, ADDRTAB_MIN_SLOTS), 0);
+    CHECK_INT(shm_attach(s, 3, 2048, 8192, ADDRTAB_MIN_SLOTS), -1);
+    CHECK_INT(shm_attach(s, 2, 4096, 8192, ADDRTAB_MIN_SLOTS), -1);
+    CHECK_INT(shm_attach(s, 2, 2048, 1 << 20, ADDRTAB_MIN_SLOTS), -1);
+    CHECK_INT(shm_attach(s, 0, 2048, 8192, ADDRTAB_MIN_SLOTS), -1);
     shm_destroy(s);
 }
 
@@ -897,10 +904,10 @@ probe_child(void *arg)
         atomic_store(&s->workers[other].total_messages, 1);
         break;
     case PROBE_OWN_IPTABLE:
-        memset((void *)&s->iptables[own], 0, sizeof(s->iptables[own]));
+        memset((char *)s + s->addrtabs.offset + own * s->addrtabs.stride, 0, s->addrtabs.stride);
         break;
     case PROBE_OTHER_IPTABLE:
-        memset((void *)&s->iptables[other], 0, sizeof(s->iptables[other]));
+        memset((char *)s + s->addrtabs.offset + other * s->addrtabs.stride, 0, s->addrtabs.stride);
         break;
     case PROBE_RING_HEAD:
         atomic_store(&r->hdr->head, 0);
@@ -934,7 +941,7 @@ test_protect_each_role_writes_its_own_parts(void)
         {SHM_ROLE_INGEST, PROBE_OTHER_IPTABLE, 1}, {SHM_ROLE_INGEST, PROBE_RING_HEAD, 0},
         {SHM_ROLE_INGEST, PROBE_RING_DATA_END, 0}, {SHM_ROLE_INGEST, PROBE_LOCAL_COPY, 1},
     };
-    struct shm *s = shm_create(3, 1024, 4096);
+    struct shm *s = shm_create(3, 1024, 4096, ADDRTAB_MIN_SLOTS);
     char err[256];
 
     CHECK(s != NULL);
@@ -960,61 +967,87 @@ test_protect_each_role_writes_its_own_parts(void)
 }
 
 static void
-test_ip_key_keyed(void)
+test_address_tables_layout(void)
 {
-    unsigned char k1[HASH_KEY_LEN] = {1}, k2[HASH_KEY_LEN] = {2};
-    struct shm_ip_key a[256], b;
-    int moved = 0;
-
-    hash_set_key(k1);
-    for (int i = 0; i < 256; i++) {
-        unsigned char v4[4] = {10, 0, (unsigned char)(i / 16), (unsigned char)i};
-        a[i] = shm_ip_key(v4, sizeof(v4));
-        CHECK(a[i].b1 < SHM_IP_BUCKETS && a[i].b2 < SHM_IP_BUCKETS);
-        CHECK(a[i].b1 != a[i].b2);
-        /* The same address, the same buckets: how a disconnect finds the
-         * buckets its connect raised, in any worker. */
-        b = shm_ip_key(v4, sizeof(v4));
-        CHECK(b.b1 == a[i].b1 && b.b2 == a[i].b2);
-    }
-    /* Another key (another instance) puts the addresses elsewhere: which
-     * addresses share buckets cannot be worked out from outside. */
-    hash_set_key(k2);
-    for (int i = 0; i < 256; i++) {
-        unsigned char v4[4] = {10, 0, (unsigned char)(i / 16), (unsigned char)i};
-        b = shm_ip_key(v4, sizeof(v4));
-        moved += b.b1 != a[i].b1 || b.b2 != a[i].b2;
-    }
-    CHECK(moved > 250);
-}
-
-static void
-test_ip_count_across_workers(void)
-{
-    unsigned char key[HASH_KEY_LEN] = {7};
-    unsigned char v6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
-    struct shm *s = shm_create(3, 1024, 2048);
-    struct shm_ip_key k;
+    long page = sysconf(_SC_PAGESIZE);
+    uint32_t slots = addrtab_slots_for(100000);
+    struct shm *s = shm_create(3, 1024, 4096, slots);
 
     CHECK(s != NULL);
     if (s == NULL)
         return;
-    hash_set_key(key);
-    k = shm_ip_key(v6, sizeof(v6));
-    CHECK_INT(shm_ip_count(s, k), 0);
-    shm_ip_add(s, 0, k, +1);
-    shm_ip_add(s, 1, k, +1);
-    shm_ip_add(s, 1, k, +1);
-    shm_ip_add(s, 2, k, +1);
-    CHECK_INT(shm_ip_count(s, k), 4);
-    shm_ip_add(s, 1, k, -1);
-    CHECK_INT(shm_ip_count(s, k), 3);
-    /* A dead worker's connections are gone with it. */
+    /* After the fixed part, each table on pages of its own, then the ring:
+     * nothing overlaps, and a table can be dropped page by page. */
+    CHECK(s->addrtabs.offset >= sizeof(struct shm));
+    CHECK_INT(s->addrtabs.offset % page, 0);
+    CHECK_INT(s->addrtabs.stride % page, 0);
+    CHECK(s->addrtabs.stride >= addrtab_bytes(slots));
+    CHECK_INT(s->addrtabs.nslots, slots);
+    CHECK_INT(s->hdr.ring_offset, s->addrtabs.offset + 3 * s->addrtabs.stride);
+    for (uint32_t i = 0; i < 3; i++) {
+        struct addrtab t = shm_addrtab(s, i);
+        CHECK((char *)t.slots == (char *)s + s->addrtabs.offset + i * s->addrtabs.stride);
+        CHECK_INT(t.nslots, slots);
+        CHECK(t.full == &s->workers[i].addrtab_full && t.clears == &s->addrtabs.clears[i]);
+        /* The last entry is inside the mapping and before the next table. */
+        CHECK((char *)&t.slots[slots - 1] + sizeof(struct addrtab_entry) <=
+              (char *)s + s->addrtabs.offset + (i + 1) * s->addrtabs.stride);
+    }
+    shm_destroy(s);
+
+    /* Table sizes that are not a power of two, or below the minimum. */
+    CHECK(shm_create(1, 1024, 4096, 0) == NULL);
+    CHECK(shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS / 2) == NULL);
+    CHECK(shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS + 1) == NULL);
+}
+
+static struct addrtab_key
+v6_key(unsigned char last)
+{
+    struct addrtab_key k = {{0x20, 0x01, 0x0d, 0xb8, [15] = 0}};
+
+    k.b[7] = last;
+    return k;
+}
+
+static void
+test_address_counts_across_workers(void)
+{
+    unsigned char hkey[HASH_KEY_LEN] = {7};
+    struct shm *s = shm_create(3, 1024, 2048, ADDRTAB_MIN_SLOTS);
+    struct addrtab_key k = v6_key(1), other = v6_key(2);
+    struct addrtab t[3];
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    hash_set_key(hkey);
+    for (uint32_t i = 0; i < 3; i++)
+        t[i] = shm_addrtab(s, i);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 0);
+    CHECK_INT(addrtab_add(&t[0], &k, ADDRTAB_CLIENTS, +1), 0);
+    CHECK_INT(addrtab_add(&t[1], &k, ADDRTAB_CLIENTS, +2), 0);
+    CHECK_INT(addrtab_add(&t[2], &k, ADDRTAB_CLIENTS, +1), 0);
+    CHECK_INT(addrtab_add(&t[2], &k, ADDRTAB_FILTER_VALUES, +900), 0);
+    CHECK_INT(addrtab_add(&t[2], &other, ADDRTAB_CLIENTS, +5), 0);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 4);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_FILTER_VALUES), 900);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CONNECTIONS), 0);
+    CHECK_INT(addrtab_add(&t[1], &k, ADDRTAB_CLIENTS, -1), 0);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 3);
+    /* A dead worker's clients and values are gone with it, and only its;
+     * its table (given back to the system) counts from zero again. */
     shm_worker_retire(s, 2);
-    CHECK_INT(shm_ip_count(s, k), 2);
-    /* Going below zero (a bug elsewhere) saturates instead of wrapping. */
-    shm_ip_add(s, 2, k, -1);
-    CHECK_INT(shm_ip_count(s, k), 2);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_CLIENTS), 2);
+    CHECK_INT(shm_addr_count(s, &k, ADDRTAB_FILTER_VALUES), 0);
+    CHECK_INT(shm_addr_count(s, &other, ADDRTAB_CLIENTS), 0);
+    CHECK_INT(atomic_load(&s->addrtabs.clears[2]) % 2, 0);
+    for (uint32_t i = 0; i < ADDRTAB_MIN_SLOTS; i++)
+        CHECK_INT(atomic_load(&t[2].slots[i].seq), 0);
+    CHECK_INT(addrtab_add(&t[2], &other, ADDRTAB_CLIENTS, +1), 0);
+    CHECK_INT(shm_addr_count(s, &other, ADDRTAB_CLIENTS), 1);
+    CHECK_INT(addrtab_count(&t[0], &k, ADDRTAB_CLIENTS), 1);
+    CHECK_INT(addrtab_count(&t[1], &k, ADDRTAB_CLIENTS), 1);
     shm_destroy(s);
 }
 
@@ -1022,19 +1055,25 @@ static void
 test_region_size(void)
 {
     /* What `-t` judges is what shm_create maps. */
-    struct shm *s = shm_create(2, 2048, 8192);
+    struct shm *s = shm_create(2, 2048, 8192, ADDRTAB_MIN_SLOTS);
 
     CHECK(s != NULL);
     if (s != NULL) {
-        CHECK_INT(s->hdr.size + SHM_PAGE, shm_region_size(2, 2048, 8192)); /* + private page */
+        CHECK_INT(s->hdr.size + SHM_PAGE,
+                  shm_region_size(2, 2048, 8192, ADDRTAB_MIN_SLOTS)); /* + private page */
         shm_destroy(s);
     }
     /* The largest ring, computed without mapping it: 16M slots of 64 bytes
      * and 512 bytes of data per slot, 9 GiB in all, plus the fixed parts
      * (pages rounded up). */
-    CHECK(shm_region_size(64, 1u << 24, 4u << 20) >= (64ULL << 24) + (512ULL << 24));
-    CHECK(shm_region_size(64, 1u << 24, 4u << 20) <=
-          (64ULL << 24) + (512ULL << 24) + sizeof(struct shm) + 4 * SHM_PAGE);
+    CHECK(shm_region_size(64, 1u << 24, 4u << 20, ADDRTAB_MIN_SLOTS) >=
+          (64ULL << 24) + (512ULL << 24));
+    CHECK(shm_region_size(64, 1u << 24, 4u << 20, ADDRTAB_MIN_SLOTS) <=
+          (64ULL << 24) + (512ULL << 24) + sizeof(struct shm) +
+              64 * (addrtab_bytes(ADDRTAB_MIN_SLOTS) + SHM_PAGE) + 4 * SHM_PAGE);
+    /* The address tables count: a larger table, a larger region. */
+    CHECK(shm_region_size(2, 1024, 4096, 1u << 20) >
+          shm_region_size(2, 1024, 4096, ADDRTAB_MIN_SLOTS) + 2 * (31ULL << 20));
 }
 
 TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_create_refused),
@@ -1045,5 +1084,6 @@ TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_cre
           TEST(test_stream_row_never_published_is_free), TEST(test_streams_fit),
           TEST(test_streams_fit_counts_running_without_rows),
           TEST(test_stream_table_random_reloads), TEST(test_totals_sum),
-          TEST(test_totals_broadcast_usage), TEST(test_worker_retire), TEST(test_ip_key_keyed),
-          TEST(test_ip_count_across_workers), TEST(test_region_size))
+          TEST(test_totals_broadcast_usage), TEST(test_worker_retire),
+          TEST(test_address_tables_layout), TEST(test_address_counts_across_workers),
+          TEST(test_region_size))
