@@ -161,6 +161,7 @@ admit_conn_open(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key 
     }
     ac->key = *key;
     ac->connection = 1;
+    WSP_STAT_ADD(vh, open_connections, 1);
     lws_set_opaque_user_data(wsi, ac);
     return 0;
 }
@@ -304,6 +305,7 @@ admit_abandon(struct wsp_vhost *vh, struct lws *wsi)
     if (ac->connection) {
         struct addrtab t = admit_table(vh);
         (void)addrtab_add(&t, &ac->key, ADDRTAB_CONNECTIONS, -1); /* never needs room */
+        WSP_STAT_SUB(vh, open_connections, 1);
     }
     ac->client = 0;
     ac->connection = 0;

@@ -1,8 +1,10 @@
 #include "worker.h"
+#include "admit.h"
 #include "outbound.h"
 #include "rxguard.h"
 #include "sub.h"
 #include "wsp.h"
+#include "../common/addrtab.h"
 #include "../common/frame.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
@@ -56,6 +58,7 @@ struct worker {
     lws_sorted_usec_list_t accept_retry;
     lws_sorted_usec_list_t stop_deadline;
     struct log_ratelimit rl;
+    struct log_ratelimit refused_rl; /* connections refused at accept */
 };
 
 static struct worker worker;
@@ -123,12 +126,44 @@ worker_accept_resume(lws_sorted_usec_list_t *sul)
         lws_rx_flow_control(w->listen_wsi, 1);
 }
 
+/* Whether the connection just accepted from key fits MAX_CONNECTIONS and
+ * MAX_CONNECTIONS_PER_IP.  Every TCP connection counts, HTTP or WebSocket,
+ * upgraded or not: otherwise a few addresses holding idle connections could
+ * use up the worker's file descriptors, and accepts would pause for
+ * everyone. */
+static int
+worker_connection_fits(struct worker *w, const struct addrtab_key *key)
+{
+    struct shm_totals t;
+    const char *limit = NULL;
+
+    shm_totals(w->shm, &t);
+    if (t.open_connections >= w->conf.max_connections)
+        limit = "MAX_CONNECTIONS";
+    else if (shm_addr_count(w->shm, key, ADDRTAB_CONNECTIONS) >= w->conf.max_connections_per_ip)
+        limit = "MAX_CONNECTIONS_PER_IP";
+    if (limit == NULL)
+        return 1;
+    atomic_fetch_add_explicit(&w->vh.stats->refused_connections, 1, memory_order_relaxed);
+    if (log_ratelimit_allow(&w->refused_rl)) {
+        char addr[ADDRTAB_KEY_STRLEN];
+        addrtab_key_format(key, w->conf.ipv6_prefix, addr, sizeof(addr));
+        LOG_INFO("connection from %s refused: %s reached", addr, limit);
+    }
+    return 0;
+}
+
 static void
 worker_accept(struct worker *w)
 {
     for (int i = 0; i < WORKER_ACCEPTS_PER_WAKE; i++) {
         int one = 1;
-        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peer_len = sizeof(peer);
+        struct addrtab_key key;
+        struct lws *wsi;
+        int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -146,14 +181,28 @@ worker_accept(struct worker *w)
             /* ECONNABORTED and friends: that one connection is gone. */
             continue;
         }
+        /* Refused before anything is read from it. */
+        if (addrtab_key_from_sockaddr((struct sockaddr *)&peer, peer_len, w->conf.ipv6_prefix,
+                                      &key) != 0 ||
+            !worker_connection_fits(w, &key)) {
+            close(fd);
+            continue;
+        }
         if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
             LOG_DEBUG("setsockopt(TCP_NODELAY) failed: %s", strerror(errno));
         /* From its first byte: what a client pipelines with its upgrade
          * request is checked too. */
         rxguard_accept(fd, w->conf.max_message_size);
         /* On failure lws closes fd itself. */
-        if (lws_adopt_socket_vhost(w->vhost, fd) == NULL && log_ratelimit_allow(&w->rl))
-            LOG_WARN("lws_adopt_socket_vhost(fd %d) failed", fd);
+        wsi = lws_adopt_socket_vhost(w->vhost, fd);
+        if (wsi == NULL) {
+            if (log_ratelimit_allow(&w->rl))
+                LOG_WARN("lws_adopt_socket_vhost(fd %d) failed", fd);
+            continue;
+        }
+        /* Counted until lws destroys the connection (admit_abandon). */
+        if (admit_conn_open(&w->vh, wsi, &key) != 0)
+            lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
     }
 }
 
@@ -283,6 +332,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->listen_fd = listen_fd;
     w->wake_fd = wake_fd;
     w->rl = rl;
+    w->refused_rl = rl;
     w->vh.shm = s;
     w->vh.stats = &s->workers[index - 1];
     w->vh.worker = (uint32_t)(index - 1);
