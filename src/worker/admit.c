@@ -143,25 +143,52 @@ admit_conn_done(struct lws *wsi, struct admit_conn *ac)
 }
 
 int
-admit_conn_open(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key)
+admit_connection(struct wsp_vhost *vh, const struct addrtab_key *key, const char **limit)
 {
-    struct admit_conn *ac = lws_get_opaque_user_data(wsi);
-    int fresh = ac == NULL;
+    struct shm_totals t;
 
-    if (fresh && (ac = calloc(1, sizeof(*ac))) == NULL) {
-        LOG_ERROR("out of memory admitting a connection");
+    if (admit_table_add(vh, key, ADDRTAB_CONNECTIONS, +1) != 0) {
+        *limit = "the address table";
         return -1;
     }
-    if (ac->connection) /* counted already */
+    WSP_STAT_ADD(vh, open_connections, 1);
+    /* Counted first, checked after: of two workers admitting the same
+     * address at the same instant, each sees the other's count (the fence
+     * orders this worker's adds before its reads of the others' tables, as
+     * theirs do), so the limit is never passed; at worst both refuse. */
+    atomic_thread_fence(memory_order_seq_cst);
+    shm_totals(vh->shm, &t);
+    if (t.open_connections > vh->conf->max_connections)
+        *limit = "MAX_CONNECTIONS";
+    else if (shm_addr_count(vh->shm, key, ADDRTAB_CONNECTIONS) > vh->conf->max_connections_per_ip)
+        *limit = "MAX_CONNECTIONS_PER_IP";
+    else
         return 0;
-    if (admit_table_add(vh, key, ADDRTAB_CONNECTIONS, +1) != 0) {
-        if (fresh)
-            free(ac);
+    admit_connection_undo(vh, key);
+    return -1;
+}
+
+void
+admit_connection_undo(struct wsp_vhost *vh, const struct addrtab_key *key)
+{
+    struct addrtab t = admit_table(vh);
+
+    (void)addrtab_add(&t, key, ADDRTAB_CONNECTIONS, -1); /* a release never needs room */
+    WSP_STAT_SUB(vh, open_connections, 1);
+}
+
+int
+admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key)
+{
+    struct admit_conn *ac = calloc(1, sizeof(*ac));
+
+    if (ac == NULL) {
+        LOG_ERROR("out of memory admitting a connection");
+        admit_connection_undo(vh, key);
         return -1;
     }
     ac->key = *key;
     ac->connection = 1;
-    WSP_STAT_ADD(vh, open_connections, 1);
     lws_set_opaque_user_data(wsi, ac);
     return 0;
 }
@@ -216,6 +243,18 @@ admit_refuse(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *ke
     return -1;
 }
 
+/* Undo admit_reserve in admit_upgrade: the client is refused after all. */
+static void
+admit_unreserve_conn(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *ac, int fresh)
+{
+    admit_unreserve(vh, &ac->key);
+    ac->client = 0;
+    if (fresh) {
+        lws_set_opaque_user_data(wsi, NULL);
+        free(ac);
+    }
+}
+
 int
 admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
 {
@@ -230,25 +269,29 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
         return admit_refuse(vh, wsi, NULL, 404, "Not Found", "the WebSocket endpoint is /ws");
     if (!admit_origin_allowed(vh, wsi))
         return admit_refuse(vh, wsi, NULL, 403, "Forbidden", "origin not allowed");
-    shm_totals(vh->shm, &totals);
-    if (totals.active_clients >= vh->conf->max_clients)
-        return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "too many clients");
     ac = admit_conn_of(vh, wsi, &fresh);
     if (ac == NULL)
         return -1;  /* logged; the peer is gone or memory is out: just hang up */
     if (ac->client) /* a second upgrade on one connection: lws never does this */
         return 0;
     key = ac->key;
-    if (shm_addr_count(vh->shm, &key, ADDRTAB_CLIENTS) >= vh->conf->max_clients_per_ip) {
-        if (fresh)
-            free(ac);
-        return admit_refuse(vh, wsi, &key, 429, "Too Many Requests",
-                            "too many connections from this address");
-    }
     if (admit_reserve(vh, wsi, ac) != 0) {
         if (fresh)
             free(ac);
         return admit_refuse(vh, wsi, &key, 503, "Service Unavailable", "too many client addresses");
+    }
+    /* Counted first, checked after, as for connections (admit_connection):
+     * upgrades racing on other workers cannot pass the limits together. */
+    atomic_thread_fence(memory_order_seq_cst);
+    shm_totals(vh->shm, &totals);
+    if (totals.active_clients > vh->conf->max_clients) {
+        admit_unreserve_conn(vh, wsi, ac, fresh);
+        return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "too many clients");
+    }
+    if (shm_addr_count(vh->shm, &key, ADDRTAB_CLIENTS) > vh->conf->max_clients_per_ip) {
+        admit_unreserve_conn(vh, wsi, ac, fresh);
+        return admit_refuse(vh, wsi, &key, 429, "Too Many Requests",
+                            "too many connections from this address");
     }
     return 0;
 }
@@ -302,11 +345,8 @@ admit_abandon(struct wsp_vhost *vh, struct lws *wsi)
         return;
     if (ac->client)
         admit_unreserve(vh, &ac->key);
-    if (ac->connection) {
-        struct addrtab t = admit_table(vh);
-        (void)addrtab_add(&t, &ac->key, ADDRTAB_CONNECTIONS, -1); /* never needs room */
-        WSP_STAT_SUB(vh, open_connections, 1);
-    }
+    if (ac->connection)
+        admit_connection_undo(vh, &ac->key);
     ac->client = 0;
     ac->connection = 0;
     admit_conn_done(wsi, ac);

@@ -53,12 +53,17 @@ void admit_abandon(struct wsp_vhost *vh, struct lws *wsi);
  * nothing. */
 void admit_release(struct wsp_vhost *vh, struct wsp_session *ss);
 
-/* For the accept path: count a new TCP connection from key against its
- * address (ADDRTAB_CONNECTIONS) on wsi, released at WSI_DESTROY.  Compare
- * shm_addr_count(vh->shm, key, ADDRTAB_CONNECTIONS) with the limit first.
- * Returns 0, or -1 (out of memory, or the address table is full: logged,
- * counted) with nothing counted: close the connection. */
-int admit_conn_open(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key);
+/* The accept path: count a new TCP connection from key (ADDRTAB_CONNECTIONS
+ * and open_connections), then check MAX_CONNECTIONS and
+ * MAX_CONNECTIONS_PER_IP.  0 if it fits (counted: attach it with
+ * admit_conn_attach, or undo with admit_connection_undo), or -1 with *limit
+ * naming what it hit (nothing counted): close it unread. */
+int admit_connection(struct wsp_vhost *vh, const struct addrtab_key *key, const char **limit);
+void admit_connection_undo(struct wsp_vhost *vh, const struct addrtab_key *key);
+
+/* The connection counted by admit_connection is wsi: its count is released
+ * at WSI_DESTROY (admit_abandon).  0, or -1 on OOM (count undone: close it). */
+int admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key);
 
 /* Whether ss may hold n filter values in place of those it holds now:
  * always if n is no more, else if its address's clients (on every worker)

@@ -127,22 +127,16 @@ worker_accept_resume(lws_sorted_usec_list_t *sul)
 }
 
 /* Whether the connection just accepted from key fits MAX_CONNECTIONS and
- * MAX_CONNECTIONS_PER_IP.  Every TCP connection counts, HTTP or WebSocket,
- * upgraded or not: otherwise a few addresses holding idle connections could
- * use up the worker's file descriptors, and accepts would pause for
- * everyone. */
+ * MAX_CONNECTIONS_PER_IP (counted if so).  Every TCP connection counts,
+ * HTTP or WebSocket, upgraded or not: otherwise a few addresses holding idle
+ * connections could use up the worker's file descriptors, and accepts
+ * would pause for everyone. */
 static int
 worker_connection_fits(struct worker *w, const struct addrtab_key *key)
 {
-    struct shm_totals t;
-    const char *limit = NULL;
+    const char *limit;
 
-    shm_totals(w->shm, &t);
-    if (t.open_connections >= w->conf.max_connections)
-        limit = "MAX_CONNECTIONS";
-    else if (shm_addr_count(w->shm, key, ADDRTAB_CONNECTIONS) >= w->conf.max_connections_per_ip)
-        limit = "MAX_CONNECTIONS_PER_IP";
-    if (limit == NULL)
+    if (admit_connection(&w->vh, key, &limit) == 0)
         return 1;
     atomic_fetch_add_explicit(&w->vh.stats->refused_connections, 1, memory_order_relaxed);
     if (log_ratelimit_allow(&w->refused_rl)) {
@@ -196,12 +190,13 @@ worker_accept(struct worker *w)
         /* On failure lws closes fd itself. */
         wsi = lws_adopt_socket_vhost(w->vhost, fd);
         if (wsi == NULL) {
+            admit_connection_undo(&w->vh, &key);
             if (log_ratelimit_allow(&w->rl))
                 LOG_WARN("lws_adopt_socket_vhost(fd %d) failed", fd);
             continue;
         }
         /* Counted until lws destroys the connection (admit_abandon). */
-        if (admit_conn_open(&w->vh, wsi, &key) != 0)
+        if (admit_conn_attach(&w->vh, wsi, &key) != 0)
             lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
     }
 }

@@ -32,7 +32,12 @@ def connect_many(port, n, source="127.0.0.1", request=None):
 
 
 def settle_open(socks, expect_at_most, timeout=3.0):
-    """Wait until the refused ones are closed; the number left open."""
+    """Wait until the refused ones are closed; the number left open.
+
+    A connection is counted first and checked after, so that two workers
+    admitting the same address at the same instant can never pass the
+    limit together; at that instant both may refuse.  Callers accept one
+    less than the limit for that reason, never one more."""
     deadline = time.monotonic() + timeout
     while True:
         n = sum(still_open(s) for s in socks)
@@ -49,7 +54,7 @@ def close_all(socks):
 def test_silent_connections_count_per_address(service):
     svc = service(WORKERS="2", MAX_CLIENTS="5", MAX_CLIENTS_PER_IP="3", HANDSHAKE_TIMEOUT="30")
     socks = connect_many(svc.port, 50)  # MAX_CONNECTIONS_PER_IP: 3 + 16
-    assert settle_open(socks, 19) == 19
+    assert settle_open(socks, 19) in (18, 19)
     # another address is not affected
     other = connect_many(svc.port, 5, source="127.0.0.2")
     time.sleep(0.3)
@@ -70,7 +75,7 @@ def test_keepalive_http_connections_count_too(service):
     req = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{svc.port}\r\n\r\n".encode()
     socks = connect_many(svc.port, 50, request=req)
     time.sleep(0.5)
-    assert settle_open(socks, 19) == 19
+    assert settle_open(socks, 19) in (18, 19)
     close_all(socks)
 
 
@@ -80,7 +85,7 @@ def test_instance_limit_counts_across_addresses_and_workers(service):
     socks = []
     for i in range(30):
         socks += connect_many(svc.port, 1, source=f"127.0.{i}.9")
-    assert settle_open(socks, 10) == 10
+    assert settle_open(socks, 10) in (9, 10)
     close_all(socks)
     time.sleep(0.5)
     # counts do not drift: the full allowance is back
