@@ -1041,3 +1041,24 @@ class RawWS:
     def close(self):
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def deliver_one(svc, r, event):
+    """Publish one odds entry and check a subscribed client gets it."""
+
+    async def go():
+        async with ws_client(svc) as c:
+            await c.subscribe(events=[event])
+            publish(r, svc.stream(), **odds_fields(svc.sport, event=event))
+            (m,) = await c.updates(1)
+            assert m["payload"]["event_id"] == event
+
+    run(go())
+
+
+def child_pid(svc, comm):
+    """pid of the supervisor's child named comm, or None."""
+    for p in svc.children():
+        if proc_comm(p) == comm:
+            return p
+    return None

@@ -3,8 +3,6 @@ still sending, and a client that stops reading is gone (from the kernel's
 socket table too) within CLOSE_TIMEOUT, whatever it does."""
 import asyncio
 import json
-import socket
-import struct
 import threading
 import time
 

@@ -31,6 +31,7 @@ import pytest
 
 from conftest import (
     LOG_LINE_RE,
+    deliver_one,
     free_port,
     listening_addresses,
     odds_fields,
@@ -41,19 +42,6 @@ from conftest import (
     wait_until,
     ws_client,
 )
-
-
-def _deliver_one(svc, r, event):
-    """Publish one odds entry and check a subscribed client gets it."""
-
-    async def go():
-        async with ws_client(svc) as c:
-            await c.subscribe(events=[event])
-            publish(r, svc.stream(), **odds_fields(svc.sport, event=event))
-            (m,) = await c.updates(1)
-            assert m["payload"]["event_id"] == event
-
-    run(go())
 
 
 def test_server_addr_host_port_listens_on_that_host_only(service):
@@ -81,7 +69,7 @@ def test_redis_url_default_localhost_6379(service, redis_factory):
     srv = redis_factory(port=6379, bind="127.0.0.1 -::1")  # "localhost" may be either
     svc = service(REDIS_URL=None)
     r = srv.client()
-    _deliver_one(svc, r, f"e{uid()}")
+    deliver_one(svc, r, f"e{uid()}")
     assert r.xinfo_groups(svc.stream())[0]["name"] == svc.group
 
 
@@ -98,7 +86,7 @@ def test_server_addr_default_is_port_8080(service):
 
 def test_redis_url_unix_socket(service, redis_server, r):
     svc = service(REDIS_URL=redis_server.unix_path)
-    _deliver_one(svc, r, f"e{uid()}")
+    deliver_one(svc, r, f"e{uid()}")
     # the service is connected through the socket (flag U), the test through TCP
     clients = r.client_list()
     assert any("U" in c.get("flags", "") for c in clients), clients
@@ -111,13 +99,13 @@ def test_redis_url_with_password_and_db(service, redis_factory):
     # the groups live in database 3, not 0
     assert r3.xinfo_groups(svc.stream())[0]["name"] == svc.group
     assert not srv.client(db=0).exists(svc.stream())
-    _deliver_one(svc, r3, f"e{uid()}")
+    deliver_one(svc, r3, f"e{uid()}")
 
 
 def test_redis_password_setting(service, redis_factory):
     srv = redis_factory(password="pw-setting-secret")
     svc = service(REDIS_URL=f"127.0.0.1:{srv.port}", REDIS_PASSWORD="pw-setting-secret")
-    _deliver_one(svc, srv.client(), f"e{uid()}")
+    deliver_one(svc, srv.client(), f"e{uid()}")
 
 
 def test_wrong_redis_password_is_degraded(service, redis_factory):
@@ -157,7 +145,7 @@ def test_stream_and_group_defaults(service, redis_factory):
     r = srv.client()
     assert r.xinfo_groups("odds.normalized.basketball_nba")[0]["name"] == "ws-broadcaster:broadcaster-1"
     assert r.xinfo_groups("opportunities")[0]["name"] == "ws-broadcaster:broadcaster-1"
-    _deliver_one(svc, r, f"e{uid()}")
+    deliver_one(svc, r, f"e{uid()}")
     consumers = r.xinfo_consumers("odds.normalized.basketball_nba", "ws-broadcaster:broadcaster-1")
     assert [c["name"] for c in consumers] == ["broadcaster-1"]
 
@@ -168,7 +156,7 @@ def test_empty_opportunities_stream_disables_it(service, redis_factory):
     r = srv.client()
     # only the odds stream exists; no "opportunities" stream, no empty-named key
     assert sorted(r.keys("*")) == [svc.stream()]
-    _deliver_one(svc, r, f"e{uid()}")
+    deliver_one(svc, r, f"e{uid()}")
     assert sorted(r.keys("*")) == [svc.stream()]
 
 

@@ -90,6 +90,7 @@ import websockets
 from conftest import (
     UPDATE_TYPES,
     apublish_many,
+    child_pid,
     close_codes,
     free_port,
     odds_fields,
@@ -118,14 +119,6 @@ def report(what, value):
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def child_pid(svc, comm):
-    """pid of the supervisor's child named comm, or None."""
-    for p in svc.children():
-        if proc_comm(p) == comm:
-            return p
-    return None
 
 
 def wait_child(svc, comm, exclude=(), timeout=10.0):

@@ -47,7 +47,6 @@ import json
 import os
 import re
 import signal
-import socket
 import struct
 import threading
 import time
@@ -57,8 +56,8 @@ import websockets
 
 from conftest import (
     UPDATE_TYPES,
+    child_pid,
     odds_fields,
-    proc_comm,
     publish,
     publish_many,
     run,
@@ -82,13 +81,6 @@ def report(what, value):
 
 # --------------------------------------------------------------------------
 # helpers
-
-
-def child_pid(svc, comm):
-    for p in svc.children():
-        if proc_comm(p) == comm:
-            return p
-    return None
 
 
 def maps(pid):

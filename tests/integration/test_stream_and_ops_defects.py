@@ -46,6 +46,7 @@ from conftest import (
     binary_path,
     clean_env,
     default_settings,
+    deliver_one,
     free_port,
     listening_addresses,
     odds_fields,
@@ -392,16 +393,7 @@ def test_ring_that_cannot_fit_is_refused_by_t_and_at_start(service, tmp_path, re
     assert res.returncode == 0, res.stderr
     with popen_with(preexec_fn=_limit_address_space):
         svc = service(RING_SIZE="65536")
-    event = f"ring-{uid()}"
-
-    async def go():
-        async with ws_client(svc) as c:
-            await c.subscribe(events=[event])
-            publish(r, svc.stream(), **odds_fields(svc.sport, event=event))
-            (m,) = await c.updates(1)
-            assert m["payload"]["event_id"] == event
-
-    run(go())
+    deliver_one(svc, r, f"ring-{uid()}")
 
 
 def test_huge_ring_is_judged_against_host_memory(tmp_path, redis_server):

@@ -7,9 +7,12 @@
 #ifndef WSB_TEST_H
 #define WSB_TEST_H
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int test_failed_checks;
 
@@ -40,6 +43,37 @@ static int test_failed_checks;
             test_failed_checks++;                                                                  \
         }                                                                                          \
     } while (0)
+
+/* Run fn in a child process with a timeout (so a hang fails one case, not
+ * the whole binary).  Returns the child's exit code, 128 + signal if it was
+ * killed, -1 if fork or waitpid failed. */
+static inline int
+test_run_in_child(int (*fn)(void *), void *arg, unsigned timeout_s)
+{
+    pid_t pid;
+    int status;
+
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int rc;
+        alarm(timeout_s);
+        rc = fn(arg);
+        fflush(stdout);
+        _exit(rc);
+    }
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return -1;
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
 
 struct test_case {
     const char *name;

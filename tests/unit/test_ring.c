@@ -786,37 +786,6 @@ test_stress_threads(void)
     ring_free(st.r);
 }
 
-/* Run fn in a child process with a timeout (so a hang fails one case, not
- * the whole binary).  Returns the child's exit code, 128 + signal if it was
- * killed, -1 if fork or waitpid failed. */
-static int
-run_in_child(int (*fn)(void *), void *arg, unsigned timeout_s)
-{
-    pid_t pid;
-    int status;
-
-    fflush(stdout);
-    pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int rc;
-        alarm(timeout_s);
-        rc = fn(arg);
-        fflush(stdout);
-        _exit(rc);
-    }
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            return -1;
-    }
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return -1;
-}
-
 #define FORK_FRAMES 5000
 
 /* Written by the child into the shared mapping; read by the parent after
@@ -963,7 +932,7 @@ test_reader_survives_dead_writer(void)
     for (uint64_t i = 0; i < 4; i++)
         CHECK_INT(tf_publish(r, i, 100), (int64_t)i);
     publish_begin_only(r, 100);
-    rc = run_in_child(dead_writer_reader, r, 1);
+    rc = test_run_in_child(dead_writer_reader, r, 1);
     if (rc == 128 + SIGALRM)
         printf("#   ring_read did not return within 1 s after the writer died mid-publish\n");
     CHECK_INT(rc, 0);
@@ -1045,7 +1014,7 @@ test_torn_slot_stays_in_bounds(void)
      * new position with the old length.  It discards that copy afterwards,
      * but the copy itself must stay inside the data area: in the service the
      * data area ends where the shared mapping ends. */
-    int rc = run_in_child(torn_child, NULL, 10);
+    int rc = test_run_in_child(torn_child, NULL, 10);
 
     if (rc != 0)
         printf("#   reader child ended with %d: 139 is SIGSEGV, a copy past the end of the data "

@@ -30,36 +30,6 @@
 
 #include "test.h"
 
-/* fn(arg) in a child with a timeout: its exit status, 128 + the signal that
- * killed it, or -1. */
-static int
-run_in_child(int (*fn)(void *), void *arg, unsigned timeout_s)
-{
-    pid_t pid;
-    int status;
-
-    fflush(stdout);
-    pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int rc;
-        alarm(timeout_s);
-        rc = fn(arg);
-        fflush(stdout);
-        _exit(rc);
-    }
-    while (waitpid(pid, &status, 0) < 0) {
-        if (errno != EINTR)
-            return -1;
-    }
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return -1;
-}
-
 static void
 test_create_layout(void)
 {
@@ -949,7 +919,7 @@ test_protect_each_role_writes_its_own_parts(void)
         return;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct probe p = {s, cases[i].role, 1, cases[i].target};
-        int rc = run_in_child(probe_child, &p, 5);
+        int rc = test_run_in_child(probe_child, &p, 5);
 
         if (rc != (cases[i].faults ? PROBE_FAULTED : 0))
             printf("#   case %zu (role %d, target %d): child ended with %d\n", i, cases[i].role,
