@@ -355,8 +355,15 @@ addrtab_count(const struct addrtab *t, const struct addrtab_key *k, enum addrtab
         return 0;
     addrtab_key_words(k, key);
     for (uint32_t n = 0; n < window; n++) {
-        if (!addrtab_read(&t->slots[(home + n) & mask], &c))
-            continue; /* stuck mid-write: its writer is dead, see addrtab.h */
+        if (!addrtab_read(&t->slots[(home + n) & mask], &c)) {
+            /* Stuck mid-write: a writer descheduled for long, or dead (its
+             * table is cleared when it is reaped).  It may be the very
+             * entry sought, so the count is unknown: as full, because a
+             * limit must never be passed on a guess; the callers refuse
+             * for that moment. */
+            result = UINT32_MAX;
+            break;
+        }
         if (!(c.seq & ADDRTAB_SEQ_USED))
             break;
         if (c.key[0] == key[0] && c.key[1] == key[1]) {

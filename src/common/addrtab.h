@@ -144,9 +144,11 @@ int addrtab_add(struct addrtab *t, const struct addrtab_key *k, enum addrtab_cou
                 int64_t delta);
 
 /* Counter c of address k in t (0 if k has no entry).  Any process.  An
- * entry its writer leaves mid-write for long (it was killed writing) is
- * skipped after a few yields, and a table being cleared counts 0: both are
- * a dead worker's, whose counts are going away.  Never blocks for long. */
+ * entry on k's path that its writer leaves mid-write for long (descheduled,
+ * or killed writing) makes the count unknown: UINT32_MAX after a few
+ * yields, so a limit is never passed on a guess (a dead worker's table is
+ * cleared when it is reaped).  A table being cleared counts 0: its counts
+ * are a dead worker's, going away.  Never blocks for long. */
 uint32_t addrtab_count(const struct addrtab *t, const struct addrtab_key *k,
                        enum addrtab_counter c);
 

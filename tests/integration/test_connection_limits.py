@@ -2,6 +2,7 @@
 (MAX_CONNECTIONS_PER_IP) and per instance (MAX_CONNECTIONS); beyond them a
 connection is closed at once, before anything is read from it.  HTTP
 keep-alive connections go after HTTP_IDLE_TIMEOUT without a request."""
+import json
 import re
 import socket
 import time
@@ -52,6 +53,22 @@ def close_all(socks):
         s.close()
 
 
+def open_connections(svc):
+    """The service's count of open connections (this request's included),
+    or None while it refuses the request."""
+    try:
+        return json.loads(http_get(svc.port, "/metrics").body)["open_connections"]
+    except (OSError, ValueError):
+        return None
+
+
+def wait_released(svc):
+    """Until the service has noticed that our connections are closed: it
+    does so asynchronously, and until then they still count."""
+    wait_until(lambda: open_connections(svc) == 1, timeout=5.0, message="connections released")
+    time.sleep(0.3)  # and the /metrics request's own connection
+
+
 def test_silent_connections_count_per_address(service):
     svc = service(WORKERS="2", MAX_CLIENTS="5", MAX_CLIENTS_PER_IP="3", HANDSHAKE_TIMEOUT="30")
     socks = connect_many(svc.port, 50)  # MAX_CONNECTIONS_PER_IP: 3 + 16
@@ -63,12 +80,21 @@ def test_silent_connections_count_per_address(service):
     close_all(other)
     # and the refused address gets in again once its connections are gone
     close_all(socks)
-    time.sleep(0.5)
+    wait_released(svc)
     again = connect_many(svc.port, 19)
     time.sleep(0.3)
     assert sum(still_open(s) for s in again) == 19
     close_all(again)
-    assert http_get(svc.port, "/health").status == 200
+
+    def healthy():
+        # The service notices the closes asynchronously: until then the
+        # address is still at its limit and a new connection is refused.
+        try:
+            return http_get(svc.port, "/health").status == 200
+        except OSError:
+            return False
+
+    wait_until(healthy, timeout=5.0, message="the address's connections released")
 
 
 def test_keepalive_http_connections_count_too(service):
@@ -88,7 +114,7 @@ def test_instance_limit_counts_across_addresses_and_workers(service):
         socks += connect_many(svc.port, 1, source=f"127.0.{i}.9")
     assert settle_open(socks, 10) in (9, 10)
     close_all(socks)
-    time.sleep(0.5)
+    wait_released(svc)
     # counts do not drift: the full allowance is back
     socks = connect_many(svc.port, 10, source="127.0.0.3")
     time.sleep(0.3)
