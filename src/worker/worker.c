@@ -35,6 +35,9 @@
 /* Bytes lws buffers per WebSocket connection for what the client sends. */
 #define WORKER_RX_BUFFER        512
 #define WORKER_ACCEPTS_PER_WAKE 64
+/* The once-a-second sweep of the sessions, in this many parts spread over
+ * the second (wsp_liveness_sweep). */
+#define WORKER_SWEEP_PARTS      10
 #define WORKER_STOP_GRACE_US    (2 * LWS_USEC_PER_SEC)
 
 enum worker_fd_kind { WORKER_FD_LISTEN = 1, WORKER_FD_WAKE, WORKER_FD_SIGNAL };
@@ -55,6 +58,7 @@ struct worker {
     msgpack_zone zone;
     int done;
     lws_sorted_usec_list_t liveness;
+    unsigned sweep_part; /* the part of the sessions the next sweep checks */
     lws_sorted_usec_list_t accept_retry;
     lws_sorted_usec_list_t stop_deadline;
     struct log_ratelimit rl;
@@ -236,8 +240,10 @@ worker_liveness(lws_sorted_usec_list_t *sul)
 {
     struct worker *w = lws_container_of(sul, struct worker, liveness);
 
-    wsp_liveness_sweep(&w->vh);
-    lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness, LWS_USEC_PER_SEC);
+    wsp_liveness_sweep(&w->vh, w->sweep_part, WORKER_SWEEP_PARTS);
+    w->sweep_part = (w->sweep_part + 1) % WORKER_SWEEP_PARTS;
+    lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness,
+                     LWS_USEC_PER_SEC / WORKER_SWEEP_PARTS);
 }
 
 static int
@@ -411,7 +417,8 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     LOG_INFO("serving (pid %d)", (int)getpid());
     /* Frames published before we listened were for the previous worker, if any. */
     worker_drain_ring(w);
-    lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness, LWS_USEC_PER_SEC);
+    lws_sul_schedule(w->ctx, 0, &w->liveness, worker_liveness,
+                     LWS_USEC_PER_SEC / WORKER_SWEEP_PARTS);
 
     while (!w->done) {
         ev_run(w->loop, EVRUN_ONCE);

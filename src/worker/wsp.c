@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 static struct wsp_vhost *wsp_vh;
+static unsigned wsp_sessions_ever;
 
 void
 wsp_bind(struct wsp_vhost *vh)
@@ -125,17 +126,16 @@ wsp_check_progress(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now)
 }
 
 void
-wsp_liveness_sweep(struct wsp_vhost *vh)
+wsp_liveness_sweep(struct wsp_vhost *vh, unsigned part, unsigned nparts)
 {
     uint64_t now = time_mono_ms();
     uint64_t interval = (uint64_t)vh->conf->ping_interval * 1000;
     uint64_t timeout = (uint64_t)vh->conf->ping_timeout * 1000;
-
     lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&vh->sessions))
     {
         struct wsp_session *ss = lws_container_of(d, struct wsp_session, list);
         /* A closing session has its own deadline (wsp_schedule_close). */
-        if (ss->close_code == 0) {
+        if (ss->sweep_slot % nparts == part && ss->close_code == 0) {
             wsp_check_liveness(ss, now, interval, timeout);
             wsp_check_progress(vh, ss, now);
         }
@@ -181,6 +181,7 @@ wsp_established(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
     ss->connected_ms = time_now_ms();
     ss->last_rx_ms = time_mono_ms();
     ss->progress_ms = ss->last_rx_ms;
+    ss->sweep_slot = wsp_sessions_ever++; /* spreads them over the sweep's parts */
     wsp_new_client_id(ss->client_id);
     lws_dll2_add_head(&ss->list, &vh->sessions);
     rxguard_established(lws_get_socket_fd(wsi), ss);
