@@ -77,6 +77,13 @@ struct conf {
     uint32_t http_idle_timeout;      /* seconds a keep-alive connection may idle */
     uint32_t ipv6_prefix;            /* bits of an IPv6 address that name a client */
     uint32_t max_filter_values_per_ip;
+
+    /* The consistent board (README "Consistency"). */
+    uint32_t snapshot_chunk;     /* items per snapshot message */
+    uint32_t snapshot_ttl;       /* seconds an odds key lives without an update */
+    uint32_t snapshot_max_keys;  /* keys the snapshot table holds */
+    uint32_t opportunity_ttl;    /* seconds an opportunity is in snapshots */
+    uint32_t resume_max_entries; /* matching entries replayed from Redis at most */
     int log_level; /* enum log_level */
 };
 

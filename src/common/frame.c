@@ -121,3 +121,25 @@ frame_unpack(const char *buf, size_t len, msgpack_zone *zone, struct frame_view 
     }
     return 0;
 }
+
+int
+frame_payload_string(const struct frame_view *v, const char *name, struct frame_key_ref *out)
+{
+    const msgpack_object_map *m = &v->payload->via.map;
+    size_t n = strlen(name);
+
+    out->ptr = NULL;
+    out->len = 0;
+    for (uint32_t i = 0; i < m->size; i++) {
+        const msgpack_object *k = &m->ptr[i].key, *val = &m->ptr[i].val;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            memcmp(k->via.str.ptr, name, n) == 0) {
+            if (val->type != MSGPACK_OBJECT_STR)
+                return -1;
+            out->ptr = val->via.str.size ? val->via.str.ptr : "";
+            out->len = val->via.str.size;
+            return 0;
+        }
+    }
+    return -1;
+}

@@ -59,6 +59,10 @@ const char *frame_type_name(enum frame_type type);
 void frame_pack_head(msgpack_packer *pk, enum frame_type type,
                      const struct frame_key_ref keys[FRAME_NKEYS]);
 
+/* The string field `name` of the payload map into *out (ptr NULL if the
+ * payload has no such field or it is not a string).  0 if found, else -1. */
+int frame_payload_string(const struct frame_view *v, const char *name, struct frame_key_ref *out);
+
 /* Unpack and validate buf[0..len).  The view points into buf and zone, valid
  * until the zone is cleared.  Returns 0, or -1 with a reason in err. */
 int frame_unpack(const char *buf, size_t len, msgpack_zone *zone, struct frame_view *out, char *err,

@@ -37,7 +37,9 @@ struct ring_slot {
     _Atomic uint32_t stream;   /* index into the shm stream table */
     _Atomic uint64_t id_ms;    /* Redis entry id <ms>-<seq> */
     _Atomic uint64_t id_seq;
-    uint64_t reserved[3]; /* room for an epoch or a per-key index without a layout break */
+    _Atomic uint32_t kind; /* enum ring_kind */
+    uint32_t reserved0;
+    uint64_t reserved[2]; /* room to grow without a layout break */
 };
 
 #define RING_SEQ_BUSY UINT64_MAX
@@ -71,10 +73,18 @@ struct ring {
     uint64_t data_size; /* power of two, >= 2 * max_frame */
 };
 
+/* What a frame is.  Keep the values: they are in shared memory. */
+enum ring_kind {
+    RING_KIND_ENTRY = 0, /* a stream entry (common/frame.h) */
+    RING_KIND_RESET = 1, /* the history of `stream` was lost (deleted, Redis restarted empty):
+                          * what came before is void; the frame is the new epoch's text */
+};
+
 struct ring_frame_meta {
     uint32_t stream;
     uint64_t id_ms;
     uint64_t id_seq;
+    uint32_t kind; /* enum ring_kind */
 };
 
 /* Bytes the ring needs for nslots frames, data_size bytes of frame data. */

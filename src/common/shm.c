@@ -3,12 +3,14 @@
 #include "conf.h"
 #include "hash.h"
 #include "log.h"
+#include "snaptab.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include "timeutil.h"
@@ -19,7 +21,8 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 static_assert(sizeof(struct shm_header) == RING_CACHELINE, "header is one cache line");
 static_assert(sizeof(struct shm_ingest) == RING_CACHELINE, "ingest stats: one line");
-static_assert(sizeof(struct shm_retired) == RING_CACHELINE, "retired totals: one line");
+static_assert(sizeof(struct shm_epoch) == RING_CACHELINE, "epoch: one line");
+static_assert(sizeof(struct shm_retired) <= 2 * RING_CACHELINE, "retired totals: two lines");
 /* Each part on its own page: mprotect() works on pages, and a part that
  * shared a page with another role's could not be made read-only alone. */
 static_assert(offsetof(struct shm, ingest) % SHM_PAGE == 0, "ingest part starts a page");
@@ -57,6 +60,9 @@ struct shm_local {
     uint64_t ring_offset;
     uint64_t data_size;
     struct ring ring;
+    void *snap_mem; /* a mapping of its own (shm_add_snaptab), or NULL */
+    uint64_t snap_size;
+    uint32_t snap_keys;
 };
 static_assert(sizeof(struct shm_local) <= SHM_PAGE, "the private copy fits its page");
 
@@ -170,8 +176,94 @@ shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr
 void
 shm_destroy(struct shm *s)
 {
-    if (s != NULL)
-        munmap((char *)s - SHM_PAGE, SHM_PAGE + shm_local(s)->size);
+    if (s == NULL)
+        return;
+    if (shm_local(s)->snap_mem != NULL)
+        munmap(shm_local(s)->snap_mem, shm_local(s)->snap_size);
+    munmap((char *)s - SHM_PAGE, SHM_PAGE + shm_local(s)->size);
+}
+
+int
+shm_add_snaptab(struct shm *s, uint32_t max_keys)
+{
+    struct shm_local *l = (struct shm_local *)((char *)s - SHM_PAGE);
+    uint64_t size = shm_round_up(snaptab_region_size(max_keys, SHM_MAX_STREAMS), SHM_PAGE);
+    struct snaptab t;
+    void *mem;
+    int rc = 0;
+
+    if (l->snap_mem != NULL || size == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* Sized for every key at the average entry size; NORESERVE because it
+     * is used as keys arrive, and most tables never fill. */
+    mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+               0);
+    if (mem == MAP_FAILED)
+        return -1;
+    if (snaptab_init(&t, mem, max_keys, SHM_MAX_STREAMS) != 0) {
+        munmap(mem, size);
+        errno = EINVAL;
+        return -1;
+    }
+    if (mprotect(l, SHM_PAGE, PROT_READ | PROT_WRITE) != 0) {
+        int e = errno;
+        munmap(mem, size);
+        errno = e;
+        return -1;
+    }
+    l->snap_mem = mem;
+    l->snap_size = size;
+    l->snap_keys = max_keys;
+    if (mprotect(l, SHM_PAGE, PROT_READ) != 0)
+        rc = -1;
+    return rc;
+}
+
+void *
+shm_snaptab(const struct shm *s, uint32_t *max_keys)
+{
+    *max_keys = shm_local(s)->snap_keys;
+    return shm_local(s)->snap_mem;
+}
+
+void
+shm_epoch_get(const struct shm *s, char *buf, size_t size)
+{
+    struct shm_epoch *e = (struct shm_epoch *)&s->epoch;
+
+    if (size == 0)
+        return;
+    for (;;) {
+        uint64_t v = atomic_load_explicit(&e->version, memory_order_acquire);
+        char copy[SHM_EPOCH_MAX];
+        if ((v & 1) == 0) {
+            /* Read while the writer may write: the version check below
+             * throws a torn copy away (a seqlock, as the ring's frames). */
+            memcpy(copy, e->text, sizeof(copy));
+            atomic_thread_fence(memory_order_acquire);
+            if (atomic_load_explicit(&e->version, memory_order_relaxed) == v) {
+                copy[sizeof(copy) - 1] = '\0';
+                snprintf(buf, size, "%s", copy);
+                return;
+            }
+        }
+        sched_yield();
+    }
+}
+
+void
+shm_epoch_set(struct shm *s, const char *text)
+{
+    uint64_t v = atomic_load_explicit(&s->epoch.version, memory_order_relaxed);
+
+    /* Odd first (pairs with the reader's acquire load), then the text, then
+     * even again (release: the text is visible before it). */
+    atomic_store_explicit(&s->epoch.version, v + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    snprintf(s->epoch.text, sizeof(s->epoch.text), "%s", text);
+    atomic_store_explicit(&s->epoch.version, v + 2, memory_order_release);
 }
 
 int
@@ -242,7 +334,10 @@ shm_protect(struct shm *s, enum shm_role role, uint32_t worker, char *err, size_
         rc = shm_mprotect(&s->workers[worker], sizeof(s->workers[worker]), rw, "worker slot", err,
                           errlen) ||
              shm_mprotect((char *)s + l->addr_offset + worker * l->addr_stride, l->addr_stride, rw,
-                          "address table", err, errlen);
+                          "address table", err, errlen) ||
+             /* The snapshot table is the ingest's: workers only read it. */
+             (l->snap_mem != NULL && shm_mprotect(l->snap_mem, l->snap_size, PROT_READ,
+                                                  "snapshot table", err, errlen));
     if (rc != 0 && mprotect(s, l->size, rw) != 0) {
         /* Neither protected nor writable where this role writes: going on
          * would crash at the first counter. */
@@ -461,6 +556,13 @@ shm_totals(struct shm *s, struct shm_totals *t)
     t->client_errors = LOAD(s->retired.client_errors);
     t->open_connections = 0;
     t->refused_connections = LOAD(s->retired.refused_connections);
+    t->snapshots_sent = LOAD(s->retired.snapshots_sent);
+    t->snapshot_items_sent = LOAD(s->retired.snapshot_items_sent);
+    t->resumes_ok = LOAD(s->retired.resumes_ok);
+    t->resumes_epoch_changed = LOAD(s->retired.resumes_epoch_changed);
+    t->resumes_too_old = LOAD(s->retired.resumes_too_old);
+    t->resumes_unknown_stream = LOAD(s->retired.resumes_unknown_stream);
+    t->lapped_snapshots = LOAD(s->retired.lapped_snapshots);
     for (uint32_t i = 0; i < shm_nworkers(s); i++) {
         struct shm_worker *w = &s->workers[i];
         uint64_t next;
@@ -475,6 +577,13 @@ shm_totals(struct shm *s, struct shm_totals *t)
         t->client_errors += LOAD(w->client_errors);
         t->open_connections += LOAD(w->open_connections);
         t->refused_connections += LOAD(w->refused_connections);
+        t->snapshots_sent += LOAD(w->snapshots_sent);
+        t->snapshot_items_sent += LOAD(w->snapshot_items_sent);
+        t->resumes_ok += LOAD(w->resumes_ok);
+        t->resumes_epoch_changed += LOAD(w->resumes_epoch_changed);
+        t->resumes_too_old += LOAD(w->resumes_too_old);
+        t->resumes_unknown_stream += LOAD(w->resumes_unknown_stream);
+        t->lapped_snapshots += LOAD(w->lapped_snapshots);
         if (LOAD(w->pid) == 0 || !LOAD(w->listening))
             continue;
         next = LOAD(w->ring_next);
@@ -506,6 +615,13 @@ shm_worker_retire(struct shm *s, uint32_t i)
     FOLD(invalid_frames);
     FOLD(client_errors);
     FOLD(refused_connections);
+    FOLD(snapshots_sent);
+    FOLD(snapshot_items_sent);
+    FOLD(resumes_ok);
+    FOLD(resumes_epoch_changed);
+    FOLD(resumes_too_old);
+    FOLD(resumes_unknown_stream);
+    FOLD(lapped_snapshots);
     atomic_store_explicit(&w->active_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->open_connections, 0, memory_order_relaxed);
     atomic_store_explicit(&w->listening, 0, memory_order_relaxed);

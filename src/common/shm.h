@@ -47,7 +47,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC       0x57534252494e4731ULL /* "WSBRING1" */
-#define SHM_VERSION     2
+#define SHM_VERSION     3
 #define SHM_MAX_WORKERS 64
 /* Two whole configurations (CONF_MAX_SPORTS + 1 streams each; checked in
  * shm.c) and as much again: a reload that replaces every stream fits even
@@ -88,6 +88,19 @@ struct shm_ingest {
                                           * SPORTS (0: never): where new groups start */
 };
 
+/*
+ * The epoch (README "Consistency"): the name of the one continuous history
+ * of the streams that entry ids are positions in, kept in Redis so every
+ * instance on it reports the same one.  writer: ingest, under a seqlock
+ * (version odd while the text changes); readers copy it with shm_epoch_get.
+ * Empty until the ingest has read it from Redis.
+ */
+#define SHM_EPOCH_MAX 56
+struct shm_epoch {
+    _Atomic uint64_t version;
+    char text[SHM_EPOCH_MAX]; /* NUL-terminated when version is even */
+};
+
 /* Cumulative counters of workers that exited, so totals survive a restart and
  * active_clients never counts a dead worker's clients.  Writer: supervisor
  * (shm_worker_retire). */
@@ -100,6 +113,13 @@ struct shm_retired {
     _Atomic uint64_t invalid_frames;
     _Atomic uint64_t client_errors;
     _Atomic uint64_t refused_connections;
+    _Atomic uint64_t snapshots_sent;
+    _Atomic uint64_t snapshot_items_sent;
+    _Atomic uint64_t resumes_ok;
+    _Atomic uint64_t resumes_epoch_changed;
+    _Atomic uint64_t resumes_too_old;
+    _Atomic uint64_t resumes_unknown_stream;
+    _Atomic uint64_t lapped_snapshots;
 };
 
 /*
@@ -143,7 +163,15 @@ struct shm_worker {
                                            * closed, upgraded or not (MAX_CONNECTIONS) */
     _Atomic uint64_t refused_connections; /* closed at accept: a connection limit */
     _Atomic uint64_t addrtab_full;        /* new addresses refused: its table was full */
-    uint8_t pad[SHM_PAGE - 112];          /* a page each: writable by its worker alone */
+    /* The consistent board (worker/feed.h). */
+    _Atomic uint64_t snapshots_sent;         /* snapshots queued whole to a client */
+    _Atomic uint64_t snapshot_items_sent;    /* keys in them */
+    _Atomic uint64_t resumes_ok;             /* resumes that replayed what was missed */
+    _Atomic uint64_t resumes_epoch_changed;  /* refused: another epoch */
+    _Atomic uint64_t resumes_too_old;        /* refused: entries no longer at hand */
+    _Atomic uint64_t resumes_unknown_stream; /* refused: a stream without a position */
+    _Atomic uint64_t lapped_snapshots;       /* fresh snapshots after frames were lost */
+    uint8_t pad[SHM_PAGE - 168];             /* a page each: writable by its worker alone */
 };
 
 /*
@@ -171,9 +199,10 @@ struct shm {
     /* supervisor */
     struct shm_header hdr;
     struct shm_retired retired;
-    struct shm_addrtabs addrtabs;
+    _Alignas(RING_CACHELINE) struct shm_addrtabs addrtabs;
     /* ingest */
     _Alignas(SHM_PAGE) struct shm_ingest ingest;
+    struct shm_epoch epoch;
     struct shm_stream streams[SHM_MAX_STREAMS];
     /* worker i: workers[i], then its address table after the struct */
     _Alignas(SHM_PAGE) struct shm_worker workers[SHM_MAX_WORKERS];
@@ -206,6 +235,24 @@ void shm_destroy(struct shm *s);
  * configuration the region was not made for.  Any role, after fork. */
 int shm_attach(const struct shm *s, uint32_t nworkers, uint32_t nslots, uint32_t max_frame,
                uint32_t addr_slots);
+
+/* Map the snapshot table (common/snaptab.h) for max_keys keys beside the
+ * region, laid out empty: its pages cost memory only once used.
+ * Supervisor only, after shm_create and before the first fork.  0, or -1
+ * (errno set). */
+int shm_add_snaptab(struct shm *s, uint32_t max_keys);
+
+/* The snapshot table's memory and its key count (0 and NULL if none was
+ * added).  Any role: the ingest attaches to it as the writer, the workers
+ * as readers. */
+void *shm_snaptab(const struct shm *s, uint32_t *max_keys);
+
+/* The epoch's text into buf (at least SHM_EPOCH_MAX bytes); "" if the
+ * ingest has not read it yet.  Any role. */
+void shm_epoch_get(const struct shm *s, char *buf, size_t size);
+
+/* Ingest: publish a new epoch text (cut to SHM_EPOCH_MAX - 1 bytes). */
+void shm_epoch_set(struct shm *s, const char *text);
 
 /* Who a child is, for shm_protect. */
 enum shm_role { SHM_ROLE_INGEST, SHM_ROLE_WORKER };
@@ -265,6 +312,13 @@ struct shm_totals {
     uint64_t open_connections;
     uint64_t refused_connections;
     uint64_t broadcast_usage; /* frames published but not read by the slowest live worker */
+    uint64_t snapshots_sent;
+    uint64_t snapshot_items_sent;
+    uint64_t resumes_ok;
+    uint64_t resumes_epoch_changed;
+    uint64_t resumes_too_old;
+    uint64_t resumes_unknown_stream;
+    uint64_t lapped_snapshots;
 };
 void shm_totals(struct shm *s, struct shm_totals *t);
 

@@ -1,6 +1,7 @@
 #include "ingest.h"
 #include "decode.h"
 #include "../common/log.h"
+#include "../common/snaptab.h"
 #include "../common/streamid.h"
 #include "../common/timeutil.h"
 
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,11 +41,22 @@ struct ingest {
     int nwake;
     redisContext *redis;
     msgpack_sbuffer frame;
+    msgpack_zone zone; /* to find a published frame's key */
+    struct snaptab snap;
+    int have_snap;
+    char epoch_key[CONF_NAME_MAX + 8];
+    char epoch[SHM_EPOCH_MAX];
+    int lost[CONF_MAX_SPORTS + 1]; /* streams whose history vanished, to announce */
+    int nlost;
+    uint64_t next_expire_ms;
     struct log_ratelimit invalid_rl;
     struct log_ratelimit error_rl;
 };
 
 static volatile sig_atomic_t ingest_stop;
+
+static void ingest_note_loss(struct ingest *in, struct ingest_stream *st);
+static int ingest_after_groups(struct ingest *in);
 
 static void
 ingest_on_signal(int sig)
@@ -91,6 +104,15 @@ ingest_assign_row(struct ingest *in, struct ingest_stream *st)
     row = &in->shm->streams[st->shm_index];
     st->last.ms = atomic_load_explicit(&row->last_ms, memory_order_relaxed);
     st->last.seq = atomic_load_explicit(&row->last_seq, memory_order_relaxed);
+    if (in->have_snap && st->last.ms == 0 && st->last.seq == 0) {
+        /* A row given to another stream starts over (shm_stream_index): the
+         * table must not keep its previous stream's keys under it. */
+        struct streamid pos[SHM_MAX_STREAMS];
+        uint64_t applied;
+        (void)snaptab_read_header(&in->snap, &applied, pos, SHM_MAX_STREAMS); /* the writer: never torn */
+        if (pos[st->shm_index].ms != 0 || pos[st->shm_index].seq != 0)
+            snaptab_drop_stream(&in->snap, (uint32_t)st->shm_index);
+    }
     return 0;
 }
 
@@ -173,7 +195,9 @@ ingest_command(struct ingest *in, int argc, const char **argv)
  *             be skipped.
  * Returns 0, -1 if the connection broke, 1 if the key cannot be used as a
  * stream (another type): the stream is left out of reads for a while, so one
- * bad key does not stop the others.
+ * bad key does not stop the others.  A group that existed and had to be
+ * made again means the stream's history was lost: st is noted in in->lost
+ * (ingest_announce_losses).
  */
 static int
 ingest_ensure_group(struct ingest *in, struct ingest_stream *st)
@@ -201,8 +225,11 @@ ingest_ensure_group(struct ingest *in, struct ingest_stream *st)
         st->disabled_until_ms = time_mono_ms() + INGEST_STREAM_RETRY_MS;
         rc = 1;
     } else {
-        if (r->type != REDIS_REPLY_ERROR)
+        if (r->type != REDIS_REPLY_ERROR) {
             LOG_INFO("created consumer group %s on %s at %s", in->group, st->name, at);
+            if (atomic_load_explicit(grouped, memory_order_relaxed))
+                ingest_note_loss(in, st);
+        }
         atomic_store_explicit(grouped, 1, memory_order_relaxed);
         st->disabled_until_ms = 0;
     }
@@ -277,6 +304,8 @@ ingest_connect(struct ingest *in)
         if (ingest_ensure_group(in, st) < 0)
             return -1;
     }
+    if (ingest_after_groups(in) != 0)
+        return -1;
     LOG_INFO("connected to redis %s; reading %d streams with group %s", in->redis_shown,
              in->nstreams, in->group);
     return 0;
@@ -294,6 +323,212 @@ ingest_wake_workers(struct ingest *in)
     }
 }
 
+
+/* ---- the consistent board: epoch, snapshot table ------------------------- */
+
+static void
+ingest_note_loss(struct ingest *in, struct ingest_stream *st)
+{
+    for (int i = 0; i < in->nlost; i++) {
+        if (in->lost[i] == st->shm_index)
+            return;
+    }
+    if (in->nlost < (int)(sizeof(in->lost) / sizeof(in->lost[0])))
+        in->lost[in->nlost++] = st->shm_index;
+}
+
+/* A fresh epoch: 128 random bits as hex. */
+static int
+ingest_new_epoch(char *buf, size_t size)
+{
+    unsigned char r[16];
+
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+        return -1;
+    for (size_t i = 0; i < sizeof(r) && 2 * i + 2 < size; i++)
+        snprintf(buf + 2 * i, 3, "%02x", r[i]);
+    return 0;
+}
+
+/*
+ * Agree on the epoch with every other instance on this Redis, in one
+ * atomic step: keep the stored one, unless it is missing (Redis lost it:
+ * restarted empty, flushed) or this instance lost a stream's history while
+ * it was the one we knew; then store a fresh one.  An instance that finds
+ * the stored epoch already moved on from the one it knew adopts it, so two
+ * instances that see the same loss agree on one new epoch.
+ */
+static const char ingest_epoch_script[] =
+    "local cur = redis.call('GET', KEYS[1]) "
+    "if cur and cur ~= ARGV[1] then return cur end "
+    "redis.call('SET', KEYS[1], ARGV[2]) "
+    "return ARGV[2]";
+
+/* 0, or -1 if the connection broke or Redis refused (logged). */
+static int
+ingest_sync_epoch(struct ingest *in)
+{
+    char fresh[SHM_EPOCH_MAX];
+    const char *argv[] = {"EVAL", ingest_epoch_script, "1", in->epoch_key,
+                          in->nlost > 0 ? in->epoch : "", fresh};
+    redisReply *r;
+
+    if (ingest_new_epoch(fresh, sizeof(fresh)) != 0) {
+        LOG_ERROR("getrandom(16 bytes) failed: %s", strerror(errno));
+        return -1;
+    }
+    if ((r = ingest_command(in, 6, argv)) == NULL)
+        return -1;
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= SHM_EPOCH_MAX) {
+        if (log_ratelimit_allow(&in->error_rl))
+            LOG_ERROR("reading the epoch (%s) failed: %s", in->epoch_key,
+                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        freeReplyObject(r);
+        return -1;
+    }
+    if (strcmp(in->epoch, r->str) != 0) {
+        if (in->epoch[0] != '\0')
+            LOG_WARN("epoch %s -> %s: %s", in->epoch, r->str,
+                     in->nlost > 0 ? "stream history lost" : "changed by another instance");
+        else
+            LOG_INFO("epoch %s", r->str);
+        snprintf(in->epoch, sizeof(in->epoch), "%s", r->str);
+        shm_epoch_set(in->shm, in->epoch);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
+/* Tell the workers, in ring order, that each lost stream's history is void
+ * (a RESET frame carrying the new epoch), and forget its keys. */
+static void
+ingest_announce_losses(struct ingest *in)
+{
+    for (int i = 0; i < in->nlost; i++) {
+        struct ring_frame_meta meta = {(uint32_t)in->lost[i], 0, 0, RING_KIND_RESET};
+        struct shm_stream *row = &in->shm->streams[in->lost[i]];
+        uint64_t seq = ring_head(in->ring);
+
+        for (int k = 0; k < in->nstreams; k++) {
+            if (in->streams[k].shm_index == in->lost[i])
+                in->streams[k].last = (struct streamid){0, 0};
+        }
+        atomic_store_explicit(&row->last_frame, seq + 1, memory_order_relaxed);
+        WSB_ASSERT(ring_publish(in->ring, in->epoch, (uint32_t)strlen(in->epoch), &meta) >= 0);
+        atomic_store_explicit(&row->last_ms, 0, memory_order_relaxed);
+        atomic_store_explicit(&row->last_seq, 0, memory_order_relaxed);
+        if (in->have_snap) {
+            snaptab_drop_stream(&in->snap, (uint32_t)in->lost[i]);
+            snaptab_set_applied(&in->snap, seq + 1);
+        }
+    }
+    if (in->nlost > 0)
+        ingest_wake_workers(in);
+    in->nlost = 0;
+}
+
+/* After a reconnect or a failed read: agree on the epoch (a new one if a
+ * history was lost), then announce the losses.  0, or -1 (disconnected). */
+static int
+ingest_after_groups(struct ingest *in)
+{
+    if (ingest_sync_epoch(in) != 0) {
+        ingest_disconnect(in);
+        return -1;
+    }
+    ingest_announce_losses(in);
+    return 0;
+}
+
+/* Record frame seq (just published, in in->frame) in the snapshot table. */
+static void
+ingest_snapshot_apply(struct ingest *in, const struct ingest_stream *st, const struct streamid *id,
+                      uint64_t seq)
+{
+    struct frame_view view;
+    struct snaptab_key key, *k = NULL;
+    struct frame_key_ref outcome;
+    char err[64];
+
+    if (!in->have_snap)
+        return;
+    msgpack_zone_clear(&in->zone);
+    if (frame_unpack(in->frame.data, in->frame.size, &in->zone, &view, err, sizeof(err)) == 0 &&
+        view.keys[FRAME_KEY_EVENT].ptr != NULL &&
+        frame_payload_string(&view, "outcome_name", &outcome) == 0) {
+        /* Keyed by event, market, book and outcome: a moved line (new
+         * point) replaces the old one.  Without an event or an outcome an
+         * entry is delivered live but is no key of the board. */
+        static const int dims[] = {FRAME_KEY_SPORT, FRAME_KEY_EVENT, FRAME_KEY_MARKET,
+                                   FRAME_KEY_BOOK};
+        for (int i = 0; i < 4; i++) {
+            key.s[i] = view.keys[dims[i]].ptr;
+            key.len[i] = view.keys[dims[i]].len;
+        }
+        key.s[SNAPTAB_OUTCOME] = outcome.ptr;
+        key.len[SNAPTAB_OUTCOME] = outcome.len;
+        k = &key;
+    }
+    (void)snaptab_apply(&in->snap, (uint8_t)st->type, k, (uint32_t)st->shm_index, id, seq,
+                        time_now_ms(), in->frame.data, (uint32_t)in->frame.size);
+}
+
+/* Frames the ring holds that the table does not (the previous ingest died
+ * between the two): put them in. */
+static void
+ingest_snapshot_catch_up(struct ingest *in)
+{
+    struct streamid pos[SHM_MAX_STREAMS];
+    uint64_t applied = 0;
+    uint64_t head = ring_head(in->ring);
+    struct ring_reader rd;
+    char *buf = malloc(in->conf.max_entry_size);
+    uint32_t len;
+    struct ring_frame_meta meta;
+
+    (void)snaptab_read_header(&in->snap, &applied, pos, SHM_MAX_STREAMS); /* the writer: never torn */
+    if (buf == NULL || applied >= head) {
+        free(buf);
+        return;
+    }
+    rd.next = applied;
+    rd.missed = 0;
+    while (rd.next < head && ring_read(in->ring, &rd, buf, in->conf.max_entry_size, &len, &meta)) {
+        uint64_t seq = rd.next - 1;
+        struct streamid id = {meta.id_ms, meta.id_seq};
+        if (meta.kind == RING_KIND_RESET) {
+            snaptab_drop_stream(&in->snap, meta.stream);
+            snaptab_set_applied(&in->snap, seq + 1);
+            continue;
+        }
+        for (int i = 0; i < in->nstreams; i++) {
+            if (in->streams[i].shm_index >= 0 && (uint32_t)in->streams[i].shm_index == meta.stream) {
+                msgpack_sbuffer_clear(&in->frame);
+                msgpack_sbuffer_write(&in->frame, buf, len);
+                ingest_snapshot_apply(in, &in->streams[i], &id, seq);
+                break;
+            }
+        }
+    }
+    snaptab_set_applied(&in->snap, head);
+    free(buf);
+    LOG_INFO("snapshot table: %llu frames from the ring applied after a restart",
+             (unsigned long long)(head - applied));
+}
+
+/* Keys past SNAPSHOT_TTL / OPPORTUNITY_TTL leave the table, a few at a time. */
+static void
+ingest_snapshot_expire(struct ingest *in)
+{
+    uint64_t now = time_now_ms();
+
+    if (!in->have_snap || now < in->next_expire_ms)
+        return;
+    in->next_expire_ms = now + 100;
+    (void)snaptab_expire(&in->snap, now, (uint64_t)in->conf.snapshot_ttl * 1000,
+                         (uint64_t)in->conf.opportunity_ttl * 1000, 4096);
+}
+
 /* Decode and publish one entry.  Returns 1 if a frame was published. */
 static int
 ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entry, int pending)
@@ -305,6 +540,7 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
     struct ring_frame_meta meta;
     struct streamid sid;
     char err[256];
+    uint64_t seq;
     size_t n;
 
     STAT_ADD(entries_read, 1);
@@ -364,9 +600,14 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
     /* Before the frame is in the ring: the row must never look free while a
      * frame naming it can be read (shm_stream_index).  Only this process
      * publishes, so the head is the frame's sequence. */
-    atomic_store_explicit(&in->shm->streams[st->shm_index].last_frame, ring_head(in->ring) + 1,
+    meta.kind = RING_KIND_ENTRY;
+    seq = ring_head(in->ring);
+    atomic_store_explicit(&in->shm->streams[st->shm_index].last_frame, seq + 1,
                           memory_order_relaxed);
     WSB_ASSERT(ring_publish(in->ring, in->frame.data, (uint32_t)in->frame.size, &meta) >= 0);
+    /* After the ring: a frame is in the table only once it can be read
+     * from the ring (a worker patches a snapshot from the ring). */
+    ingest_snapshot_apply(in, st, &sid, seq);
     st->last = sid;
     atomic_store_explicit(&in->shm->streams[st->shm_index].last_ms, sid.ms, memory_order_relaxed);
     atomic_store_explicit(&in->shm->streams[st->shm_index].last_seq, sid.seq, memory_order_relaxed);
@@ -530,6 +771,8 @@ ingest_recreate_groups(struct ingest *in)
         if (in->streams[i].shm_index >= 0 && in->streams[i].disabled_until_ms == 0)
             (void)ingest_ensure_group(in, &in->streams[i]);
     }
+    if (in->redis != NULL)
+        (void)ingest_after_groups(in); /* -1: disconnected, reconnected next round */
 }
 
 /* Read until the pending entries list is drained.  0, or -1 if the
@@ -592,8 +835,34 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
     in->error_rl = error_rl;
     snprintf(in->group, sizeof(in->group), "%s:%s", c->consumer_group, c->consumer_id);
     msgpack_sbuffer_init(&in->frame);
+    if (!msgpack_zone_init(&in->zone, 4096)) {
+        LOG_ERROR("out of memory at start");
+        return 1;
+    }
+    snprintf(in->epoch_key, sizeof(in->epoch_key), "%s:epoch", c->consumer_group);
+    /* What this instance knew before a restart of this process: a loss is
+     * judged against it. */
+    shm_epoch_get(s, in->epoch, sizeof(in->epoch));
+    {
+        uint32_t max_keys;
+        void *mem = shm_snaptab(s, &max_keys);
+        uint32_t repaired = 0;
+        if (mem != NULL) {
+            if (snaptab_attach_writer(&in->snap, mem, max_keys, SHM_MAX_STREAMS, &repaired) != 0) {
+                LOG_ERROR("out of memory attaching the snapshot table (%u keys)", max_keys);
+                return 1;
+            }
+            in->have_snap = 1;
+            if (repaired > 0)
+                LOG_WARN("snapshot table: %u entries left half-written by the previous ingest "
+                         "dropped",
+                         repaired);
+        }
+    }
     ingest_setup_streams(in);
     ingest_recover_last_ids(in);
+    if (in->have_snap)
+        ingest_snapshot_catch_up(in);
 
     while (!ingest_stop) {
         redisReply *r;
@@ -634,8 +903,12 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
         atomic_store_explicit(&s->ingest.redis_up, 1, memory_order_relaxed);
         (void)ingest_batch(in, r, 0);
         freeReplyObject(r);
+        ingest_snapshot_expire(in);
     }
     ingest_disconnect(in);
+    if (in->have_snap)
+        snaptab_detach(&in->snap);
+    msgpack_zone_destroy(&in->zone);
     msgpack_sbuffer_destroy(&in->frame);
     LOG_INFO("stopped");
     return 0;

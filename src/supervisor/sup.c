@@ -561,6 +561,13 @@ sup_setup(struct sup *sp)
                   sp->conf.ring_size, sp->conf.workers, addr_slots, strerror(errno));
         return -1;
     }
+    /* Outlives every child, like the ring: a restarted worker serves
+     * complete snapshots at once, a restarted ingest goes on filling it. */
+    if (shm_add_snaptab(sp->shm, sp->conf.snapshot_max_keys) != 0) {
+        LOG_ERROR("mmap(snapshot table of %u keys (SNAPSHOT_MAX_KEYS)) failed: %s",
+                  sp->conf.snapshot_max_keys, strerror(errno));
+        return -1;
+    }
     sp->nchildren = 1 + sp->conf.workers;
     sp->children[0].role = SUP_ROLE_INGEST;
     sp->children[0].listen_fd = -1;

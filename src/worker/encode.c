@@ -130,7 +130,8 @@ encode_print(cJSON *root, size_t headroom, size_t *len)
 }
 
 static char *
-encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, size_t *len)
+encode_wrap_origin(const char *type, cJSON *payload, const struct encode_origin *origin,
+                   uint64_t now_ms, size_t headroom, size_t *len)
 {
     char ts[32];
     cJSON *root = cJSON_CreateObject();
@@ -149,7 +150,9 @@ encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, 
         return NULL;
     }
     cJSON_AddItemToObject(root, "payload", payload);
-    if (cJSON_AddStringToObject(root, "timestamp", ts) == NULL) {
+    if ((origin != NULL && (cJSON_AddStringToObject(root, "stream", origin->stream) == NULL ||
+                            cJSON_AddStringToObject(root, "id", origin->id) == NULL)) ||
+        cJSON_AddStringToObject(root, "timestamp", ts) == NULL) {
         cJSON_Delete(root);
         return NULL;
     }
@@ -158,9 +161,15 @@ encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, 
     return buf;
 }
 
+static char *
+encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, size_t *len)
+{
+    return encode_wrap_origin(type, payload, NULL, now_ms, headroom, len);
+}
+
 char *
-encode_update(const struct frame_view *f, uint64_t now_ms, size_t headroom, size_t *len, char *err,
-              size_t errlen)
+encode_update(const struct frame_view *f, const struct encode_origin *origin, uint64_t now_ms,
+              size_t headroom, size_t *len, char *err, size_t errlen)
 {
     cJSON *payload = encode_msgpack_to_json(f->payload, 0);
     char *buf;
@@ -169,10 +178,131 @@ encode_update(const struct frame_view *f, uint64_t now_ms, size_t headroom, size
         snprintf(err, errlen, "payload not representable as JSON");
         return NULL;
     }
-    buf = encode_wrap(frame_type_name(f->type), payload, now_ms, headroom, len);
+    buf = encode_wrap_origin(frame_type_name(f->type), payload, origin, now_ms, headroom, len);
     if (buf == NULL)
         snprintf(err, errlen, "out of memory");
     return buf;
+}
+
+char *
+encode_item(const struct frame_view *f, const struct encode_origin *origin, size_t *len, char *err,
+            size_t errlen)
+{
+    cJSON *item = encode_msgpack_to_json(f->payload, 0);
+    char *text;
+
+    if (item == NULL) {
+        snprintf(err, errlen, "payload not representable as JSON");
+        return NULL;
+    }
+    /* A payload field of the same name gives way: the client keys its board
+     * by these two. */
+    cJSON_DeleteItemFromObjectCaseSensitive(item, "stream");
+    cJSON_DeleteItemFromObjectCaseSensitive(item, "id");
+    if (cJSON_AddStringToObject(item, "stream", origin->stream) == NULL ||
+        cJSON_AddStringToObject(item, "id", origin->id) == NULL ||
+        (text = cJSON_PrintUnformatted(item)) == NULL) {
+        cJSON_Delete(item);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    cJSON_Delete(item);
+    *len = strlen(text);
+    return text;
+}
+
+/* A growing text buffer with headroom in front, for messages assembled from
+ * pieces already encoded (snapshot parts can hold thousands of items: no
+ * cJSON tree of them). */
+struct encode_buf {
+    char *buf;
+    size_t len, cap; /* len counts the headroom */
+    int failed;
+};
+
+static void
+encode_buf_put(struct encode_buf *b, const char *s, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *p;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        if ((p = realloc(b->buf, cap)) == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->buf = p;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+static void
+encode_buf_str(struct encode_buf *b, const char *s)
+{
+    encode_buf_put(b, s, strlen(s));
+}
+
+/* s as a JSON string literal (cJSON's escaping). */
+static void
+encode_buf_json_string(struct encode_buf *b, const char *s)
+{
+    cJSON *str = cJSON_CreateString(s);
+    char *text = str != NULL ? cJSON_PrintUnformatted(str) : NULL;
+
+    if (text == NULL)
+        b->failed = 1;
+    else
+        encode_buf_str(b, text);
+    free(text);
+    cJSON_Delete(str);
+}
+
+char *
+encode_snapshot_part(const char *epoch, const char *positions, size_t positions_len,
+                     char *const *items, const size_t *item_lens, size_t n, int last,
+                     const char *reason, uint64_t now_ms, size_t headroom, size_t *len)
+{
+    struct encode_buf b = {NULL, 0, 0, 0};
+    size_t total = headroom + positions_len + 256;
+    char ts[32];
+
+    for (size_t i = 0; i < n; i++)
+        total += item_lens[i] + 1;
+    if ((b.buf = malloc(total)) == NULL)
+        return NULL;
+    b.cap = total;
+    b.len = headroom;
+    encode_buf_str(&b, "{\"type\":\"snapshot\",\"payload\":{\"epoch\":");
+    encode_buf_json_string(&b, epoch);
+    encode_buf_str(&b, ",\"positions\":");
+    encode_buf_put(&b, positions, positions_len);
+    encode_buf_str(&b, ",\"items\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            encode_buf_put(&b, ",", 1);
+        encode_buf_put(&b, items[i], item_lens[i]);
+    }
+    encode_buf_str(&b, last ? "],\"last\":true" : "],\"last\":false");
+    if (reason != NULL) {
+        encode_buf_str(&b, ",\"reason\":");
+        encode_buf_json_string(&b, reason);
+    }
+    time_format_iso_ms(now_ms, ts, sizeof(ts));
+    encode_buf_str(&b, "},\"timestamp\":\"");
+    encode_buf_str(&b, ts);
+    encode_buf_str(&b, "\"}");
+    if (b.failed) {
+        free(b.buf);
+        return NULL;
+    }
+    *len = b.len - headroom;
+    return b.buf;
 }
 
 char *

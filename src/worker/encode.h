@@ -19,11 +19,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* An odds_update / opportunity from an unpacked frame.  NULL with a reason in
- * err if the payload cannot be represented (frame_unpack has already refused
- * anything that could not), or on OOM. */
-char *encode_update(const struct frame_view *f, uint64_t now_ms, size_t headroom, size_t *len,
-                    char *err, size_t errlen);
+/* Where an entry came from: its Redis stream and entry id ("<ms>-<seq>"),
+ * the top-level "stream" and "id" of an update and the same two fields of a
+ * snapshot item. */
+struct encode_origin {
+    const char *stream;
+    const char *id;
+};
+
+/* An odds_update / opportunity from an unpacked frame, with origin's
+ * "stream" and "id" beside its payload (origin NULL: without them).  NULL
+ * with a reason in err if the payload cannot be represented (frame_unpack
+ * has already refused anything that could not), or on OOM. */
+char *encode_update(const struct frame_view *f, const struct encode_origin *origin,
+                    uint64_t now_ms, size_t headroom, size_t *len, char *err, size_t errlen);
+
+/* A snapshot item: the frame's payload object with origin's "stream" and
+ * "id" added to it (replacing payload fields of those names), as text into
+ * a malloc'd, NUL-terminated buffer without headroom; *len its length.  NULL
+ * as for encode_update. */
+char *encode_item(const struct frame_view *f, const struct encode_origin *origin, size_t *len,
+                  char *err, size_t errlen);
+
+/*
+ * One "snapshot" message: {"type":"snapshot","payload":{"epoch":epoch,
+ * "positions":positions,"items":[items...],"last":last[,"reason":reason]},
+ * "timestamp":...}.  positions is JSON text of an object (made once per
+ * snapshot, the same in every part); items[0..n) are encode_item texts,
+ * copied in.  reason NULL: none.  NULL on OOM.
+ */
+char *encode_snapshot_part(const char *epoch, const char *positions, size_t positions_len,
+                           char *const *items, const size_t *item_lens, size_t n, int last,
+                           const char *reason, uint64_t now_ms, size_t headroom, size_t *len);
 
 /* Any other message: payload (an object, consumed; NULL means {}) wrapped
  * with type and timestamp.  NULL on OOM. */

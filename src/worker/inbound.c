@@ -50,10 +50,17 @@ static void
 inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *payload)
 {
     struct sub_filter filter;
+    struct feed_request req;
+    cJSON *ack;
     uint32_t n;
     char why[256];
 
+    if (feed_request_parse(payload, &req, why, sizeof(why)) != 0) {
+        outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
+        return;
+    }
     if (sub_filter_parse(payload, &vh->limits, &filter, why, sizeof(why)) != 0) {
+        feed_request_free(&req);
         /* The previous filter stays in force. */
         outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
         return;
@@ -64,6 +71,7 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
      * swap, so a refusal leaves the previous filter in force. */
     n = inbound_filter_values(&filter);
     if (!admit_filter_values_fit(vh, ss, n)) {
+        feed_request_free(&req);
         sub_filter_free(&filter);
         snprintf(why, sizeof(why),
                  "the clients of this address would hold more than %u filter values together",
@@ -72,17 +80,25 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
         return;
     }
     if (admit_hold_filter_values(vh, ss, n) != 0) {
+        feed_request_free(&req);
         sub_filter_free(&filter);
         outbound_send_error(vh, ss, "internal_error", "address table full");
         return;
     }
+    feed_stop(vh, ss);
     sub_index_leave(vh->index, &ss->member);
     if (sub_index_join(vh->index, &ss->member, &filter) != 0) {
+        feed_request_free(&req);
         (void)admit_hold_filter_values(vh, ss, 0); /* giving back never fails */
         outbound_send_error(vh, ss, "internal_error", "out of memory");
         return;
     }
-    outbound_send_message(vh, ss, "subscribed", sub_filter_to_json(sub_member_filter(&ss->member)));
+    /* The ack first, then the snapshot or the missed entries (feed_service). */
+    ack = sub_filter_to_json(sub_member_filter(&ss->member));
+    feed_start(vh, ss, &req, ack);
+    feed_request_free(&req);
+    outbound_send_message(vh, ss, "subscribed", ack);
+    vh->kick(vh);
 }
 
 static void
@@ -117,6 +133,7 @@ inbound_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *text, 
         inbound_subscribe(vh, ss, msg.payload);
         break;
     case CMSG_UNSUBSCRIBE:
+        feed_stop(vh, ss);
         sub_index_leave(vh->index, &ss->member);
         (void)admit_hold_filter_values(vh, ss, 0); /* giving back never fails */
         outbound_send_message(vh, ss, "unsubscribed", NULL);

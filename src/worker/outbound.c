@@ -170,9 +170,41 @@ outbound_batch_begin(struct wsp_vhost *vh)
 struct outbound_delivery {
     struct wsp_vhost *vh;
     const struct frame_view *view;
+    const struct feed_entry *entry;
     struct outq_msg *msg;
     int failed;
 };
+
+static struct outq_msg *
+outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
+                      const struct feed_entry *e)
+{
+    struct encode_origin origin = {e->stream_name, e->id_text};
+    struct outq_msg *m;
+    char err[128];
+    size_t len = 0;
+    char *buf = encode_update(view, &origin, time_now_ms(), OUTQ_HEADROOM, &len, err, sizeof(err));
+
+    if (buf == NULL || (m = outq_msg_adopt(buf, len)) == NULL) {
+        WSP_STAT_ADD(vh, invalid_frames, 1);
+        if (log_ratelimit_allow(&outbound_rl))
+            LOG_WARN("cannot encode frame: %s", buf == NULL ? err : "out of memory");
+        return NULL;
+    }
+    return m;
+}
+
+void
+outbound_send_entry(struct wsp_vhost *vh, struct wsp_session *ss, const struct frame_view *view,
+                    const struct feed_entry *e)
+{
+    struct outq_msg *m = outbound_encode_entry(vh, view, e);
+
+    if (m == NULL)
+        return;
+    outbound_enqueue(vh, ss, m);
+    outq_msg_unref(m);
+}
 
 static void
 outbound_deliver(struct sub_member *member, void *arg)
@@ -180,18 +212,12 @@ outbound_deliver(struct sub_member *member, void *arg)
     struct outbound_delivery *d = arg;
     struct wsp_session *ss = lws_container_of(member, struct wsp_session, member);
 
-    if (d->failed)
+    if (d->failed || !feed_wants(&ss->feed, d->entry))
         return;
     if (d->msg == NULL) {
         /* Encoded once, on the first match: entries nobody wants cost no JSON. */
-        char err[128];
-        size_t len = 0;
-        char *buf = encode_update(d->view, time_now_ms(), OUTQ_HEADROOM, &len, err, sizeof(err));
-        if (buf == NULL || (d->msg = outq_msg_adopt(buf, len)) == NULL) {
+        if ((d->msg = outbound_encode_entry(d->vh, d->view, d->entry)) == NULL) {
             d->failed = 1;
-            WSP_STAT_ADD(d->vh, invalid_frames, 1);
-            if (log_ratelimit_allow(&outbound_rl))
-                LOG_WARN("cannot encode frame: %s", buf == NULL ? err : "out of memory");
             return;
         }
     }
@@ -199,9 +225,10 @@ outbound_deliver(struct sub_member *member, void *arg)
 }
 
 int
-outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view)
+outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view,
+                   const struct feed_entry *entry)
 {
-    struct outbound_delivery d = {vh, view, NULL, 0};
+    struct outbound_delivery d = {vh, view, entry, NULL, 0};
     int full;
 
     vh->slice_full = 0;

@@ -1,5 +1,6 @@
 #include "worker.h"
 #include "admit.h"
+#include "feed.h"
 #include "outbound.h"
 #include "rxguard.h"
 #include "sub.h"
@@ -79,6 +80,13 @@ worker_wake_self(struct worker *w)
 }
 
 static void
+worker_kick(struct wsp_vhost *vh)
+{
+    (void)vh;
+    worker_wake_self(&worker);
+}
+
+static void
 worker_drain_ring(struct worker *w)
 {
     struct shm_worker *st = w->vh.stats;
@@ -90,11 +98,32 @@ worker_drain_ring(struct worker *w)
     while (budget-- > 0) {
         struct ring_frame_meta meta;
         struct frame_view view;
+        struct feed_entry e;
+        uint64_t missed = w->reader.missed;
         uint32_t len;
-        char err[128];
+        char err[128], name[SHM_STREAM_NAME], id[STREAMID_STR_MAX];
 
         if (ring_read(w->ring, &w->reader, w->frame, w->conf.max_entry_size, &len, &meta) == 0)
             break;
+        if (w->reader.missed != missed) {
+            /* Frames were lost before this worker read them: its clients'
+             * boards are no longer right.  Each gets a fresh snapshot. */
+            outbound_batch_flush(&w->vh);
+            feed_lapped(&w->vh);
+            outbound_batch_begin(&w->vh);
+            continue;
+        }
+        e.seq = w->reader.next - 1;
+        e.stream = meta.stream;
+        e.id = (struct streamid){meta.id_ms, meta.id_seq};
+        feed_frame(&w->vh, meta.kind, &e, w->frame, len);
+        if (meta.kind != RING_KIND_ENTRY)
+            continue;
+        if (shm_stream_name(w->shm, meta.stream, name, sizeof(name)) != 0)
+            name[0] = '\0';
+        streamid_format(&e.id, id, sizeof(id));
+        e.stream_name = name;
+        e.id_text = id;
         msgpack_zone_clear(&w->zone);
         if (frame_unpack(w->frame, len, &w->zone, &view, err, sizeof(err)) != 0) {
             atomic_fetch_add_explicit(&st->invalid_frames, 1, memory_order_relaxed);
@@ -103,14 +132,17 @@ worker_drain_ring(struct worker *w)
                          (unsigned long long)(w->reader.next - 1), err);
             continue;
         }
-        if (outbound_broadcast(&w->vh, &view)) {
+        if (outbound_broadcast(&w->vh, &view, &e)) {
             budget = -1; /* a busy client's socket is full: let it drain */
             break;
         }
     }
     outbound_batch_flush(&w->vh);
+    /* Sessions that are not live yet catch up to where the worker is now. */
+    if (feed_service(&w->vh))
+        budget = -1;
     if (budget < 0)
-        worker_wake_self(w); /* more to read: come back after one round of client I/O */
+        worker_wake_self(w); /* more to do: come back after one round of client I/O */
     if (w->reader.missed != missed_before && log_ratelimit_allow(&w->rl))
         LOG_WARN("fell behind the ring: %llu entries overwritten before this worker read "
                  "them (%llu in all); its clients never get them (more WORKERS or CPU, or a "
@@ -346,6 +378,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
         LOG_ERROR("out of memory at start");
         return 1;
     }
+    w->vh.kick = worker_kick;
     wsp_bind(&w->vh);
 
     sigemptyset(&mask);
@@ -406,6 +439,10 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     }
 
     ring_reader_init(w->ring, &w->reader);
+    if (feed_init(&w->vh, &w->reader) != 0) {
+        lws_context_destroy(w->ctx);
+        return 1;
+    }
     atomic_store_explicit(&w->vh.stats->ring_next, w->reader.next, memory_order_relaxed);
     if (worker_adopt_fd(w, wake_fd, &worker_kinds[WORKER_FD_WAKE]) == NULL ||
         worker_adopt_fd(w, w->signal_fd, &worker_kinds[WORKER_FD_SIGNAL]) == NULL ||
@@ -430,6 +467,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     lws_sul_cancel(&w->accept_retry);
     lws_context_destroy(w->ctx);
     ev_loop_destroy(w->loop);
+    feed_free(&w->vh);
     sub_index_free(w->vh.index);
     msgpack_zone_destroy(&w->zone);
     free(w->frame);

@@ -194,6 +194,7 @@ wsp_closed(struct wsp_vhost *vh, struct wsp_session *ss)
 {
     lws_sul_cancel(&ss->close_deadline);
     rxguard_detach(lws_get_socket_fd(ss->wsi), ss);
+    feed_stop(vh, ss);
     sub_index_leave(vh->index, &ss->member);
     outbound_release(ss);
     inbound_release(ss);
@@ -249,7 +250,12 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         break;
 
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return outbound_writeable(vh, ss);
+        if (outbound_writeable(vh, ss) != 0)
+            return -1;
+        /* Its queue drained: the rest of its snapshot or catch-up can go. */
+        if (ss->feed.phase != FEED_LIVE)
+            vh->kick(vh);
+        return 0;
 
     default:
         break;

@@ -20,6 +20,7 @@
 #ifndef WSB_WSP_H
 #define WSB_WSP_H
 
+#include "feed.h"
 #include "outq.h"
 #include "sub.h"
 #include "tokenbucket.h"
@@ -46,6 +47,10 @@ struct wsp_vhost {
     lws_dll2_owner_t dirty;
     uint64_t batch_ms; /* wall clock at outbound_batch_begin() */
     int slice_full;    /* a client near CLIENT_BUFFER could not be written */
+    struct feed_worker *feed;
+    /* Ask the worker for a turn of feed_service soon (a session not live
+     * has room again, or was just subscribed). */
+    void (*kick)(struct wsp_vhost *vh);
 };
 
 #define WSP_STAT_ADD(vh, field, n)                                                                 \
@@ -55,6 +60,7 @@ struct wsp_vhost {
 
 struct wsp_session {
     struct sub_member member;
+    struct feed_session feed; /* snapshot, resume, catch-up (feed.h) */
     lws_dll2_t list; /* on vh->sessions */
     struct lws *wsi;
     int is_ws; /* else a plain HTTP connection: only http_body is used */

@@ -239,7 +239,7 @@ run(const struct entry *e, enum frame_type type, const char *sport, uint32_t max
     if (sport != NULL)
         FUZZ_CHECK(v.keys[FRAME_KEY_SPORT].ptr != NULL);
 
-    buf = encode_update(&v, FUZZ_NOW_MS, 16, &len, err, sizeof(err));
+    buf = encode_update(&v, NULL, FUZZ_NOW_MS, 16, &len, err, sizeof(err));
     if (buf == NULL)
         fprintf(stderr, "note: encode_update refused a decoded entry: %s\n", err);
     FUZZ_CHECK(buf != NULL);

@@ -150,7 +150,7 @@ check_unpack(const uint8_t *data, size_t size)
     FUZZ_CHECK(v.type == FRAME_ODDS_UPDATE || v.type == FRAME_OPPORTUNITY);
     FUZZ_CHECK(v.payload != NULL && v.payload->type == MSGPACK_OBJECT_MAP);
     check_keys(data, size, &v);
-    buf = encode_update(&v, FUZZ_NOW_MS, 16, &len, err, sizeof(err));
+    buf = encode_update(&v, NULL, FUZZ_NOW_MS, 16, &len, err, sizeof(err));
     if (buf == NULL)
         fprintf(stderr, "note: encode_update refused an unpacked frame: %s\n", err);
     FUZZ_CHECK(buf != NULL);
@@ -189,7 +189,7 @@ ring_free(struct ring *r)
 static struct ring_frame_meta
 meta_of(uint64_t seq)
 {
-    struct ring_frame_meta m = {(uint32_t)(seq * 3), FUZZ_NOW_MS + seq, seq};
+    struct ring_frame_meta m = {(uint32_t)(seq * 3), FUZZ_NOW_MS + seq, seq, 0};
     return m;
 }
 

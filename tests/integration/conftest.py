@@ -787,10 +787,17 @@ def module_service(redis_server, tmp_path_factory):
 
 
 class WSClient:
-    def __init__(self, ws):
+    """A test client.  Like a client written before snapshots existed, it
+    sets `snapshot` messages aside (in .snapshots) unless keep_snapshots is
+    set: the tests of everything else see the protocol they were written
+    for."""
+
+    def __init__(self, ws, keep_snapshots=False):
         self.ws = ws
         self.backlog = []  # messages received while waiting for something else
         self.received = 0  # messages taken off the connection
+        self.keep_snapshots = keep_snapshots
+        self.snapshots = []
 
     async def send_json(self, obj):
         await self.ws.send(json.dumps(obj))
@@ -799,15 +806,21 @@ class WSClient:
         await self.ws.send(text)
 
     async def _recv(self, timeout):
-        try:
-            raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        except asyncio.TimeoutError:
-            raise AssertionError(f"no message from the server within {timeout}s") from None
-        self.received += 1
-        assert isinstance(raw, str), f"expected a text frame, got {raw!r:.80}"
-        msg = json.loads(raw)
-        assert isinstance(msg, dict), f"server message is not an object: {raw:.200}"
-        return msg
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(deadline - time.monotonic(), 0.001)
+            try:
+                raw = await asyncio.wait_for(self.ws.recv(), left)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"no message from the server within {timeout}s") from None
+            self.received += 1
+            assert isinstance(raw, str), f"expected a text frame, got {raw!r:.80}"
+            msg = json.loads(raw)
+            assert isinstance(msg, dict), f"server message is not an object: {raw:.200}"
+            if msg.get("type") == "snapshot" and not self.keep_snapshots:
+                self.snapshots.append(msg)
+                continue
+            return msg
 
     async def recv_json(self, timeout=5.0):
         if self.backlog:
@@ -862,10 +875,10 @@ class WSClient:
         """Assert that nothing arrives for this long."""
         assert not self.backlog, f"unexpected messages: {self.backlog[:3]}"
         try:
-            raw = await asyncio.wait_for(self.ws.recv(), seconds)
-        except asyncio.TimeoutError:
+            m = await self._recv(seconds)
+        except AssertionError:
             return
-        raise AssertionError(f"unexpected message: {raw!r:.300}")
+        raise AssertionError(f"unexpected message: {m!r:.300}")
 
     async def close(self):
         with contextlib.suppress(Exception):
@@ -876,11 +889,11 @@ class WSClient:
         self.ws.transport.abort()
 
 
-async def ws_connect(port, path="/ws", **kw):
+async def ws_connect(port, path="/ws", keep_snapshots=False, **kw):
     opts = dict(open_timeout=10, close_timeout=3, ping_interval=None, max_size=None, max_queue=None)
     opts.update(kw)
     ws = await websockets.connect(f"ws://127.0.0.1:{port}{path}", **opts)
-    return WSClient(ws)
+    return WSClient(ws, keep_snapshots=keep_snapshots)
 
 
 async def close_codes(clients, timeout=5.0):

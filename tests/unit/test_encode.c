@@ -146,7 +146,7 @@ encode_built_at(int line, struct built *b, uint64_t now, size_t headroom, const 
 {
     char err[256] = "";
     size_t len = 0;
-    char *buf = encode_update(&b->view, now, headroom, &len, err, sizeof(err));
+    char *buf = encode_update(&b->view, NULL, now, headroom, &len, err, sizeof(err));
     cJSON *msg;
 
     if (buf == NULL)
@@ -706,7 +706,7 @@ test_update_unrepresentable(void)
     memset(&v, 0, sizeof(v));
     v.type = FRAME_ODDS_UPDATE;
     v.payload = &map;
-    CHECK(encode_update(&v, NOW_MS, 16, &len, err, sizeof(err)) == NULL);
+    CHECK(encode_update(&v, NULL, NOW_MS, 16, &len, err, sizeof(err)) == NULL);
     CHECK(err[0] != '\0');
 }
 

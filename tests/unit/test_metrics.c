@@ -32,7 +32,7 @@ static void
 publish(struct shm *s, int n)
 {
     static const char frame[] = "frame";
-    struct ring_frame_meta meta = {0, 1762518896123ULL, 0};
+    struct ring_frame_meta meta = {0, 1762518896123ULL, 0, 0};
 
     for (int i = 0; i < n; i++) {
         meta.id_seq = (uint64_t)i;

@@ -75,7 +75,7 @@ tf_check(const void *buf, uint32_t len, uint64_t *seq)
 static struct ring_frame_meta
 tf_meta(uint64_t seq)
 {
-    struct ring_frame_meta m = {(uint32_t)(seq % 61), 1700000000000ULL + seq, seq * 3 + 1};
+    struct ring_frame_meta m = {(uint32_t)(seq % 61), 1700000000000ULL + seq, seq * 3 + 1, 0};
     return m;
 }
 
@@ -305,7 +305,8 @@ test_round_trip(void)
 {
     struct ring *r = ring_new(16, 4096, 1024);
     struct ring_reader rd;
-    struct ring_frame_meta m1 = {5, 1700000000123ULL, 0}, m2 = {63, UINT64_MAX, UINT64_MAX}, got;
+    struct ring_frame_meta m1 = {5, 1700000000123ULL, 0, RING_KIND_ENTRY},
+                           m2 = {63, UINT64_MAX, UINT64_MAX, RING_KIND_RESET}, got;
     char buf[1024];
     uint32_t len;
 
@@ -369,7 +370,7 @@ test_frame_sizes(void)
 {
     struct ring *r = ring_new(16, 4096, 1024);
     struct ring_reader rd;
-    struct ring_frame_meta m = {0, 0, 0}, got;
+    struct ring_frame_meta m = {0, 0, 0, 0}, got;
     static char big[2048], buf[1024];
     uint32_t len = 99;
 
@@ -949,7 +950,7 @@ torn_writer(void *arg)
 {
     static unsigned char frame[2047];
     struct stress *st = arg;
-    struct ring_frame_meta meta = {0, 0, 0};
+    struct ring_frame_meta meta = {0, 0, 0, 0};
     uint64_t start = time_mono_ms(), seq = 0;
 
     memset(frame, 'w', sizeof(frame));

@@ -86,7 +86,7 @@ test_create_ring_usable(void)
     struct shm *s = shm_create(1, 1024, 2048, ADDRTAB_MIN_SLOTS);
     struct ring *r;
     struct ring_reader rd;
-    struct ring_frame_meta meta = {3, 1700000000000ULL, 7}, got;
+    struct ring_frame_meta meta = {3, 1700000000000ULL, 7, 0}, got;
     char frame[2048], buf[2048];
     uint32_t len;
     int64_t seq;
@@ -153,7 +153,7 @@ row_name(struct shm *s, uint32_t idx)
 static void
 publish_for(struct shm *s, int idx)
 {
-    struct ring_frame_meta meta = {(uint32_t)idx, 1, 0};
+    struct ring_frame_meta meta = {(uint32_t)idx, 1, 0, 0};
     char byte = 'x';
 
     atomic_store(&s->streams[idx].last_frame, ring_head(shm_ring(s)) + 1);
@@ -573,7 +573,7 @@ set_worker(struct shm *s, uint32_t i, uint64_t base)
 static void
 publish_n(struct ring *r, int n)
 {
-    struct ring_frame_meta meta = {0, 1, 0};
+    struct ring_frame_meta meta = {0, 1, 0, 0};
     char byte = 'x';
 
     for (int i = 0; i < n; i++)
@@ -741,7 +741,7 @@ test_geometry_is_the_process_copy(void)
     struct shm *s = shm_create(3, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct ring *r;
     struct ring_reader rd;
-    struct ring_frame_meta meta = {0, 5, 6}, got;
+    struct ring_frame_meta meta = {0, 5, 6, 0}, got;
     struct shm_totals t;
     char buf[4096];
     uint32_t len;

@@ -1,0 +1,1104 @@
+#include "feed.h"
+#include "encode.h"
+#include "outbound.h"
+#include "wsp.h"
+#include "../common/frame.h"
+#include "../common/log.h"
+#include "../common/snaptab.h"
+#include "../common/strmap.h"
+#include "../common/timeutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Snapshot items encoded plus catch-up frames read per feed_service call:
+ * a few milliseconds of work, so a 10,000-key snapshot never holds the
+ * loop (and the other clients' updates) for long. */
+#define FEED_WORK_PER_TURN  2000
+/* Snapshots kept for sharing with the next subscribers of the same filter,
+ * while the catch-up they need from the ring stays short. */
+#define FEED_RECENT         8
+#define FEED_SHARE_FRAMES   256
+#define FEED_SHARE_MS       500
+/* Attempts at a snapshot whose patch frames were overwritten meanwhile. */
+#define FEED_SNAPSHOT_TRIES 4
+
+struct feed_item {
+    uint64_t seq;
+    uint32_t stream;
+    uint8_t type;
+    int dead; /* removed by a RESET while patching */
+    struct streamid id;
+    uint32_t len;
+    char *frame;
+};
+
+struct feed_snap {
+    uint32_t refs;
+    char *filter_key; /* the filter's canonical text: who may share it */
+    uint64_t at;      /* reflects every frame before this ring sequence */
+    uint64_t made_ms; /* monotonic */
+    char epoch[SHM_EPOCH_MAX];
+    char *positions; /* JSON text, the same in every part */
+    size_t positions_len;
+    struct feed_item *items;
+    uint32_t nitems;
+    uint32_t nparts;
+    struct outq_msg **parts; /* encoded on first need, shared */
+    char *names[SHM_MAX_STREAMS]; /* stream names by row, as of the snapshot */
+};
+
+struct feed_worker {
+    struct snaptab table;
+    int have_table;
+    struct ring_reader *reader;
+    struct streamid pos[SHM_MAX_STREAMS]; /* as of reader->next */
+    lws_dll2_owner_t feeding;             /* sessions not live */
+    char *buf;                            /* scratch: table entries, ring frames */
+    size_t bufsize;
+    msgpack_zone zone;
+    struct feed_snap *recent[FEED_RECENT];
+    unsigned recent_next;
+    struct log_ratelimit rl;
+};
+
+static struct feed_worker feed_worker_state;
+
+#define FEED_STAT_ADD(vh, f, n) WSP_STAT_ADD(vh, f, n)
+
+/* The table's applied sequence (and positions, if pos): a header the
+ * writer left mid-change (it died there) reads as the last good one the
+ * next ingest completes; until then the worker's own position stands. */
+static uint64_t
+feed_table_applied(struct feed_worker *fw, struct streamid *pos, uint32_t n, uint64_t fallback)
+{
+    uint64_t applied;
+
+    if (snaptab_read_header(&fw->table, &applied, pos, n) != 0)
+        return fallback;
+    return applied;
+}
+
+/* ---- the streams a filter reads ---------------------------------------- */
+
+struct feed_streams {
+    uint32_t n;
+    int rows[CONF_MAX_SPORTS + 1]; /* -1: no row yet (nothing read from it) */
+    char names[CONF_MAX_SPORTS + 1][CONF_STREAM_MAX];
+};
+
+static int
+feed_row_of(const struct wsp_vhost *vh, const char *name)
+{
+    char buf[SHM_STREAM_NAME];
+
+    for (uint32_t r = 0; r < SHM_MAX_STREAMS; r++) {
+        if (shm_stream_name(vh->shm, r, buf, sizeof(buf)) == 0 && strcmp(buf, name) == 0)
+            return (int)r;
+    }
+    return -1;
+}
+
+static int
+feed_list_has(const struct sub_list *l, const char *v)
+{
+    size_t n = strlen(v);
+
+    for (uint32_t i = 0; i < l->n; i++) {
+        if (l->lens[i] == n && memcmp(l->values[i], v, n) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The odds streams of the filter's sports (all, if it names none) and the
+ * opportunities stream. */
+static void
+feed_filter_streams(const struct wsp_vhost *vh, const struct sub_filter *f, struct feed_streams *out)
+{
+    const struct conf *c = vh->conf;
+    const struct sub_list *sports = &f->dims[FRAME_KEY_SPORT];
+
+    out->n = 0;
+    for (int i = 0; i < c->nsports; i++) {
+        if (sports->n > 0 && !feed_list_has(sports, c->sports[i]))
+            continue;
+        conf_sport_stream(c, i, out->names[out->n], sizeof(out->names[out->n]));
+        out->rows[out->n] = feed_row_of(vh, out->names[out->n]);
+        out->n++;
+    }
+    if (c->opportunities_stream[0] != '\0') {
+        snprintf(out->names[out->n], sizeof(out->names[out->n]), "%s", c->opportunities_stream);
+        out->rows[out->n] = feed_row_of(vh, out->names[out->n]);
+        out->n++;
+    }
+}
+
+static int
+feed_reads_row(const struct feed_streams *st, uint32_t row)
+{
+    for (uint32_t i = 0; i < st->n; i++) {
+        if (st->rows[i] >= 0 && (uint32_t)st->rows[i] == row)
+            return 1;
+    }
+    return 0;
+}
+
+/* ---- snapshots ------------------------------------------------------------ */
+
+static void
+feed_snap_unref(struct feed_snap *s)
+{
+    if (s == NULL || --s->refs > 0)
+        return;
+    for (uint32_t i = 0; i < s->nitems; i++)
+        free(s->items[i].frame);
+    for (uint32_t i = 0; i < s->nparts; i++)
+        outq_msg_unref(s->parts[i]);
+    for (uint32_t i = 0; i < SHM_MAX_STREAMS; i++)
+        free(s->names[i]);
+    free(s->items);
+    free(s->parts);
+    free(s->positions);
+    free(s->filter_key);
+    free(s);
+}
+
+static int
+feed_grow_buf(struct feed_worker *fw, size_t need)
+{
+    char *p;
+
+    if (need <= fw->bufsize)
+        return 0;
+    if ((p = realloc(fw->buf, need)) == NULL)
+        return -1;
+    fw->buf = p;
+    fw->bufsize = need;
+    return 0;
+}
+
+/* The identity of a key as one string: type, event, market, book, outcome. */
+static size_t
+feed_key_text(uint8_t type, const char *const s[4], const uint32_t len[4], char *out, size_t size)
+{
+    size_t n = 0;
+
+    if (size < 2)
+        return 0;
+    out[n++] = (char)('0' + type);
+    for (int i = 0; i < 4; i++) {
+        if (n + len[i] + 1 > size)
+            return 0;
+        out[n++] = '\x1f';
+        if (len[i] > 0)
+            memcpy(out + n, s[i], len[i]);
+        n += len[i];
+    }
+    return n;
+}
+
+/* The key of an unpacked frame: 0, or -1 if it has none (no event or no
+ * outcome: delivered live, never in a snapshot). */
+static int
+feed_frame_key(const struct frame_view *v, char *out, size_t size, size_t *len)
+{
+    struct frame_key_ref outcome;
+    const char *s[4];
+    uint32_t l[4];
+
+    if (v->keys[FRAME_KEY_EVENT].ptr == NULL || frame_payload_string(v, "outcome_name", &outcome) != 0)
+        return -1;
+    s[0] = v->keys[FRAME_KEY_EVENT].ptr;
+    l[0] = v->keys[FRAME_KEY_EVENT].len;
+    s[1] = v->keys[FRAME_KEY_MARKET].ptr;
+    l[1] = v->keys[FRAME_KEY_MARKET].len;
+    s[2] = v->keys[FRAME_KEY_BOOK].ptr;
+    l[2] = v->keys[FRAME_KEY_BOOK].len;
+    s[3] = outcome.ptr;
+    l[3] = outcome.len;
+    *len = feed_key_text((uint8_t)v->type, s, l, out, size);
+    return *len > 0 ? 0 : -1;
+}
+
+static int
+feed_item_set(struct feed_item *it, uint64_t seq, uint32_t stream, uint8_t type,
+              const struct streamid *id, const char *frame, uint32_t len)
+{
+    char *copy = malloc(len ? len : 1);
+
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, frame, len);
+    free(it->frame);
+    it->frame = copy;
+    it->len = len;
+    it->seq = seq;
+    it->stream = stream;
+    it->type = type;
+    it->id = *id;
+    it->dead = 0;
+    return 0;
+}
+
+struct feed_build {
+    struct feed_item *items;
+    uint32_t n, cap;
+    struct strmap index; /* key text -> item index + 1 */
+};
+
+static void
+feed_build_free(struct feed_build *b)
+{
+    for (uint32_t i = 0; i < b->n; i++)
+        free(b->items[i].frame);
+    free(b->items);
+    strmap_free(&b->index);
+    memset(b, 0, sizeof(*b));
+}
+
+/* Item for key (a new one if absent); NULL on OOM. */
+static struct feed_item *
+feed_build_slot(struct feed_build *b, const char *key, size_t klen, int *is_new)
+{
+    uintptr_t at = (uintptr_t)strmap_get(&b->index, key, klen);
+
+    *is_new = 0;
+    if (at != 0)
+        return &b->items[at - 1];
+    if (b->n == b->cap) {
+        uint32_t cap = b->cap ? 2 * b->cap : 256;
+        struct feed_item *p = realloc(b->items, cap * sizeof(*p));
+        if (p == NULL)
+            return NULL;
+        b->items = p;
+        b->cap = cap;
+    }
+    if (strmap_put(&b->index, key, klen, (void *)(uintptr_t)(b->n + 1)) != 0)
+        return NULL;
+    memset(&b->items[b->n], 0, sizeof(b->items[b->n]));
+    *is_new = 1;
+    return &b->items[b->n++];
+}
+
+static int
+feed_item_order(const void *a, const void *b)
+{
+    const struct feed_item *x = a, *y = b;
+
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Copy every live, young-enough entry of the table that matches f. */
+static int
+feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *b)
+{
+    struct feed_worker *fw = vh->feed;
+    uint64_t now = time_now_ms();
+    uint64_t odds_ttl = (uint64_t)vh->conf->snapshot_ttl * 1000;
+    uint64_t opp_ttl = (uint64_t)vh->conf->opportunity_ttl * 1000;
+    uint32_t end = snaptab_scan_end(&fw->table);
+
+    for (uint32_t i = 0; i < end; i++) {
+        struct snaptab_copy c;
+        struct frame_key_ref keys[FRAME_NKEYS];
+        size_t needed = 0, klen;
+        char key[1024];
+        struct feed_item *it;
+        int rc = snaptab_read(&fw->table, i, &c, fw->buf, fw->bufsize, &needed), is_new;
+
+        if (rc < 0) {
+            if (feed_grow_buf(fw, needed) != 0)
+                return -1;
+            rc = snaptab_read(&fw->table, i, &c, fw->buf, fw->bufsize, &needed);
+        }
+        if (rc != 1)
+            continue;
+        if (now > c.updated_ms &&
+            now - c.updated_ms > (c.type == FRAME_OPPORTUNITY ? opp_ttl : odds_ttl))
+            continue;
+        for (int d = 0; d < FRAME_NKEYS; d++) {
+            keys[d].ptr = c.s[d];
+            keys[d].len = c.len[d];
+        }
+        if (!sub_filter_matches(f, keys))
+            continue;
+        klen = feed_key_text(c.type, &c.s[SNAPTAB_EVENT], &c.len[SNAPTAB_EVENT], key, sizeof(key));
+        if (klen == 0)
+            continue;
+        if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
+            return -1;
+        if (!is_new && it->seq >= c.ring_seq)
+            continue;
+        if (feed_item_set(it, c.ring_seq, c.stream, c.type, &c.id, c.frame, c.frame_len) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * Bring the copy to `to` with the ring's frames from `lo`: what the ingest
+ * applied to the table while it was read, and the positions the worker has
+ * not reached yet (frames from pos_from on).  -1 if a frame was overwritten
+ * before it could be read (the caller tries again), or on OOM.
+ */
+static int
+feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *b, uint64_t lo,
+           uint64_t to, uint64_t pos_from, struct streamid *pos)
+{
+    struct feed_worker *fw = vh->feed;
+    struct ring *ring = shm_ring(vh->shm);
+    struct ring_reader rd = {lo, 0};
+
+    if (feed_grow_buf(fw, vh->conf->max_entry_size) != 0)
+        return -1;
+    while (rd.next < to) {
+        struct ring_frame_meta meta;
+        struct frame_view view;
+        uint32_t len;
+        uint64_t seq;
+        char key[1024], err[64];
+        size_t klen;
+        struct feed_item *it;
+        struct streamid id;
+        int is_new;
+
+        if (ring_read(ring, &rd, fw->buf, fw->bufsize, &len, &meta) == 0 || rd.missed > 0)
+            return -1;
+        seq = rd.next - 1;
+        id = (struct streamid){meta.id_ms, meta.id_seq};
+        if (meta.stream >= SHM_MAX_STREAMS)
+            continue;
+        if (meta.kind == RING_KIND_RESET) {
+            for (uint32_t i = 0; i < b->n; i++) {
+                if (b->items[i].stream == meta.stream && b->items[i].seq < seq)
+                    b->items[i].dead = 1;
+            }
+            if (seq >= pos_from)
+                pos[meta.stream] = (struct streamid){0, 0};
+            continue;
+        }
+        if (seq >= pos_from)
+            pos[meta.stream] = id;
+        msgpack_zone_clear(&fw->zone);
+        if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
+            !sub_filter_matches(f, view.keys) || feed_frame_key(&view, key, sizeof(key), &klen) != 0)
+            continue;
+        if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
+            return -1;
+        if (!is_new && it->seq >= seq && !it->dead)
+            continue;
+        if (feed_item_set(it, seq, meta.stream, (uint8_t)view.type, &id, fw->buf, len) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static char *
+feed_positions_text(const struct feed_streams *st, const struct streamid *pos, size_t *len)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+
+    if (o == NULL)
+        return NULL;
+    for (uint32_t i = 0; i < st->n; i++) {
+        char id[STREAMID_STR_MAX];
+        struct streamid zero = {0, 0};
+        streamid_format(st->rows[i] >= 0 ? &pos[st->rows[i]] : &zero, id, sizeof(id));
+        if (cJSON_AddStringToObject(o, st->names[i], id) == NULL) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    }
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (text != NULL)
+        *len = strlen(text);
+    return text;
+}
+
+static char *
+feed_filter_key(const struct sub_filter *f)
+{
+    cJSON *j = sub_filter_to_json(f);
+    char *text = j != NULL ? cJSON_PrintUnformatted(j) : NULL;
+
+    cJSON_Delete(j);
+    return text;
+}
+
+/* A snapshot of filter f as of at least the worker's position.  NULL on OOM
+ * (logged). */
+static struct feed_snap *
+feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filter_key)
+{
+    struct feed_worker *fw = vh->feed;
+    struct feed_streams st;
+    struct feed_build b;
+    struct feed_snap *s = calloc(1, sizeof(*s));
+    int ok = 0;
+
+    if (s == NULL)
+        goto fail;
+    s->refs = 1;
+    s->filter_key = filter_key;
+    filter_key = NULL;
+    shm_epoch_get(vh->shm, s->epoch, sizeof(s->epoch));
+    feed_filter_streams(vh, f, &st);
+    for (int attempt = 0; attempt < FEED_SNAPSHOT_TRIES && !ok; attempt++) {
+        struct streamid pos[SHM_MAX_STREAMS];
+        uint64_t r = fw->reader->next, a1, a2, to;
+
+        memset(&b, 0, sizeof(b));
+        memcpy(pos, fw->pos, sizeof(pos));
+        a1 = fw->have_table ? feed_table_applied(fw, NULL, 0, r) : r;
+        if (fw->have_table && feed_scan_table(vh, f, &b) != 0) {
+            feed_build_free(&b);
+            goto fail;
+        }
+        a2 = fw->have_table ? feed_table_applied(fw, NULL, 0, r) : r;
+        to = a2 > r ? a2 : r;
+        for (uint32_t i = 0; i < b.n; i++) {
+            if (b.items[i].seq >= to)
+                to = b.items[i].seq + 1;
+        }
+        if (feed_patch(vh, f, &b, a1 < r ? a1 : r, to, r, pos) != 0) {
+            feed_build_free(&b);
+            continue;
+        }
+        s->at = to;
+        s->positions = feed_positions_text(&st, pos, &s->positions_len);
+        if (s->positions == NULL) {
+            feed_build_free(&b);
+            goto fail;
+        }
+        ok = 1;
+    }
+    if (!ok)
+        goto fail;
+    /* Dead items out, the rest in ring order (per stream, id order). */
+    s->items = b.items;
+    for (uint32_t i = 0; i < b.n; i++) {
+        if (b.items[i].dead) {
+            free(b.items[i].frame);
+            continue;
+        }
+        s->items[s->nitems++] = b.items[i];
+    }
+    b.items = NULL;
+    b.n = 0;
+    feed_build_free(&b);
+    qsort(s->items, s->nitems, sizeof(*s->items), feed_item_order);
+    s->nparts = s->nitems == 0 ? 1
+                               : (s->nitems + vh->conf->snapshot_chunk - 1) / vh->conf->snapshot_chunk;
+    if ((s->parts = calloc(s->nparts, sizeof(*s->parts))) == NULL)
+        goto fail;
+    for (uint32_t i = 0; i < s->nitems; i++) {
+        uint32_t row = s->items[i].stream;
+        char name[SHM_STREAM_NAME];
+        if (s->names[row] == NULL && shm_stream_name(vh->shm, row, name, sizeof(name)) == 0 &&
+            (s->names[row] = strdup(name)) == NULL)
+            goto fail;
+    }
+    s->made_ms = time_mono_ms();
+    return s;
+fail:
+    free(filter_key);
+    if (s != NULL) {
+        s->refs = 1;
+        feed_snap_unref(s);
+    }
+    if (log_ratelimit_allow(&fw->rl))
+        LOG_WARN("cannot take a snapshot: %s", ok ? "out of memory" : "out of memory or lapped");
+    return NULL;
+}
+
+/* Encode part k of s (with reason on a first part: that one is not
+ * shared).  Returns the number of items encoded, -1 on failure. */
+static int
+feed_encode_part(struct wsp_vhost *vh, struct feed_snap *s, uint32_t k, const char *reason,
+                 struct outq_msg **out)
+{
+    struct feed_worker *fw = vh->feed;
+    uint32_t chunk = vh->conf->snapshot_chunk;
+    uint32_t lo = k * chunk, hi = lo + chunk < s->nitems ? lo + chunk : s->nitems;
+    uint32_t n = hi > lo ? hi - lo : 0, done = 0;
+    char **texts = calloc(n ? n : 1, sizeof(*texts));
+    size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = -1;
+
+    if (texts == NULL || lens == NULL)
+        goto out;
+    for (uint32_t i = lo; i < hi; i++) {
+        struct feed_item *it = &s->items[i];
+        struct frame_view view;
+        struct encode_origin origin;
+        char id[STREAMID_STR_MAX], err[128];
+
+        msgpack_zone_clear(&fw->zone);
+        if (frame_unpack(it->frame, it->len, &fw->zone, &view, err, sizeof(err)) != 0)
+            continue; /* the ingest checked it: cannot happen */
+        streamid_format(&it->id, id, sizeof(id));
+        origin.stream = s->names[it->stream] != NULL ? s->names[it->stream] : "";
+        origin.id = id;
+        if ((texts[done] = encode_item(&view, &origin, &lens[done], err, sizeof(err))) == NULL) {
+            WSP_STAT_ADD(vh, invalid_frames, 1);
+            continue;
+        }
+        done++;
+    }
+    buf = encode_snapshot_part(s->epoch, s->positions, s->positions_len, texts, lens, done,
+                               k + 1 == s->nparts, reason, time_now_ms(), OUTQ_HEADROOM, &len);
+    if (buf != NULL && (*out = outq_msg_adopt(buf, len)) != NULL)
+        rc = (int)(hi - lo);
+out:
+    for (uint32_t i = 0; texts != NULL && i < done; i++)
+        free(texts[i]);
+    free(texts);
+    free(lens);
+    return rc;
+}
+
+/* ---- sessions ------------------------------------------------------------- */
+
+static void
+feed_enlist(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    if (lws_dll2_is_detached(&ss->feed.link))
+        lws_dll2_add_tail(&ss->feed.link, &vh->feed->feeding);
+}
+
+static void
+feed_delist(struct wsp_session *ss)
+{
+    if (!lws_dll2_is_detached(&ss->feed.link))
+        lws_dll2_remove(&ss->feed.link);
+}
+
+static void
+feed_clear(struct wsp_session *ss)
+{
+    feed_snap_unref(ss->feed.snap);
+    ss->feed.snap = NULL;
+    free(ss->feed.floor);
+    ss->feed.floor = NULL;
+    ss->feed.reason = NULL;
+    ss->feed.next_part = 0;
+}
+
+/* A recent snapshot of the same filter to share, or a fresh one. */
+static struct feed_snap *
+feed_snapshot_for(struct wsp_vhost *vh, const struct sub_filter *f)
+{
+    struct feed_worker *fw = vh->feed;
+    char *key = feed_filter_key(f);
+    char epoch[SHM_EPOCH_MAX];
+    uint64_t now = time_mono_ms();
+    struct feed_snap *s;
+
+    if (key == NULL)
+        return NULL;
+    shm_epoch_get(vh->shm, epoch, sizeof(epoch));
+    for (unsigned i = 0; i < FEED_RECENT; i++) {
+        s = fw->recent[i];
+        if (s != NULL && strcmp(s->filter_key, key) == 0 && strcmp(s->epoch, epoch) == 0 &&
+            now - s->made_ms <= FEED_SHARE_MS &&
+            (s->at >= fw->reader->next || fw->reader->next - s->at <= FEED_SHARE_FRAMES)) {
+            free(key);
+            s->refs++;
+            return s;
+        }
+    }
+    if ((s = feed_snapshot_take(vh, f, key)) == NULL)
+        return NULL;
+    feed_snap_unref(fw->recent[fw->recent_next]);
+    fw->recent[fw->recent_next] = s;
+    fw->recent_next = (fw->recent_next + 1) % FEED_RECENT;
+    s->refs++;
+    return s;
+}
+
+/* Give ss a snapshot of its filter (reason on its first part, or NULL). */
+static void
+feed_begin_snapshot(struct wsp_vhost *vh, struct wsp_session *ss, const char *reason)
+{
+    const struct sub_filter *f = sub_member_filter(&ss->member);
+
+    feed_clear(ss);
+    if (f == NULL) {
+        ss->feed.phase = FEED_LIVE;
+        feed_delist(ss);
+        return;
+    }
+    ss->feed.snap = feed_snapshot_for(vh, f);
+    if (ss->feed.snap == NULL) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+        return;
+    }
+    ss->feed.phase = FEED_SNAPSHOT;
+    ss->feed.reason = reason;
+    ss->feed.next_part = 0;
+    feed_enlist(vh, ss);
+}
+
+static void
+feed_begin_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t from)
+{
+    ss->feed.phase = FEED_CATCHUP;
+    ss->feed.rd.next = from;
+    ss->feed.rd.missed = 0;
+    ss->feed.from = from;
+    feed_enlist(vh, ss);
+}
+
+static void
+feed_go_live(struct wsp_session *ss, uint64_t from)
+{
+    ss->feed.phase = FEED_LIVE;
+    ss->feed.from = from;
+    feed_delist(ss);
+}
+
+/* ---- resume --------------------------------------------------------------- */
+
+static const struct feed_position *
+feed_request_position(const struct feed_request *req, const char *stream)
+{
+    for (uint32_t i = 0; i < req->npositions; i++) {
+        if (strcmp(req->positions[i].stream, stream) == 0)
+            return &req->positions[i];
+    }
+    return NULL;
+}
+
+/*
+ * Whether the ring still holds every entry after the request's positions
+ * for the streams f reads; on success the floors are set and *from is where
+ * the catch-up starts.  NULL, or the reason it cannot resume.
+ */
+static const char *
+feed_try_resume(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
+                uint64_t *from)
+{
+    struct feed_worker *fw = vh->feed;
+    struct ring *ring = shm_ring(vh->shm);
+    const struct sub_filter *f = sub_member_filter(&ss->member);
+    struct feed_streams st;
+    struct streamid want[SHM_MAX_STREAMS];
+    int need[SHM_MAX_STREAMS] = {0}, nneed = 0;
+    char epoch[SHM_EPOCH_MAX];
+    uint64_t r = fw->reader->next, start = r, head;
+
+    shm_epoch_get(vh->shm, epoch, sizeof(epoch));
+    if (epoch[0] == '\0' || strcmp(epoch, req->epoch) != 0)
+        return "epoch_changed";
+    feed_filter_streams(vh, f, &st);
+    memset(want, 0, sizeof(want));
+    for (uint32_t i = 0; i < st.n; i++) {
+        const struct feed_position *p = feed_request_position(req, st.names[i]);
+        int row = st.rows[i];
+        if (p == NULL)
+            return "unknown_stream";
+        if (row < 0)
+            continue; /* nothing was ever read from it here */
+        want[row] = p->id;
+        if (streamid_cmp(&p->id, &fw->pos[row]) < 0 && !need[row]) {
+            need[row] = 1;
+            nneed++;
+        }
+    }
+    /* Back through the ring from the worker's position: a frame of each
+     * such stream at or before its position means everything after it is
+     * still here. */
+    head = ring_head(ring);
+    for (uint64_t seq = r; nneed > 0 && seq > 0 && head - (seq - 1) <= ring->nslots; seq--) {
+        struct ring_frame_meta meta;
+        struct streamid id;
+        if (ring_peek_meta(ring, seq - 1, &meta) != 0)
+            break;
+        if (meta.stream >= SHM_MAX_STREAMS || !need[meta.stream])
+            continue;
+        if (meta.kind == RING_KIND_RESET)
+            return "epoch_changed";
+        id = (struct streamid){meta.id_ms, meta.id_seq};
+        if (streamid_cmp(&id, &want[meta.stream]) <= 0) {
+            need[meta.stream] = 0;
+            nneed--;
+            start = seq;
+        }
+    }
+    if (nneed > 0)
+        return "too_old";
+    if ((ss->feed.floor = calloc(SHM_MAX_STREAMS, sizeof(*ss->feed.floor))) == NULL)
+        return "too_old";
+    for (uint32_t i = 0; i < st.n; i++) {
+        if (st.rows[i] >= 0)
+            ss->feed.floor[st.rows[i]] = want[st.rows[i]];
+    }
+    *from = start;
+    return NULL;
+}
+
+int
+feed_request_parse(const cJSON *payload, struct feed_request *req, char *why, size_t whylen)
+{
+    const cJSON *snap, *resume, *epoch, *positions, *p;
+    uint32_t n = 0;
+
+    memset(req, 0, sizeof(*req));
+    req->snapshot = 1;
+    if (payload == NULL)
+        return 0;
+    snap = cJSON_GetObjectItemCaseSensitive(payload, "snapshot");
+    if (snap != NULL && !cJSON_IsNull(snap)) {
+        if (!cJSON_IsBool(snap)) {
+            snprintf(why, whylen, "snapshot must be true or false");
+            return -1;
+        }
+        req->snapshot = cJSON_IsTrue(snap);
+    }
+    resume = cJSON_GetObjectItemCaseSensitive(payload, "resume");
+    if (resume == NULL || cJSON_IsNull(resume))
+        return 0;
+    epoch = cJSON_GetObjectItemCaseSensitive(resume, "epoch");
+    positions = cJSON_GetObjectItemCaseSensitive(resume, "positions");
+    if (!cJSON_IsObject(resume) || !cJSON_IsString(epoch) ||
+        strlen(epoch->valuestring) >= sizeof(req->epoch) || !cJSON_IsObject(positions)) {
+        snprintf(why, whylen,
+                 "resume must be {\"epoch\": string, \"positions\": {stream: id, ...}}");
+        return -1;
+    }
+    cJSON_ArrayForEach(p, positions) n++;
+    if (n > SHM_MAX_STREAMS) {
+        snprintf(why, whylen, "resume names more than %d streams", SHM_MAX_STREAMS);
+        return -1;
+    }
+    req->resume = 1;
+    snprintf(req->epoch, sizeof(req->epoch), "%s", epoch->valuestring);
+    if (n > 0 && (req->positions = calloc(n, sizeof(*req->positions))) == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    cJSON_ArrayForEach(p, positions)
+    {
+        struct feed_position *fp = &req->positions[req->npositions];
+        if (!cJSON_IsString(p) || strlen(p->string) >= sizeof(fp->stream) ||
+            streamid_parse(p->valuestring, strlen(p->valuestring), &fp->id) != 0) {
+            snprintf(why, whylen, "resume position of %.64s must be a stream id \"<ms>-<seq>\"",
+                     p->string);
+            feed_request_free(req);
+            return -1;
+        }
+        snprintf(fp->stream, sizeof(fp->stream), "%s", p->string);
+        req->npositions++;
+    }
+    return 0;
+}
+
+void
+feed_request_free(struct feed_request *req)
+{
+    free(req->positions);
+    req->positions = NULL;
+    req->npositions = 0;
+}
+
+void
+feed_start(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
+           cJSON *ack)
+{
+    struct feed_worker *fw = vh->feed;
+    char epoch[SHM_EPOCH_MAX];
+    uint64_t from;
+
+    feed_clear(ss);
+    shm_epoch_get(vh->shm, epoch, sizeof(epoch));
+    if (ack != NULL)
+        cJSON_AddStringToObject(ack, "epoch", epoch);
+    if (req->resume) {
+        const char *why = feed_try_resume(vh, ss, req, &from);
+        if (ack != NULL) {
+            cJSON_AddBoolToObject(ack, "resumed", why == NULL);
+            if (why != NULL)
+                cJSON_AddStringToObject(ack, "reason", why);
+        }
+        if (why == NULL) {
+            WSP_STAT_ADD(vh, resumes_ok, 1);
+            feed_begin_catchup(vh, ss, from);
+            return;
+        }
+        if (strcmp(why, "epoch_changed") == 0)
+            WSP_STAT_ADD(vh, resumes_epoch_changed, 1);
+        else if (strcmp(why, "too_old") == 0)
+            WSP_STAT_ADD(vh, resumes_too_old, 1);
+        else
+            WSP_STAT_ADD(vh, resumes_unknown_stream, 1);
+    }
+    if (!req->snapshot) {
+        feed_go_live(ss, fw->reader->next);
+        return;
+    }
+    feed_begin_snapshot(vh, ss, NULL);
+}
+
+void
+feed_stop(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    (void)vh;
+    feed_clear(ss);
+    feed_delist(ss);
+    ss->feed.phase = FEED_LIVE;
+    ss->feed.from = 0;
+}
+
+/* ---- the worker's frames ------------------------------------------------------ */
+
+void
+feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e, const char *data,
+           uint32_t len)
+{
+    struct feed_worker *fw = vh->feed;
+    lws_dll2_t *d;
+
+    (void)data;
+    (void)len;
+    if (e->stream >= SHM_MAX_STREAMS)
+        return;
+    if (kind != RING_KIND_RESET) {
+        fw->pos[e->stream] = e->id;
+        return;
+    }
+    /* The stream's history is void: boards that hold it start again. */
+    fw->pos[e->stream] = (struct streamid){0, 0};
+    for (d = vh->sessions.head; d != NULL; d = d->next) {
+        struct wsp_session *ss = lws_container_of(d, struct wsp_session, list);
+        const struct sub_filter *f = sub_member_filter(&ss->member);
+        struct feed_streams st;
+        if (f == NULL || ss->close_code != 0)
+            continue;
+        feed_filter_streams(vh, f, &st);
+        if (feed_reads_row(&st, e->stream))
+            feed_begin_snapshot(vh, ss, "epoch_changed");
+    }
+}
+
+void
+feed_lapped(struct wsp_vhost *vh)
+{
+    struct feed_worker *fw = vh->feed;
+    lws_dll2_t *d;
+
+    if (fw->have_table) {
+        /* Where the table stands, the positions are exact again. */
+        fw->reader->next = feed_table_applied(fw, fw->pos, SHM_MAX_STREAMS, fw->reader->next);
+    }
+    for (d = vh->sessions.head; d != NULL; d = d->next) {
+        struct wsp_session *ss = lws_container_of(d, struct wsp_session, list);
+        if (sub_member_filter(&ss->member) != NULL && ss->close_code == 0) {
+            WSP_STAT_ADD(vh, lapped_snapshots, 1);
+            feed_begin_snapshot(vh, ss, "lapped");
+        }
+    }
+}
+
+/* ---- moving sessions forward ---------------------------------------------- */
+
+static int
+feed_room(const struct wsp_vhost *vh, const struct wsp_session *ss)
+{
+    uint32_t limit = vh->conf->client_buffer / 2;
+
+    return ss->q.len < (limit > 0 ? limit : 1);
+}
+
+/* Queue ss's next snapshot parts; returns the work done. */
+static uint32_t
+feed_serve_snapshot(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget)
+{
+    struct feed_snap *s = ss->feed.snap;
+    uint32_t work = 0;
+
+    while (work < budget && feed_room(vh, ss) && ss->close_code == 0) {
+        uint32_t k = ss->feed.next_part;
+        struct outq_msg *m = NULL;
+        int n;
+
+        if (k == 0 && ss->feed.reason != NULL) {
+            n = feed_encode_part(vh, s, 0, ss->feed.reason, &m);
+        } else if (s->parts[k] != NULL) {
+            m = s->parts[k];
+            outq_msg_ref(m);
+            n = 1;
+        } else {
+            n = feed_encode_part(vh, s, k, NULL, &s->parts[k]);
+            if (n >= 0) {
+                m = s->parts[k];
+                outq_msg_ref(m);
+            }
+        }
+        if (n < 0) {
+            wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+            return work + 1;
+        }
+        outbound_enqueue(vh, ss, m);
+        outq_msg_unref(m);
+        work += (uint32_t)n + 1;
+        ss->feed.next_part++;
+        if (ss->feed.next_part == s->nparts) {
+            uint64_t at = s->at;
+            WSP_STAT_ADD(vh, snapshots_sent, 1);
+            WSP_STAT_ADD(vh, snapshot_items_sent, s->nitems);
+            feed_snap_unref(s);
+            ss->feed.snap = NULL;
+            ss->feed.reason = NULL;
+            feed_begin_catchup(vh, ss, at);
+            break;
+        }
+    }
+    return work;
+}
+
+/* Read the ring for ss from where its board stands; returns the work done. */
+static uint32_t
+feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget)
+{
+    struct feed_worker *fw = vh->feed;
+    struct ring *ring = shm_ring(vh->shm);
+    const struct sub_filter *f = sub_member_filter(&ss->member);
+    uint32_t work = 0;
+
+    if (f == NULL) {
+        feed_go_live(ss, fw->reader->next);
+        return 1;
+    }
+    if (feed_grow_buf(fw, vh->conf->max_entry_size) != 0)
+        return 1;
+    while (work < budget && ss->close_code == 0) {
+        struct ring_frame_meta meta;
+        struct frame_view view;
+        struct feed_entry e;
+        uint32_t len;
+        char err[64], name[SHM_STREAM_NAME], id[STREAMID_STR_MAX];
+
+        if (ss->feed.rd.next >= fw->reader->next) {
+            feed_go_live(ss, ss->feed.rd.next);
+            break;
+        }
+        if (!feed_room(vh, ss))
+            break;
+        work++;
+        if (ring_read(ring, &ss->feed.rd, fw->buf, fw->bufsize, &len, &meta) == 0)
+            break;
+        if (ss->feed.rd.missed > 0) {
+            WSP_STAT_ADD(vh, lapped_snapshots, 1);
+            free(ss->feed.floor);
+            ss->feed.floor = NULL;
+            feed_begin_snapshot(vh, ss, "lapped");
+            break;
+        }
+        e.seq = ss->feed.rd.next - 1;
+        e.stream = meta.stream;
+        e.id = (struct streamid){meta.id_ms, meta.id_seq};
+        if (e.stream >= SHM_MAX_STREAMS)
+            continue;
+        if (meta.kind == RING_KIND_RESET) {
+            struct feed_streams st;
+            feed_filter_streams(vh, f, &st);
+            if (feed_reads_row(&st, e.stream)) {
+                feed_begin_snapshot(vh, ss, "epoch_changed");
+                break;
+            }
+            continue;
+        }
+        if (ss->feed.floor != NULL && streamid_cmp(&e.id, &ss->feed.floor[e.stream]) <= 0)
+            continue;
+        msgpack_zone_clear(&fw->zone);
+        if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
+            !sub_filter_matches(f, view.keys) ||
+            shm_stream_name(vh->shm, e.stream, name, sizeof(name)) != 0)
+            continue;
+        streamid_format(&e.id, id, sizeof(id));
+        e.stream_name = name;
+        e.id_text = id;
+        outbound_send_entry(vh, ss, &view, &e);
+        work += 2; /* an encode */
+    }
+    return work;
+}
+
+int
+feed_service(struct wsp_vhost *vh)
+{
+    struct feed_worker *fw = vh->feed;
+    uint32_t work = 0, n = fw->feeding.count;
+    int progressed = 0;
+
+    /* Round robin: each session served goes to the back. */
+    while (n-- > 0 && work < FEED_WORK_PER_TURN && fw->feeding.head != NULL) {
+        struct wsp_session *ss =
+            lws_container_of(fw->feeding.head, struct wsp_session, feed.link);
+        uint32_t done;
+
+        lws_dll2_remove(&ss->feed.link);
+        if (ss->close_code != 0) {
+            feed_clear(ss);
+            ss->feed.phase = FEED_LIVE;
+            continue;
+        }
+        if (ss->feed.phase == FEED_SNAPSHOT)
+            done = feed_serve_snapshot(vh, ss, FEED_WORK_PER_TURN - work);
+        else
+            done = feed_serve_catchup(vh, ss, FEED_WORK_PER_TURN - work);
+        work += done;
+        if (done > 0)
+            progressed = 1;
+        if (ss->feed.phase != FEED_LIVE)
+            feed_enlist(vh, ss);
+    }
+    return progressed && fw->feeding.count > 0;
+}
+
+/* ---- start ----------------------------------------------------------------- */
+
+int
+feed_init(struct wsp_vhost *vh, struct ring_reader *reader)
+{
+    struct feed_worker *fw = &feed_worker_state;
+    struct log_ratelimit rl = LOG_RATELIMIT_INIT(10000, 5);
+    uint32_t max_keys;
+    void *mem = shm_snaptab(vh->shm, &max_keys);
+
+    memset(fw, 0, sizeof(*fw));
+    fw->rl = rl;
+    fw->reader = reader;
+    if (!msgpack_zone_init(&fw->zone, 4096) || feed_grow_buf(fw, vh->conf->max_entry_size) != 0) {
+        LOG_ERROR("out of memory at start");
+        return -1;
+    }
+    if (mem != NULL && snaptab_attach_reader(&fw->table, mem, max_keys, SHM_MAX_STREAMS) == 0) {
+        fw->have_table = 1;
+        /* Positions are exact from the first frame on: start where the
+         * table stands (frames after it are in the ring). */
+        reader->next = feed_table_applied(fw, fw->pos, SHM_MAX_STREAMS, reader->next);
+    }
+    vh->feed = fw;
+    return 0;
+}
+
+void
+feed_free(struct wsp_vhost *vh)
+{
+    struct feed_worker *fw = vh->feed;
+
+    if (fw == NULL)
+        return;
+    for (unsigned i = 0; i < FEED_RECENT; i++)
+        feed_snap_unref(fw->recent[i]);
+    msgpack_zone_destroy(&fw->zone);
+    free(fw->buf);
+    vh->feed = NULL;
+}
