@@ -129,7 +129,7 @@ FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_NAMES   := fuzz_client_message fuzz_entry_decode fuzz_frame fuzz_config
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
-FUZZ_SRCS    := $(wildcard src/common/*.c) src/ingest/decode.c src/worker/cmsg.c \
+FUZZ_SRCS    := $(wildcard src/common/*.c) src/worker/cmsg.c \
                 src/worker/sub.c src/worker/sub_filter.c src/worker/encode.c
 FUZZ_OBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_PKGS    := libcjson msgpack

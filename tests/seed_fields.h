@@ -1,7 +1,7 @@
 /*
  * The seed's entry fields, in the seed's order (README "Streams in"), for
  * the C tests and fuzzers.  Written out here as the tests' own statement of
- * the contract, not taken from src/ingest/decode.c, so that a change there
+ * the contract, not taken from src/common/decode.c, so that a change there
  * shows up as a failing test.
  */
 #ifndef WSB_TEST_SEED_FIELDS_H

@@ -1,5 +1,5 @@
 #include "ingest.h"
-#include "decode.h"
+#include "../common/decode.h"
 #include "../common/log.h"
 #include "../common/snaptab.h"
 #include "../common/streamid.h"

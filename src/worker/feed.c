@@ -1,6 +1,7 @@
 #include "feed.h"
 #include "encode.h"
 #include "outbound.h"
+#include "replay.h"
 #include "wsp.h"
 #include "../common/frame.h"
 #include "../common/log.h"
@@ -566,6 +567,17 @@ out:
 /* ---- sessions ------------------------------------------------------------- */
 
 static void
+feed_count_refusal(struct wsp_vhost *vh, const char *why)
+{
+    if (strcmp(why, "epoch_changed") == 0)
+        WSP_STAT_ADD(vh, resumes_epoch_changed, 1);
+    else if (strcmp(why, "too_old") == 0)
+        WSP_STAT_ADD(vh, resumes_too_old, 1);
+    else
+        WSP_STAT_ADD(vh, resumes_unknown_stream, 1);
+}
+
+static void
 feed_enlist(struct wsp_vhost *vh, struct wsp_session *ss)
 {
     if (lws_dll2_is_detached(&ss->feed.link))
@@ -580,6 +592,20 @@ feed_delist(struct wsp_session *ss)
 }
 
 static void
+feed_clear_replay(struct wsp_session *ss)
+{
+    replay_cancel(ss->feed.replay);
+    ss->feed.replay = NULL;
+    cJSON_Delete(ss->feed.pending_ack);
+    ss->feed.pending_ack = NULL;
+    for (uint32_t i = ss->feed.next_replayed; i < ss->feed.nreplayed; i++)
+        outq_msg_unref(ss->feed.replayed[i]);
+    free(ss->feed.replayed);
+    ss->feed.replayed = NULL;
+    ss->feed.nreplayed = ss->feed.next_replayed = 0;
+}
+
+static void
 feed_clear(struct wsp_session *ss)
 {
     feed_snap_unref(ss->feed.snap);
@@ -588,6 +614,7 @@ feed_clear(struct wsp_session *ss)
     ss->feed.floor = NULL;
     ss->feed.reason = NULL;
     ss->feed.next_part = 0;
+    feed_clear_replay(ss);
 }
 
 /* A recent snapshot of the same filter to share, or a fresh one. */
@@ -628,6 +655,15 @@ feed_begin_snapshot(struct wsp_vhost *vh, struct wsp_session *ss, const char *re
 {
     const struct sub_filter *f = sub_member_filter(&ss->member);
 
+    if (ss->feed.pending_ack != NULL) {
+        /* A resume still waiting for Redis gives up: its ack says so. */
+        cJSON *ack = ss->feed.pending_ack;
+        ss->feed.pending_ack = NULL;
+        feed_count_refusal(vh, "too_old");
+        cJSON_AddBoolToObject(ack, "resumed", 0);
+        cJSON_AddStringToObject(ack, "reason", "too_old");
+        outbound_send_message(vh, ss, "subscribed", ack);
+    }
     feed_clear(ss);
     if (f == NULL) {
         ss->feed.phase = FEED_LIVE;
@@ -676,23 +712,28 @@ feed_request_position(const struct feed_request *req, const char *stream)
 }
 
 /*
- * Whether the ring still holds every entry after the request's positions
- * for the streams f reads; on success the floors are set and *from is where
- * the catch-up starts.  NULL, or the reason it cannot resume.
+ * Where a resume starts: for each stream f reads, either the ring still
+ * holds every entry after the client's position (a frame of it at or before
+ * that position is still there), or the entries up to the worker's position
+ * must come from Redis (into redis[], *nredis of them).  Sets the floors and
+ * *from, where the ring catch-up starts.  NULL, or the reason it cannot
+ * resume.
  */
 static const char *
-feed_try_resume(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
-                uint64_t *from)
+feed_plan_resume(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
+                 uint64_t *from, struct replay_stream *redis, uint32_t *nredis)
 {
     struct feed_worker *fw = vh->feed;
     struct ring *ring = shm_ring(vh->shm);
     const struct sub_filter *f = sub_member_filter(&ss->member);
+    const struct conf *c = vh->conf;
     struct feed_streams st;
     struct streamid want[SHM_MAX_STREAMS];
     int need[SHM_MAX_STREAMS] = {0}, nneed = 0;
     char epoch[SHM_EPOCH_MAX];
     uint64_t r = fw->reader->next, start = r, head;
 
+    *nredis = 0;
     shm_epoch_get(vh->shm, epoch, sizeof(epoch));
     if (epoch[0] == '\0' || strcmp(epoch, req->epoch) != 0)
         return "epoch_changed";
@@ -711,9 +752,7 @@ feed_try_resume(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_
             nneed++;
         }
     }
-    /* Back through the ring from the worker's position: a frame of each
-     * such stream at or before its position means everything after it is
-     * still here. */
+    /* Back through the ring from the worker's position. */
     head = ring_head(ring);
     for (uint64_t seq = r; nneed > 0 && seq > 0 && head - (seq - 1) <= ring->nslots; seq--) {
         struct ring_frame_meta meta;
@@ -723,7 +762,7 @@ feed_try_resume(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_
         if (meta.stream >= SHM_MAX_STREAMS || !need[meta.stream])
             continue;
         if (meta.kind == RING_KIND_RESET)
-            return "epoch_changed";
+            return "epoch_changed"; /* its history since the position is void */
         id = (struct streamid){meta.id_ms, meta.id_seq};
         if (streamid_cmp(&id, &want[meta.stream]) <= 0) {
             need[meta.stream] = 0;
@@ -731,13 +770,33 @@ feed_try_resume(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_
             start = seq;
         }
     }
-    if (nneed > 0)
-        return "too_old";
     if ((ss->feed.floor = calloc(SHM_MAX_STREAMS, sizeof(*ss->feed.floor))) == NULL)
         return "too_old";
     for (uint32_t i = 0; i < st.n; i++) {
-        if (st.rows[i] >= 0)
-            ss->feed.floor[st.rows[i]] = want[st.rows[i]];
+        int row = st.rows[i];
+        struct replay_stream *rs;
+        if (row < 0)
+            continue;
+        ss->feed.floor[row] = want[row];
+        if (!need[row])
+            continue;
+        /* The rest from Redis: (position, worker's position]; the ring
+         * has what follows. */
+        rs = &redis[(*nredis)++];
+        memset(rs, 0, sizeof(*rs));
+        snprintf(rs->name, sizeof(rs->name), "%s", st.names[i]);
+        rs->after = want[row];
+        rs->upto = fw->pos[row];
+        ss->feed.floor[row] = fw->pos[row];
+        rs->type = FRAME_ODDS_UPDATE;
+        if (c->opportunities_stream[0] != '\0' && strcmp(st.names[i], c->opportunities_stream) == 0)
+            rs->type = FRAME_OPPORTUNITY;
+        for (int k = 0; k < c->nsports && rs->type == FRAME_ODDS_UPDATE; k++) {
+            char name[CONF_STREAM_MAX];
+            conf_sport_stream(c, k, name, sizeof(name));
+            if (strcmp(name, st.names[i]) == 0)
+                snprintf(rs->sport, sizeof(rs->sport), "%s", c->sports[k]);
+        }
     }
     *from = start;
     return NULL;
@@ -807,42 +866,116 @@ feed_request_free(struct feed_request *req)
     req->npositions = 0;
 }
 
-void
+/* A resume was refused: say why in the ack, then a snapshot (or, for a
+ * client that asked for none, the live stream). */
+static void
+feed_refuse(struct wsp_vhost *vh, struct wsp_session *ss, const char *why, int want_snapshot,
+            cJSON *ack)
+{
+    feed_count_refusal(vh, why);
+    free(ss->feed.floor);
+    ss->feed.floor = NULL;
+    if (ack != NULL) {
+        cJSON_AddBoolToObject(ack, "resumed", 0);
+        cJSON_AddStringToObject(ack, "reason", why);
+    }
+    if (want_snapshot)
+        feed_begin_snapshot(vh, ss, NULL);
+    else
+        feed_go_live(ss, vh->feed->reader->next);
+}
+
+static const struct sub_filter *
+feed_owner_filter(void *owner)
+{
+    struct wsp_session *ss = owner;
+
+    return sub_member_filter(&ss->member);
+}
+
+/* Redis answered a resume (replay.h). */
+static void
+feed_replayed(struct wsp_vhost *vh, void *owner, int ok, const char *reason,
+              struct outq_msg **msgs, uint32_t n)
+{
+    struct wsp_session *ss = owner;
+    cJSON *ack = ss->feed.pending_ack;
+
+    ss->feed.replay = NULL;
+    ss->feed.pending_ack = NULL;
+    if (ss->close_code != 0) {
+        for (uint32_t i = 0; i < n; i++)
+            outq_msg_unref(msgs[i]);
+        free(msgs);
+        cJSON_Delete(ack);
+        return;
+    }
+    if (ok) {
+        WSP_STAT_ADD(vh, resumes_ok, 1);
+        if (ack != NULL)
+            cJSON_AddBoolToObject(ack, "resumed", 1);
+        outbound_send_message(vh, ss, "subscribed", ack);
+        ss->feed.replayed = msgs;
+        ss->feed.nreplayed = n;
+        ss->feed.next_replayed = 0;
+        ss->feed.phase = FEED_REPLAY;
+        feed_enlist(vh, ss);
+    } else {
+        feed_refuse(vh, ss, reason, ss->feed.want_snapshot, ack);
+        outbound_send_message(vh, ss, "subscribed", ack);
+    }
+    vh->kick(vh);
+}
+
+static const struct replay_owner feed_replay_ops = {feed_owner_filter, feed_replayed};
+
+int
 feed_start(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
            cJSON *ack)
 {
     struct feed_worker *fw = vh->feed;
     char epoch[SHM_EPOCH_MAX];
+    struct replay_stream redis[CONF_MAX_SPORTS + 1];
+    uint32_t nredis = 0;
     uint64_t from;
+    const char *why;
 
     feed_clear(ss);
     shm_epoch_get(vh->shm, epoch, sizeof(epoch));
     if (ack != NULL)
         cJSON_AddStringToObject(ack, "epoch", epoch);
-    if (req->resume) {
-        const char *why = feed_try_resume(vh, ss, req, &from);
-        if (ack != NULL) {
-            cJSON_AddBoolToObject(ack, "resumed", why == NULL);
-            if (why != NULL)
-                cJSON_AddStringToObject(ack, "reason", why);
-        }
-        if (why == NULL) {
-            WSP_STAT_ADD(vh, resumes_ok, 1);
-            feed_begin_catchup(vh, ss, from);
-            return;
-        }
-        if (strcmp(why, "epoch_changed") == 0)
-            WSP_STAT_ADD(vh, resumes_epoch_changed, 1);
-        else if (strcmp(why, "too_old") == 0)
-            WSP_STAT_ADD(vh, resumes_too_old, 1);
+    if (!req->resume) {
+        if (req->snapshot)
+            feed_begin_snapshot(vh, ss, NULL);
         else
-            WSP_STAT_ADD(vh, resumes_unknown_stream, 1);
+            feed_go_live(ss, fw->reader->next);
+        return 0;
     }
-    if (!req->snapshot) {
-        feed_go_live(ss, fw->reader->next);
-        return;
+    why = feed_plan_resume(vh, ss, req, &from, redis, &nredis);
+    if (why != NULL) {
+        feed_refuse(vh, ss, why, req->snapshot, ack);
+        return 0;
     }
-    feed_begin_snapshot(vh, ss, NULL);
+    if (nredis == 0) {
+        WSP_STAT_ADD(vh, resumes_ok, 1);
+        if (ack != NULL)
+            cJSON_AddBoolToObject(ack, "resumed", 1);
+        feed_begin_catchup(vh, ss, from);
+        return 0;
+    }
+    /* Older than the ring: Redis has them.  The ack waits for its answer
+     * (it says whether the resume worked); live frames wait in the ring. */
+    ss->feed.replay = replay_start(vh, redis, nredis, &feed_replay_ops, ss);
+    if (ss->feed.replay == NULL) {
+        feed_refuse(vh, ss, "too_old", req->snapshot, ack);
+        return 0;
+    }
+    ss->feed.phase = FEED_WAIT;
+    ss->feed.pending_ack = ack;
+    ss->feed.catch_from = from;
+    ss->feed.from = from;
+    ss->feed.want_snapshot = req->snapshot;
+    return 1;
 }
 
 void
@@ -962,6 +1095,29 @@ feed_serve_snapshot(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budge
     return work;
 }
 
+/* Queue the entries Redis gave back; then the ring catch-up. */
+static uint32_t
+feed_serve_replay(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget)
+{
+    uint32_t work = 0;
+
+    while (work < budget && feed_room(vh, ss) && ss->close_code == 0 &&
+           ss->feed.next_replayed < ss->feed.nreplayed) {
+        struct outq_msg *m = ss->feed.replayed[ss->feed.next_replayed++];
+        outbound_enqueue(vh, ss, m);
+        outq_msg_unref(m);
+        work++;
+    }
+    if (ss->feed.next_replayed == ss->feed.nreplayed) {
+        free(ss->feed.replayed);
+        ss->feed.replayed = NULL;
+        ss->feed.nreplayed = ss->feed.next_replayed = 0;
+        feed_begin_catchup(vh, ss, ss->feed.catch_from);
+        work++;
+    }
+    return work;
+}
+
 /* Read the ring for ss from where its board stands; returns the work done. */
 static uint32_t
 feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget)
@@ -1051,8 +1207,12 @@ feed_service(struct wsp_vhost *vh)
         }
         if (ss->feed.phase == FEED_SNAPSHOT)
             done = feed_serve_snapshot(vh, ss, FEED_WORK_PER_TURN - work);
-        else
+        else if (ss->feed.phase == FEED_REPLAY)
+            done = feed_serve_replay(vh, ss, FEED_WORK_PER_TURN - work);
+        else if (ss->feed.phase == FEED_CATCHUP)
             done = feed_serve_catchup(vh, ss, FEED_WORK_PER_TURN - work);
+        else
+            done = 0;
         work += done;
         if (done > 0)
             progressed = 1;

@@ -42,7 +42,16 @@ struct wsp_session;
 struct feed_snap;
 struct feed_worker;
 
-enum feed_phase { FEED_LIVE = 0, FEED_SNAPSHOT, FEED_CATCHUP };
+enum feed_phase {
+    FEED_LIVE = 0,
+    FEED_SNAPSHOT, /* its snapshot's parts go out as its queue has room */
+    FEED_WAIT,     /* a resume waits for Redis (replay.h); its ack too */
+    FEED_REPLAY,   /* the entries Redis gave back go out */
+    FEED_CATCHUP,  /* it reads the ring up to the worker */
+};
+
+struct replay_req;
+struct outq_msg;
 
 /* Per session, embedded in struct wsp_session; zero is "live, no floors". */
 struct feed_session {
@@ -55,6 +64,15 @@ struct feed_session {
     /* Resume: per stream row, frames of that stream up to this id are not
      * sent (the client has them).  NULL: no floors. */
     struct streamid *floor;
+    /* WAIT / REPLAY: the request, the ack held back until it is answered,
+     * where the ring catch-up starts, whether a refusal gets a snapshot,
+     * and the entries to send. */
+    struct replay_req *replay;
+    cJSON *pending_ack;
+    uint64_t catch_from;
+    int want_snapshot;
+    struct outq_msg **replayed;
+    uint32_t nreplayed, next_replayed;
     lws_dll2_t link; /* on the worker's list of sessions not live */
 };
 
@@ -114,10 +132,12 @@ void feed_request_free(struct feed_request *req);
 
 /* ss was just (re)subscribed: decide between resume and snapshot, add
  * "epoch" (and "resumed", "reason" for a resume) to the ack's payload, and
- * start its feed.  The caller sends the ack next; the snapshot or the
- * missed entries follow it (feed_service). */
-void feed_start(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
-                cJSON *ack);
+ * start its feed.  Returns 0: the caller sends the ack next, and the
+ * snapshot or the missed entries follow it (feed_service); or 1: the
+ * answer needs Redis (entries older than the ring), and the feed took the
+ * ack (it sends it once it knows).  ack may be NULL (out of memory). */
+int feed_start(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
+               cJSON *ack);
 
 /* ss unsubscribed or is closing: drop what its feed holds. */
 void feed_stop(struct wsp_vhost *vh, struct wsp_session *ss);

@@ -95,9 +95,9 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
     }
     /* The ack first, then the snapshot or the missed entries (feed_service). */
     ack = sub_filter_to_json(sub_member_filter(&ss->member));
-    feed_start(vh, ss, &req, ack);
+    if (feed_start(vh, ss, &req, ack) == 0)
+        outbound_send_message(vh, ss, "subscribed", ack);
     feed_request_free(&req);
-    outbound_send_message(vh, ss, "subscribed", ack);
     vh->kick(vh);
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../common/snaptab.h"
 #include "../common/timeutil.h"
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
@@ -77,6 +78,7 @@ metrics_health(struct shm *s, struct metrics_buf *out)
 struct metrics_view {
     struct shm *s;
     struct shm_totals t;
+    struct snaptab_stats snap; /* zero if the instance has no table */
     uint64_t head;
     uint64_t now_ms;
 };
@@ -137,6 +139,27 @@ METRICS_WORKER(slow_disconnects)
 METRICS_WORKER(ring_missed)
 METRICS_WORKER(restarts)
 METRICS_WORKER(open_connections)
+
+#define METRICS_SNAP(field)                                                                        \
+    static uint64_t metrics_snap_##field(const struct metrics_view *v, uint32_t worker)            \
+    {                                                                                              \
+        (void)worker;                                                                              \
+        return (uint64_t)v->snap.field;                                                            \
+    }
+METRICS_SNAP(keys)
+METRICS_SNAP(bytes)
+METRICS_SNAP(max_keys)
+METRICS_SNAP(capacity_bytes)
+METRICS_SNAP(evicted_ttl)
+METRICS_SNAP(evicted_full)
+METRICS_SNAP(dropped_too_large)
+METRICS_TOTAL(snapshots_sent)
+METRICS_TOTAL(snapshot_items_sent)
+METRICS_TOTAL(lapped_snapshots)
+METRICS_TOTAL(resumes_ok)
+METRICS_TOTAL(resumes_epoch_changed)
+METRICS_TOTAL(resumes_too_old)
+METRICS_TOTAL(resumes_unknown_stream)
 
 static uint64_t
 metrics_capacity(const struct metrics_view *v, uint32_t worker)
@@ -255,6 +278,40 @@ static const struct metrics_field metrics_worker_fields[] = {
      metrics_worker_open_connections},
 };
 
+/* The consistent board: the ingest's table and what the workers sent. */
+static const struct metrics_field metrics_snapshot_fields[] = {
+    {"keys", METRICS_GAUGE, 0, "Keys in the snapshot table.", metrics_snap_keys},
+    {"bytes", METRICS_GAUGE, 0, "Bytes of values the snapshot table holds.", metrics_snap_bytes},
+    {"max_keys", METRICS_GAUGE, 0, "Keys the snapshot table may hold (SNAPSHOT_MAX_KEYS).",
+     metrics_snap_max_keys},
+    {"capacity_bytes", METRICS_GAUGE, 0, "Bytes of values the snapshot table may hold.",
+     metrics_snap_capacity_bytes},
+    {"evicted_ttl", METRICS_COUNTER, 0,
+     "Keys that left the table: not updated for SNAPSHOT_TTL (opportunities: OPPORTUNITY_TTL).",
+     metrics_snap_evicted_ttl},
+    {"evicted_full", METRICS_COUNTER, 0, "Oldest keys evicted because the table was full.",
+     metrics_snap_evicted_full},
+    {"dropped_too_large", METRICS_COUNTER, 0, "Entries too large to keep in the table.",
+     metrics_snap_dropped_too_large},
+    {"sent", METRICS_COUNTER, 0, "Snapshots sent to clients in full.",
+     metrics_total_snapshots_sent},
+    {"items_sent", METRICS_COUNTER, 0, "Keys sent in snapshots.",
+     metrics_total_snapshot_items_sent},
+    {"lapped", METRICS_COUNTER, 0,
+     "Fresh snapshots sent because entries were lost before a worker read them.",
+     metrics_total_lapped_snapshots},
+    {"resumes_ok", METRICS_COUNTER, 0, "Resumes that replayed exactly what was missed.",
+     metrics_total_resumes_ok},
+    {"resumes_epoch_changed", METRICS_COUNTER, 0, "Resumes refused: another epoch.",
+     metrics_total_resumes_epoch_changed},
+    {"resumes_too_old", METRICS_COUNTER, 0,
+     "Resumes refused: the missed entries are no longer at hand (or too many).",
+     metrics_total_resumes_too_old},
+    {"resumes_unknown_stream", METRICS_COUNTER, 0,
+     "Resumes refused: a stream the filter reads had no position.",
+     metrics_total_resumes_unknown_stream},
+};
+
 #define METRICS_N(a) (sizeof(a) / sizeof((a)[0]))
 
 enum metrics_shape {
@@ -274,13 +331,22 @@ static const struct metrics_section {
     {METRICS_OBJECT, "ingest", "ingest_", metrics_ingest_fields, METRICS_N(metrics_ingest_fields)},
     {METRICS_PER_WORKER, "workers", "worker_", metrics_worker_fields,
      METRICS_N(metrics_worker_fields)},
+    {METRICS_OBJECT, "snapshot", "snapshot_", metrics_snapshot_fields,
+     METRICS_N(metrics_snapshot_fields)},
 };
 
 static void
 metrics_view_load(struct metrics_view *v, struct shm *s)
 {
+    uint32_t max_keys;
+    void *mem = shm_snaptab(s, &max_keys);
+    struct snaptab table;
+
     v->s = s;
     shm_totals(s, &v->t);
+    memset(&v->snap, 0, sizeof(v->snap));
+    if (mem != NULL && snaptab_attach_reader(&table, mem, max_keys, SHM_MAX_STREAMS) == 0)
+        snaptab_stats(&table, &v->snap);
     v->head = ring_head(shm_ring(s));
     v->now_ms = time_now_ms();
 }

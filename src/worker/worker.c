@@ -2,6 +2,7 @@
 #include "admit.h"
 #include "feed.h"
 #include "outbound.h"
+#include "replay.h"
 #include "rxguard.h"
 #include "sub.h"
 #include "wsp.h"
@@ -443,6 +444,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
         lws_context_destroy(w->ctx);
         return 1;
     }
+    replay_init(&w->vh, w->loop);
     atomic_store_explicit(&w->vh.stats->ring_next, w->reader.next, memory_order_relaxed);
     if (worker_adopt_fd(w, wake_fd, &worker_kinds[WORKER_FD_WAKE]) == NULL ||
         worker_adopt_fd(w, w->signal_fd, &worker_kinds[WORKER_FD_SIGNAL]) == NULL ||
@@ -465,6 +467,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     lws_sul_cancel(&w->stop_deadline);
     lws_sul_cancel(&w->liveness);
     lws_sul_cancel(&w->accept_retry);
+    replay_shutdown();
     lws_context_destroy(w->ctx);
     ev_loop_destroy(w->loop);
     feed_free(&w->vh);

@@ -27,7 +27,7 @@
  */
 #include "common/frame.h"
 #include "common/json.h"
-#include "ingest/decode.h"
+#include "common/decode.h"
 #include "worker/encode.h"
 
 #include "fuzz.h"
@@ -40,7 +40,7 @@ static const uint32_t fuzz_max_sizes[8] = {65536, 65536, 65536, 16384, 4096, 102
 static const char *const fuzz_sports[4] = {NULL, "basketball_nba", "americanfootball_nfl",
                                            "soccer_epl"};
 
-/* The contract's lists (README "Streams in"); decode_known in src/ingest/decode.c follows them. */
+/* The contract's lists (README "Streams in"); decode_known in src/common/decode.c follows them. */
 static const char *const fuzz_numeric[] = {SEED_NUMERIC_FIELD_NAMES};
 static const char *const fuzz_seed_fields[] = {SEED_FIELD_NAMES};
 /* Filter key of each dimension, in enum frame_key order. */

@@ -928,7 +928,10 @@ class RawWS:
     frame parsing in.  Used for a client that never reads (small SO_RCVBUF set
     before connect) and for abrupt disconnects."""
 
-    def __init__(self, port, rcvbuf=None, path="/ws", timeout=10.0):
+    def __init__(self, port, rcvbuf=None, path="/ws", timeout=10.0, keep_snapshots=False):
+        # Like WSClient: `snapshot` messages are set aside unless asked for.
+        self.keep_snapshots = keep_snapshots
+        self.snapshots = []
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -997,13 +1000,23 @@ class RawWS:
             self.buf = b[off + n :]
             yield op, payload
 
+    def _set_aside(self, text):
+        """Whether text is a snapshot message this client sets aside."""
+        if getattr(self, "keep_snapshots", False) or not text.startswith('{"type":"snapshot"'):
+            return False
+        self.__dict__.setdefault("snapshots", []).append(text)
+        return True
+
     def recv_text(self, timeout=5.0):
         """The next text message (skipping other frames)."""
         deadline = time.monotonic() + timeout
         while True:
             for op, payload in self._frames():
                 if op == 0x1:
-                    return payload.decode("utf-8")
+                    text = payload.decode("utf-8")
+                    if self._set_aside(text):
+                        continue
+                    return text
                 if op == 0x8:
                     raise AssertionError(f"connection closed: {payload!r}")
             left = deadline - time.monotonic()
@@ -1030,7 +1043,9 @@ class RawWS:
                     code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
                     return texts, (code, payload[2:].decode("utf-8", "replace"))
                 if op == 0x1:
-                    texts.append(payload.decode("utf-8", "replace"))
+                    text = payload.decode("utf-8", "replace")
+                    if not self._set_aside(text):
+                        texts.append(text)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"connection neither closed nor sent a close frame within {timeout}s")

@@ -402,33 +402,95 @@ def test_resume_on_another_instance(service, r):
     resume_roundtrip(svc, other, r, svc.stream(), svc.sport, between)
 
 
-def test_resume_refused_unknown_stream_and_too_old(service, r):
+def test_resume_refused_unknown_stream(service, r):
+    svc = service()
+
+    async def go():
+        c, board, last, epoch = await board_session(svc)
+        await c.close()
+        partial = {svc.stream(): positions_text(last)[svc.stream()]}
+        c2 = await ws_connect(svc.port, keep_snapshots=True)
+        ack = await c2.subscribe(resume={"epoch": epoch, "positions": partial})
+        assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "unknown_stream"
+        await read_snapshot(c2)
+        await c2.close()
+        c4 = await ws_connect(svc.port, keep_snapshots=True)
+        ack = await c4.subscribe(resume={"epoch": "not-" + epoch, "positions": positions_text(last)})
+        assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "epoch_changed"
+        await read_snapshot(c4)
+        await c4.close()
+
+    run(go())
+
+
+def flood(r, svc, n, keys=10, tag="o"):
+    pipe = r.pipeline()
+    for i in range(n):
+        pipe.xadd(svc.stream(), odds_fields(svc.sport, event=f"{tag}{i % keys}", price=str(i)))
+    pipe.execute()
+    total = svc.metrics()["entries_published"]
+    return total
+
+
+def test_resume_beyond_the_ring_replays_from_redis(service, r):
+    """The ring holds 1,024 frames; 3,000 are missed: they come from Redis
+    (XRANGE), then the ring, then live, each exactly once."""
     svc = service(RING_SIZE="1024")
 
     async def go():
         c, board, last, epoch = await board_session(svc)
         await c.close()
         pos = positions_text(last)
-        partial = {svc.stream(): pos[svc.stream()]}
+        flood(r, svc, 3000)
+        wait_until(lambda: svc.metrics()["entries_published"] >= 3000, message="published")
         c2 = await ws_connect(svc.port, keep_snapshots=True)
-        ack = await c2.subscribe(resume={"epoch": epoch, "positions": partial})
-        assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "unknown_stream"
-        await read_snapshot(c2)
+        ack = await c2.subscribe(resume={"epoch": epoch, "positions": pos})
+        assert ack["payload"]["resumed"] is True, ack
+        ids = await drain_updates(c2, board, last, 2.0)
+        want = [dec(e) for e, _ in r.xrange(svc.stream(), "(" + pos[svc.stream()])]
+        assert len(ids) == 3000 and ids == want
+        assert not c2.snapshots
+        assert_board_equals_truth(board, truth_from_redis(r, [svc.stream()]))
         await c2.close()
-        # Far more entries than the ring holds, none of which are the client's.
-        pipe = r.pipeline()
-        for i in range(3000):
-            pipe.xadd(svc.stream(), odds_fields(svc.sport, event=f"o{i % 10}", price=str(i)))
-        pipe.execute()
+
+    run(go())
+
+
+def test_resume_refused_too_old(service, r):
+    """More missed entries than RESUME_MAX_ENTRIES, or entries trimmed from
+    the stream: too_old, and a snapshot that is the truth."""
+    svc = service(RING_SIZE="1024", RESUME_MAX_ENTRIES="100")
+
+    async def go():
+        c, board, last, epoch = await board_session(svc)
+        await c.close()
+        pos = positions_text(last)
+        flood(r, svc, 3000)
         wait_until(lambda: svc.metrics()["entries_published"] >= 3000, message="published")
         c3 = await ws_connect(svc.port, keep_snapshots=True)
         ack = await c3.subscribe(resume={"epoch": epoch, "positions": pos})
         assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "too_old", ack
         items = items_of(await read_snapshot(c3))
         assert_board_equals_truth(board_from(items), truth_from_redis(r, [svc.stream()]))
-        c4 = await ws_connect(svc.port, keep_snapshots=True)
-        ack = await c4.subscribe(resume={"epoch": "not-" + epoch, "positions": pos})
-        assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "epoch_changed"
-        await read_snapshot(c4)
+        await c3.close()
+
+    run(go())
+
+
+def test_resume_refused_when_the_stream_was_trimmed(service, r):
+    svc = service(RING_SIZE="1024")
+
+    async def go():
+        c, board, last, epoch = await board_session(svc)
+        await c.close()
+        pos = positions_text(last)
+        flood(r, svc, 2000)
+        wait_until(lambda: svc.metrics()["entries_published"] >= 2000, message="published")
+        r.xtrim(svc.stream(), maxlen=100)
+        c3 = await ws_connect(svc.port, keep_snapshots=True)
+        ack = await c3.subscribe(resume={"epoch": epoch, "positions": pos})
+        assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "too_old", ack
+        await read_snapshot(c3)
+        await c3.close()
 
     run(go())

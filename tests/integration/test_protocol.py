@@ -33,6 +33,7 @@ Contract lines -> tests:
 import asyncio
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -59,7 +60,9 @@ def svc(module_service):
 
 def as_sets(filter_payload):
     """A filter as the ack shows it, compared without regard to list order
-    (the filter is a set of values per dimension)."""
+    (the filter is a set of values per dimension).  The ack also names the
+    epoch (README "Consistency"), which is not part of the filter."""
+    filter_payload = {k: v for k, v in filter_payload.items() if k != "epoch"}
     assert set(filter_payload) == {"sports", "events", "markets", "books"}, filter_payload
     for v in filter_payload.values():
         assert isinstance(v, list) and all(isinstance(x, str) for x in v), filter_payload
@@ -262,7 +265,8 @@ def test_update_message_shape(svc, r):
             await c.subscribe(events=[f"s{t}"])
             publish(r, svc.stream(0), **odds_fields(svc.sports[0], event=f"s{t}"))
             (m,) = await c.updates(1)
-            assert set(m) == {"type", "payload", "timestamp"}, m
+            assert set(m) == {"type", "payload", "stream", "id", "timestamp"}, m
+            assert m["stream"] == svc.stream(0) and re.fullmatch(r"\d+-\d+", m["id"]), m
             assert m["type"] == "odds_update"
             assert isinstance(m["payload"], dict) and m["payload"]["event_id"] == f"s{t}"
             assert_recent_iso_ms(m["timestamp"])

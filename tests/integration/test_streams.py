@@ -100,7 +100,7 @@ def test_flat_entry_types_and_nulls(service, r):
             await c.subscribe()
             publish(r, svc.stream(), **fields)
             (m,) = await c.updates(1)
-        assert set(m) == {"type", "payload", "timestamp"}, m
+        assert set(m) == {"type", "payload", "stream", "id", "timestamp"}, m
         assert m["type"] == "odds_update"
         assert_recent_iso_ms(m["timestamp"])
         p = m["payload"]
@@ -256,7 +256,8 @@ def test_opportunities_are_delivered_as_opportunity(service, r):
             m1, m2 = await c.updates(2)
             for m in (m1, m2):
                 assert m["type"] == "opportunity"
-                assert set(m) == {"type", "payload", "timestamp"}
+                assert set(m) == {"type", "payload", "stream", "id", "timestamp"}
+                assert m["stream"] == svc.opp_stream
                 assert_recent_iso_ms(m["timestamp"])
             p = m1["payload"]
             assert p["opportunity_id"] == "o-flat" and p["kind"] == "arbitrage"

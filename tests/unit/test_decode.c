@@ -4,7 +4,7 @@
  * inspects the payload map: key order, types and values are what clients
  * receive, so they are checked exactly, not just "it decoded".
  */
-#include "ingest/decode.h"
+#include "common/decode.h"
 
 #include <math.h>
 

@@ -25,7 +25,7 @@
 #ifndef WSB_DECODE_H
 #define WSB_DECODE_H
 
-#include "../common/frame.h"
+#include "frame.h"
 
 #include <msgpack.h>
 #include <stddef.h>

@@ -1,6 +1,6 @@
 #include "decode.h"
-#include "../common/json.h"
-#include "../common/utf8.h"
+#include "json.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
