@@ -17,10 +17,9 @@
  * a few milliseconds of work, so a 10,000-key snapshot never holds the
  * loop (and the other clients' updates) for long. */
 #define FEED_WORK_PER_TURN  2000
-/* Snapshots kept for sharing with the next subscribers of the same filter,
- * while the catch-up they need from the ring stays short. */
+/* Snapshots kept for sharing with the next subscribers of the same filter
+ * (a reconnect storm: many subscribes answered in one turn of the loop). */
 #define FEED_RECENT         8
-#define FEED_SHARE_FRAMES   256
 #define FEED_SHARE_MS       500
 /* Attempts at a snapshot whose patch frames were overwritten meanwhile. */
 #define FEED_SNAPSHOT_TRIES 4
@@ -632,9 +631,12 @@ feed_snapshot_for(struct wsp_vhost *vh, const struct sub_filter *f)
     shm_epoch_get(vh->shm, epoch, sizeof(epoch));
     for (unsigned i = 0; i < FEED_RECENT; i++) {
         s = fw->recent[i];
+        /* Only while the worker has read nothing since it was taken: a
+         * subscriber then gets exactly what a fresh snapshot would give
+         * (an older one would be right too, followed by what changed, but
+         * a new board should not start with updates it may already show). */
         if (s != NULL && strcmp(s->filter_key, key) == 0 && strcmp(s->epoch, epoch) == 0 &&
-            now - s->made_ms <= FEED_SHARE_MS &&
-            (s->at >= fw->reader->next || fw->reader->next - s->at <= FEED_SHARE_FRAMES)) {
+            now - s->made_ms <= FEED_SHARE_MS && s->at >= fw->reader->next) {
             free(key);
             s->refs++;
             return s;

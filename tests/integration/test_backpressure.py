@@ -31,6 +31,7 @@ from conftest import (
     odds_fields,
     publish_many,
     run,
+    wait_until,
     ws_client,
 )
 
@@ -47,6 +48,7 @@ class FastReader:
         ack = json.loads(self.ws.recv_text())
         assert ack["type"] == "subscribed", ack
         self.seqs = []
+        self.snapshots = []
         self.close = None
         self.error = None
         self.stop = threading.Event()
@@ -65,6 +67,8 @@ class FastReader:
                         m = json.loads(payload)
                         if m["type"] == "odds_update":
                             self.seqs.append(int(m["payload"]["seq"]))
+                        elif m["type"] == "snapshot":
+                            self.snapshots.append(m)
                 try:
                     chunk = self.ws.sock.recv(1 << 20)
                 except TimeoutError:
@@ -185,11 +189,17 @@ def test_burst_with_mixed_filters_reaches_every_reading_client(service, r):
 
 
 def test_worker_lapped_by_the_ring_counts_and_logs_the_loss(service, r):
+    """A worker that falls a ring behind loses frames: it counts and logs
+    the loss, and its clients' boards are made right again by a fresh
+    snapshot (reason "lapped" on its first part) holding the latest value of
+    every key, then the live stream."""
     svc = service(RING_SIZE="1024", WORKERS="1")
     (worker,) = svc.worker_pids().values()
     fast = FastReader(svc.port)
     n = 3000
     try:
+        wait_until(lambda: fast.snapshots and fast.snapshots[-1]["payload"]["last"], message="first snapshot")
+        first = len(fast.snapshots)
         # a stopped worker reads nothing while the ingest fills the ring
         os.kill(worker, signal.SIGSTOP)
         try:
@@ -208,11 +218,21 @@ def test_worker_lapped_by_the_ring_counts_and_logs_the_loss(service, r):
             os.kill(worker, signal.SIGCONT)
         m = svc.wait_metric(lambda m: m["ring_missed"] > 0, message="ring_missed > 0")
         assert m["workers"][0]["ring_missed"] == m["ring_missed"]
-        # what is still in the ring arrives, in order, ending with the last entry
-        seqs = fast.wait_for(n - m["ring_missed"], timeout=15)
+        wait_until(lambda: len(fast.snapshots) > first and fast.snapshots[-1]["payload"]["last"],
+                   timeout=15, message="a fresh snapshot")
         assert fast.error is None and fast.close is None, (fast.error, fast.close)
-        assert seqs and seqs[-1] == n - 1 and seqs == sorted(seqs), seqs[:5]
-        assert len(seqs) + m["ring_missed"] == n, (len(seqs), m["ring_missed"])
+        fresh = fast.snapshots[first:]
+        assert fresh[0]["payload"].get("reason") == "lapped", fresh[0]["payload"]
+        # every entry of the batch has the same key: the board holds the last
+        (item,) = [it for p in fresh for it in p["payload"]["items"]]
+        assert item["seq"] == str(n - 1) and item["id"] == last, item
+        assert fresh[-1]["payload"]["positions"][svc.stream()] == last
+        assert svc.metrics()["snapshot"]["lapped"] >= 1
+        # and the live stream follows
+        before = len(fast.seqs)
+        publish_batch(r, svc, n, 5)
+        seqs = fast.wait_for(before + 5, timeout=10)
+        assert seqs[before:] == list(range(n, n + 5)), seqs[before:]
     finally:
         fast.finish()
     assert "fell behind the ring" in svc.stderr_text()

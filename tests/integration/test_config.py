@@ -154,10 +154,11 @@ def test_empty_opportunities_stream_disables_it(service, redis_factory):
     srv = redis_factory()
     svc = service(REDIS_URL=srv.url, OPPORTUNITIES_STREAM="")
     r = srv.client()
-    # only the odds stream exists; no "opportunities" stream, no empty-named key
-    assert sorted(r.keys("*")) == [svc.stream()]
+    # only the odds stream (and the epoch) exist; no "opportunities" stream,
+    # no empty-named key
+    assert sorted(r.keys("*")) == sorted([svc.stream(), "ws-broadcaster:epoch"])
     deliver_one(svc, r, f"e{uid()}")
-    assert sorted(r.keys("*")) == [svc.stream()]
+    assert sorted(r.keys("*")) == sorted([svc.stream(), "ws-broadcaster:epoch"])
 
 
 def test_workers_default_is_cpu_count(service):

@@ -23,7 +23,7 @@ def test_pongs_never_split_a_half_sent_update(service, r):
     svc = service(WORKERS="1", CLIENT_BUFFER="100000", PING_INTERVAL="0")
     stream = f"odds.normalized.{svc.settings['SPORTS']}"
     c = RawWS(svc.port, rcvbuf=4096)
-    c.send_json({"type": "subscribe", "payload": {}})
+    c.send_json({"type": "subscribe", "payload": {"snapshot": False}})
     assert json.loads(c.recv_text())["type"] == "subscribed"
 
     total = 1500

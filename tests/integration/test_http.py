@@ -147,8 +147,8 @@ def test_metrics_counts(service, r):
     async def go():
         async with ws_client(svc) as a, ws_client(svc) as b:
             c = await ws_connect(svc.port)
-            await a.subscribe()  # 1 message
-            await b.subscribe(books=["fanduel"])  # 1 message
+            await a.subscribe(snapshot=False)  # 1 message
+            await b.subscribe(books=["fanduel"], snapshot=False)  # 1 message
             await c.heartbeat()  # 1 message
             await c.close()
             await apublish_many(r, [(svc.stream(), odds_fields(svc.sport, book="fanduel")) for _ in range(5)]
@@ -214,7 +214,7 @@ def test_metrics_prometheus_format(service, r, how):
 
     async def go():
         async with ws_client(svc) as c:
-            await c.subscribe()
+            await c.subscribe(snapshot=False)
             await apublish_many(r, [(svc.stream(), odds_fields(svc.sport)) for _ in range(3)])
             await c.updates(3)
             await asyncio.to_thread(svc.wait_metric, lambda m: m["total_messages"] == 4,
