@@ -409,3 +409,43 @@ decode_entry(const struct decode_input *in, uint32_t max_size, msgpack_sbuffer *
     }
     return 0;
 }
+
+int
+decode_reply_fields(const redisReply *fields, enum frame_type type, const char *stream_sport,
+                    uint32_t max_size, msgpack_sbuffer *out, char *err, size_t errlen)
+{
+    const char *names[DECODE_MAX_FIELDS], *values[DECODE_MAX_FIELDS];
+    size_t name_lens[DECODE_MAX_FIELDS], value_lens[DECODE_MAX_FIELDS];
+    struct decode_input di;
+    size_t n;
+
+    msgpack_sbuffer_clear(out);
+    if (fields == NULL || fields->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, errlen, "no fields (trimmed?)");
+        return -1;
+    }
+    n = fields->elements / 2;
+    if (n > DECODE_MAX_FIELDS || fields->elements % 2 != 0) {
+        snprintf(err, errlen, "%zu fields (at most %d)", fields->elements / 2, DECODE_MAX_FIELDS);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *k = fields->element[2 * i], *v = fields->element[2 * i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
+            snprintf(err, errlen, "a field name or value is not a string");
+            return -1;
+        }
+        names[i] = k->str;
+        name_lens[i] = k->len;
+        values[i] = v->str;
+        value_lens[i] = v->len;
+    }
+    di.type = type;
+    di.stream_sport = stream_sport;
+    di.nfields = n;
+    di.names = names;
+    di.name_lens = name_lens;
+    di.values = values;
+    di.value_lens = value_lens;
+    return decode_entry(&di, max_size, out, err, errlen);
+}

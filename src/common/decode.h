@@ -27,6 +27,7 @@
 
 #include "frame.h"
 
+#include <hiredis/hiredis.h>
 #include <msgpack.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,5 +49,13 @@ struct decode_input {
  * with the frame in out, or -1 with a one-line reason in err. */
 int decode_entry(const struct decode_input *in, uint32_t max_size, msgpack_sbuffer *out, char *err,
                  size_t errlen);
+
+/* The same from an entry's field list as hiredis returns it (XREADGROUP,
+ * XRANGE: a flat array of name, value strings), for a stream of type with
+ * default sport stream_sport (NULL for opportunities).  A list that is not
+ * such an array (a trimmed pending entry has none), or has more than
+ * DECODE_MAX_FIELDS pairs, is malformed too. */
+int decode_reply_fields(const redisReply *fields, enum frame_type type, const char *stream_sport,
+                        uint32_t max_size, msgpack_sbuffer *out, char *err, size_t errlen);
 
 #endif

@@ -852,6 +852,21 @@ snaptab_apply(struct snaptab *t, uint8_t type, const struct snaptab_key *key, ui
     return stored;
 }
 
+int
+snaptab_put(struct snaptab *t, uint8_t type, const struct snaptab_key *key, uint32_t stream,
+            const struct streamid *id, uint64_t ring_seq, uint64_t updated_ms, const void *frame,
+            uint32_t len)
+{
+    int stored;
+
+    WSB_ASSERT(t->w != NULL);
+    WSB_ASSERT(stream < t->nstreams);
+    WSB_ASSERT(type < SNAPTAB_NTYPES);
+    stored = snaptab_store(t, type, key, stream, id, ring_seq, updated_ms, frame, len);
+    snaptab_publish_stats(t);
+    return stored;
+}
+
 uint32_t
 snaptab_expire(struct snaptab *t, uint64_t now_ms, uint64_t odds_ttl_ms, uint64_t opp_ttl_ms,
                uint32_t budget)

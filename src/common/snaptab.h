@@ -268,6 +268,14 @@ int snaptab_apply(struct snaptab *t, uint8_t type, const struct snaptab_key *key
                   const struct streamid *id, uint64_t ring_seq, uint64_t now_ms, const void *frame,
                   uint32_t len);
 
+/* Writer: store key's value like snaptab_apply, but leave the header
+ * (applied, pos) alone: for values loaded from Redis's history, which are
+ * in no ring frame.  updated_ms is when the value was set (its entry id's
+ * time), for the TTLs.  Returns as snaptab_apply. */
+int snaptab_put(struct snaptab *t, uint8_t type, const struct snaptab_key *key, uint32_t stream,
+                const struct streamid *id, uint64_t ring_seq, uint64_t updated_ms,
+                const void *frame, uint32_t len);
+
 /*
  * Writer: delete the odds not updated for odds_ttl_ms and the opportunities
  * not updated for opp_ttl_ms (a TTL of 0: that type never expires), as of

@@ -57,6 +57,7 @@ static volatile sig_atomic_t ingest_stop;
 
 static void ingest_note_loss(struct ingest *in, struct ingest_stream *st);
 static int ingest_after_groups(struct ingest *in);
+static int ingest_load_history(struct ingest *in, struct ingest_stream *st);
 
 static void
 ingest_on_signal(int sig)
@@ -78,6 +79,9 @@ ingest_sleep_ms(uint64_t ms)
 }
 
 #define INGEST_STREAM_RETRY_MS 5000
+/* Entries of one stream's history read at most to fill the snapshot table
+ * (ingest_load_history): a few seconds' work. */
+#define INGEST_HISTORY_MAX 2000000
 
 /* Give st its row in the stream table (shm_stream_index): 0, or -1 if none
  * is free, logged; st is then left out of reads and retried later, so one
@@ -306,6 +310,10 @@ ingest_connect(struct ingest *in)
     }
     if (ingest_after_groups(in) != 0)
         return -1;
+    for (int i = 0; i < in->nstreams; i++) {
+        if (ingest_load_history(in, &in->streams[i]) != 0)
+            return -1;
+    }
     LOG_INFO("connected to redis %s; reading %d streams with group %s", in->redis_shown,
              in->nstreams, in->group);
     return 0;
@@ -440,37 +448,165 @@ ingest_after_groups(struct ingest *in)
     return 0;
 }
 
+/* The key of the frame in in->frame, or NULL if it has none: keyed by
+ * event, market, book and outcome, so a moved line (new point) replaces the
+ * old one; without an event or an outcome an entry is delivered live but is
+ * no key of the board. */
+static const struct snaptab_key *
+ingest_frame_key(struct ingest *in, struct snaptab_key *key)
+{
+    static const int dims[] = {FRAME_KEY_SPORT, FRAME_KEY_EVENT, FRAME_KEY_MARKET, FRAME_KEY_BOOK};
+    struct frame_view view;
+    struct frame_key_ref outcome;
+    char err[64];
+
+    msgpack_zone_clear(&in->zone);
+    if (frame_unpack(in->frame.data, in->frame.size, &in->zone, &view, err, sizeof(err)) != 0 ||
+        view.keys[FRAME_KEY_EVENT].ptr == NULL ||
+        frame_payload_string(&view, "outcome_name", &outcome) != 0)
+        return NULL;
+    for (int i = 0; i < 4; i++) {
+        key->s[i] = view.keys[dims[i]].ptr;
+        key->len[i] = view.keys[dims[i]].len;
+    }
+    key->s[SNAPTAB_OUTCOME] = outcome.ptr;
+    key->len[SNAPTAB_OUTCOME] = outcome.len;
+    return key;
+}
+
 /* Record frame seq (just published, in in->frame) in the snapshot table. */
 static void
 ingest_snapshot_apply(struct ingest *in, const struct ingest_stream *st, const struct streamid *id,
                       uint64_t seq)
 {
-    struct frame_view view;
-    struct snaptab_key key, *k = NULL;
-    struct frame_key_ref outcome;
-    char err[64];
+    struct snaptab_key key;
 
     if (!in->have_snap)
         return;
-    msgpack_zone_clear(&in->zone);
-    if (frame_unpack(in->frame.data, in->frame.size, &in->zone, &view, err, sizeof(err)) == 0 &&
-        view.keys[FRAME_KEY_EVENT].ptr != NULL &&
-        frame_payload_string(&view, "outcome_name", &outcome) == 0) {
-        /* Keyed by event, market, book and outcome: a moved line (new
-         * point) replaces the old one.  Without an event or an outcome an
-         * entry is delivered live but is no key of the board. */
-        static const int dims[] = {FRAME_KEY_SPORT, FRAME_KEY_EVENT, FRAME_KEY_MARKET,
-                                   FRAME_KEY_BOOK};
-        for (int i = 0; i < 4; i++) {
-            key.s[i] = view.keys[dims[i]].ptr;
-            key.len[i] = view.keys[dims[i]].len;
+    (void)snaptab_apply(&in->snap, (uint8_t)st->type, ingest_frame_key(in, &key),
+                        (uint32_t)st->shm_index, id, seq, time_now_ms(), in->frame.data,
+                        (uint32_t)in->frame.size);
+}
+
+/* The id our group has delivered up to on st (XINFO GROUPS): where its
+ * history ends and what the ring carries begins.  0, 1 if there is none
+ * (no such group, an empty stream), -1 if the connection broke. */
+static int
+ingest_group_start(struct ingest *in, const struct ingest_stream *st, struct streamid *out)
+{
+    const char *argv[] = {"XINFO", "GROUPS", st->name};
+    redisReply *r = ingest_command(in, 3, argv);
+    int rc = 1;
+
+    if (r == NULL)
+        return -1;
+    for (size_t g = 0; r->type == REDIS_REPLY_ARRAY && g < r->elements && rc == 1; g++) {
+        const redisReply *info = r->element[g];
+        const redisReply *name = NULL, *last = NULL;
+        for (size_t i = 0; info->type == REDIS_REPLY_ARRAY && i + 1 < info->elements; i += 2) {
+            const redisReply *k = info->element[i];
+            if (k->type != REDIS_REPLY_STRING)
+                continue;
+            if (strcmp(k->str, "name") == 0)
+                name = info->element[i + 1];
+            else if (strcmp(k->str, "last-delivered-id") == 0)
+                last = info->element[i + 1];
         }
-        key.s[SNAPTAB_OUTCOME] = outcome.ptr;
-        key.len[SNAPTAB_OUTCOME] = outcome.len;
-        k = &key;
+        if (name != NULL && last != NULL && name->type == REDIS_REPLY_STRING &&
+            last->type == REDIS_REPLY_STRING && strcmp(name->str, in->group) == 0 &&
+            streamid_parse(last->str, last->len, out) == 0 && (out->ms != 0 || out->seq != 0))
+            rc = 0;
     }
-    (void)snaptab_apply(&in->snap, (uint8_t)st->type, k, (uint32_t)st->shm_index, id, seq,
-                        time_now_ms(), in->frame.data, (uint32_t)in->frame.size);
+    freeReplyObject(r);
+    return rc;
+}
+
+/*
+ * A stream the table knows nothing of (a new instance, a stream added by a
+ * reload) whose group starts after entries already in it: load the latest
+ * value of each key from that history (XRANGE over the last SNAPSHOT_TTL, or
+ * OPPORTUNITY_TTL), so the first client's snapshot holds the current board,
+ * not only what moved since.  The values go into the table at the ring
+ * sequence of a HISTORY frame published after them, which tells the
+ * workers, in ring order, that the stream's position is now the group's
+ * start; a worker leaves such values out of a snapshot until that frame is
+ * in the ring.  0, or -1 if the connection broke.
+ */
+static int
+ingest_load_history(struct ingest *in, struct ingest_stream *st)
+{
+    struct streamid pos[SHM_MAX_STREAMS], upto, id;
+    uint64_t applied, ttl_ms, now = time_now_ms(), seq = ring_head(in->ring), loaded = 0, kept = 0;
+    struct ring_frame_meta meta;
+    struct shm_stream *row = &in->shm->streams[st->shm_index];
+    char start[STREAMID_STR_MAX + 1], end[STREAMID_STR_MAX], count[16];
+    int rc;
+
+    if (!in->have_snap || st->shm_index < 0 || st->disabled_until_ms != 0)
+        return 0;
+    (void)snaptab_read_header(&in->snap, &applied, pos, SHM_MAX_STREAMS); /* the writer: never torn */
+    if (pos[st->shm_index].ms != 0 || pos[st->shm_index].seq != 0)
+        return 0;
+    if ((rc = ingest_group_start(in, st, &upto)) != 0)
+        return rc < 0 ? -1 : 0;
+    ttl_ms = (uint64_t)(st->type == FRAME_OPPORTUNITY ? in->conf.opportunity_ttl
+                                                      : in->conf.snapshot_ttl) *
+             1000;
+    snprintf(start, sizeof(start), "%llu-0",
+             (unsigned long long)(now > ttl_ms ? now - ttl_ms : 0));
+    streamid_format(&upto, end, sizeof(end));
+    snprintf(count, sizeof(count), "%u", in->conf.read_count);
+    while (!ingest_stop && loaded < INGEST_HISTORY_MAX) {
+        const char *argv[] = {"XRANGE", st->name, start, end, "COUNT", count};
+        redisReply *r = ingest_command(in, 6, argv);
+        size_t n;
+
+        if (r == NULL)
+            return -1;
+        n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *e = r->element[i];
+            struct snaptab_key key;
+            const struct snaptab_key *k;
+            char err[128];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING ||
+                streamid_parse(e->element[0]->str, e->element[0]->len, &id) != 0)
+                continue;
+            start[0] = '(';
+            streamid_format(&id, start + 1, sizeof(start) - 1);
+            loaded++;
+            if (decode_reply_fields(e->element[1], st->type, st->sport, in->conf.max_entry_size,
+                                    &in->frame, err, sizeof(err)) != 0 ||
+                (k = ingest_frame_key(in, &key)) == NULL)
+                continue;
+            kept += (uint64_t)snaptab_put(&in->snap, (uint8_t)st->type, k, (uint32_t)st->shm_index,
+                                          &id, seq, id.ms, in->frame.data,
+                                          (uint32_t)in->frame.size);
+        }
+        freeReplyObject(r);
+        if (n < in->conf.read_count)
+            break;
+    }
+    if (loaded >= INGEST_HISTORY_MAX)
+        LOG_WARN("%s: loaded the table from the first %d entries of its history only",
+                 st->name, INGEST_HISTORY_MAX);
+    /* In ring order: the stream's position is the group's start now. */
+    meta = (struct ring_frame_meta){(uint32_t)st->shm_index, upto.ms, upto.seq, RING_KIND_HISTORY};
+    atomic_store_explicit(&row->last_frame, seq + 1, memory_order_relaxed);
+    WSB_ASSERT(ring_publish(in->ring, "", 0, &meta) >= 0);
+    (void)snaptab_apply(&in->snap, (uint8_t)st->type, NULL, (uint32_t)st->shm_index, &upto, seq,
+                        now, NULL, 0);
+    if (streamid_cmp(&upto, &st->last) > 0) {
+        /* Pending entries up to here are in the table already. */
+        st->last = upto;
+        atomic_store_explicit(&row->last_ms, upto.ms, memory_order_relaxed);
+        atomic_store_explicit(&row->last_seq, upto.seq, memory_order_relaxed);
+    }
+    ingest_wake_workers(in);
+    LOG_INFO("%s: %llu entries of history read, %llu keys kept for snapshots", st->name,
+             (unsigned long long)loaded, (unsigned long long)kept);
+    return 0;
 }
 
 /* Frames the ring holds that the table does not (the previous ingest died
@@ -534,14 +670,10 @@ static int
 ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entry, int pending)
 {
     const redisReply *id = entry->element[0], *fields = entry->element[1];
-    const char *names[DECODE_MAX_FIELDS + 1], *values[DECODE_MAX_FIELDS + 1];
-    size_t name_lens[DECODE_MAX_FIELDS + 1], value_lens[DECODE_MAX_FIELDS + 1];
-    struct decode_input di;
     struct ring_frame_meta meta;
     struct streamid sid;
     char err[256];
     uint64_t seq;
-    size_t n;
 
     STAT_ADD(entries_read, 1);
     if (streamid_parse(id->str, id->len, &sid) != 0) {
@@ -555,40 +687,9 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
         STAT_ADD(duplicates_skipped, 1);
         return 0;
     }
-    if (fields->type != REDIS_REPLY_ARRAY) {
-        /* A pending entry trimmed from the stream comes back with nil fields. */
-        STAT_ADD(invalid_entries, 1);
-        if (log_ratelimit_allow(&in->invalid_rl))
-            LOG_WARN("entry %s %s has no fields (trimmed?); skipped", st->name, id->str);
-        return 0;
-    }
-    n = fields->elements / 2;
-    if (n > DECODE_MAX_FIELDS || fields->elements % 2 != 0) {
-        STAT_ADD(invalid_entries, 1);
-        if (log_ratelimit_allow(&in->invalid_rl))
-            LOG_WARN("invalid entry %s %s: %zu fields (at most %d); skipped", st->name, id->str,
-                     fields->elements / 2, DECODE_MAX_FIELDS);
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *k = fields->element[2 * i], *v = fields->element[2 * i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) {
-            STAT_ADD(invalid_entries, 1);
-            return 0;
-        }
-        names[i] = k->str;
-        name_lens[i] = k->len;
-        values[i] = v->str;
-        value_lens[i] = v->len;
-    }
-    di.type = st->type;
-    di.stream_sport = st->sport;
-    di.nfields = n;
-    di.names = names;
-    di.name_lens = name_lens;
-    di.values = values;
-    di.value_lens = value_lens;
-    if (decode_entry(&di, in->conf.max_entry_size, &in->frame, err, sizeof(err)) != 0) {
+    /* A pending entry trimmed from the stream comes back with nil fields. */
+    if (decode_reply_fields(fields, st->type, st->sport, in->conf.max_entry_size, &in->frame, err,
+                            sizeof(err)) != 0) {
         STAT_ADD(invalid_entries, 1);
         if (log_ratelimit_allow(&in->invalid_rl))
             LOG_WARN("invalid entry %s %s: %s; skipped", st->name, id->str, err);

@@ -290,7 +290,9 @@ feed_item_order(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* Copy every live, young-enough entry of the table that matches f. */
+/* Copy every live, young-enough entry of the table that matches f.  Values
+ * loaded from history whose HISTORY frame is not in the ring yet (sequence
+ * at or past the head) are left out: the positions cannot show them yet. */
 static int
 feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *b)
 {
@@ -313,7 +315,7 @@ feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_bu
                 return -1;
             rc = snaptab_read(&fw->table, i, &c, fw->buf, fw->bufsize, &needed);
         }
-        if (rc != 1)
+        if (rc != 1 || c.ring_seq >= ring_head(shm_ring(vh->shm)))
             continue;
         if (now > c.updated_ms &&
             now - c.updated_ms > (c.type == FRAME_OPPORTUNITY ? opp_ttl : odds_ttl))
@@ -381,6 +383,8 @@ feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *
         }
         if (seq >= pos_from)
             pos[meta.stream] = id;
+        if (meta.kind != RING_KIND_ENTRY)
+            continue;
         msgpack_zone_clear(&fw->zone);
         if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
             !sub_filter_matches(f, view.keys) || feed_frame_key(&view, key, sizeof(key), &klen) != 0)
@@ -1003,12 +1007,13 @@ feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e, cons
     (void)len;
     if (e->stream >= SHM_MAX_STREAMS)
         return;
-    if (kind != RING_KIND_RESET) {
+    if (kind == RING_KIND_ENTRY) {
         fw->pos[e->stream] = e->id;
         return;
     }
-    /* The stream's history is void: boards that hold it start again. */
-    fw->pos[e->stream] = (struct streamid){0, 0};
+    /* RESET: the stream's history is void; HISTORY: the table now holds the
+     * stream's history.  Either way the boards that read it start again. */
+    fw->pos[e->stream] = kind == RING_KIND_RESET ? (struct streamid){0, 0} : e->id;
     for (d = vh->sessions.head; d != NULL; d = d->next) {
         struct wsp_session *ss = lws_container_of(d, struct wsp_session, list);
         const struct sub_filter *f = sub_member_filter(&ss->member);
@@ -1017,7 +1022,7 @@ feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e, cons
             continue;
         feed_filter_streams(vh, f, &st);
         if (feed_reads_row(&st, e->stream))
-            feed_begin_snapshot(vh, ss, "epoch_changed");
+            feed_begin_snapshot(vh, ss, kind == RING_KIND_RESET ? "epoch_changed" : "history_loaded");
     }
 }
 
@@ -1163,11 +1168,12 @@ feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget
         e.id = (struct streamid){meta.id_ms, meta.id_seq};
         if (e.stream >= SHM_MAX_STREAMS)
             continue;
-        if (meta.kind == RING_KIND_RESET) {
+        if (meta.kind != RING_KIND_ENTRY) {
             struct feed_streams st;
             feed_filter_streams(vh, f, &st);
             if (feed_reads_row(&st, e.stream)) {
-                feed_begin_snapshot(vh, ss, "epoch_changed");
+                feed_begin_snapshot(vh, ss,
+                                    meta.kind == RING_KIND_RESET ? "epoch_changed" : "history_loaded");
                 break;
             }
             continue;

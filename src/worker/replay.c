@@ -210,38 +210,16 @@ replay_entry(struct replay_req *r, const struct replay_stream *st, const redisRe
              const struct sub_filter *f)
 {
     const redisReply *id = e->element[0], *fields = e->element[1];
-    const char *names[DECODE_MAX_FIELDS], *values[DECODE_MAX_FIELDS];
-    size_t name_lens[DECODE_MAX_FIELDS], value_lens[DECODE_MAX_FIELDS];
-    struct decode_input di;
     struct frame_view view;
     struct encode_origin origin = {st->name, id->str};
     struct outq_msg *m;
     char err[128];
-    size_t n, len = 0;
+    size_t len = 0;
     char *buf;
 
-    if (fields->type != REDIS_REPLY_ARRAY || fields->elements % 2 != 0 ||
-        fields->elements / 2 > DECODE_MAX_FIELDS)
-        return 0;
-    n = fields->elements / 2;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *k = fields->element[2 * i], *v = fields->element[2 * i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            return 0;
-        names[i] = k->str;
-        name_lens[i] = k->len;
-        values[i] = v->str;
-        value_lens[i] = v->len;
-    }
-    di.type = st->type;
-    di.stream_sport = st->type == FRAME_ODDS_UPDATE ? st->sport : NULL;
-    di.nfields = n;
-    di.names = names;
-    di.name_lens = name_lens;
-    di.values = values;
-    di.value_lens = value_lens;
     msgpack_zone_clear(&r->zone);
-    if (decode_entry(&di, r->vh->conf->max_entry_size, &r->frame, err, sizeof(err)) != 0 ||
+    if (decode_reply_fields(fields, st->type, st->type == FRAME_ODDS_UPDATE ? st->sport : NULL,
+                            r->vh->conf->max_entry_size, &r->frame, err, sizeof(err)) != 0 ||
         frame_unpack(r->frame.data, r->frame.size, &r->zone, &view, err, sizeof(err)) != 0 ||
         !sub_filter_matches(f, view.keys))
         return 0;

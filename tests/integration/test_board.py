@@ -494,3 +494,87 @@ def test_resume_refused_when_the_stream_was_trimmed(service, r):
         await c3.close()
 
     run(go())
+
+
+def test_a_new_instance_serves_the_history_in_its_snapshot(service, r):
+    """Prices published before the service started are on the first board
+    (loaded from the stream's history within SNAPSHOT_TTL), and so are those
+    published while it was stopped, after a restart."""
+    t = uid()
+    sport = f"t{t}_nba"
+    stream = f"odds.normalized.{sport}"
+    for i in range(30):
+        publish(r, stream, **odds_fields(sport, event=f"h{i % 10}", price=str(i)))
+    svc = service(SPORTS=sport)
+
+    async def board():
+        c, b, last, epoch = await board_session(svc)
+        await c.close()
+        return b, last
+
+    b, last = run(board())
+    assert_board_equals_truth(b, truth_from_redis(r, [stream]))
+    assert last[stream] == sid(dec(r.xrevrange(stream, count=1)[0][0]))
+    svc.stop()
+    for i in range(30, 45):
+        publish(r, stream, **odds_fields(sport, event=f"h{i % 15}", price=str(i)))
+    svc2 = service(SPORTS=sport, OPPORTUNITIES_STREAM=svc.settings["OPPORTUNITIES_STREAM"],
+                   CONSUMER_ID=svc.settings["CONSUMER_ID"])
+    wait_until(lambda: svc2.metrics()["snapshot"]["keys"] >= 15, message="table loaded")
+    svc = svc2
+    b, last = run(board())
+    assert_board_equals_truth(b, truth_from_redis(r, [stream]))
+
+
+def test_epoch_changes_when_redis_restarts_empty(service, redis_factory):
+    srv = redis_factory()
+    r2 = srv.client()
+    svc = service(REDIS_URL=srv.url)
+    publish(r2, svc.stream(), **odds_fields(svc.sport, event="before"))
+    wait_until(lambda: svc.metrics()["entries_published"] >= 1, message="published")
+
+    async def go():
+        c, board, last, epoch = await board_session(svc)
+        await c.close()
+        srv.stop()
+        srv.start()
+        wait_until(lambda: svc.http("/health").status == 200, timeout=15, message="reconnected")
+        publish(srv.client(), svc.stream(), **odds_fields(svc.sport, event="after"))
+        wait_until(lambda: svc.metrics()["entries_published"] >= 2, timeout=10, message="published")
+        c2 = await ws_connect(svc.port, keep_snapshots=True)
+        ack = await c2.subscribe(resume={"epoch": epoch, "positions": positions_text(last)})
+        assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "epoch_changed", ack
+        assert ack["payload"]["epoch"] != epoch
+        parts = await read_snapshot(c2)
+        assert all(p["payload"]["epoch"] == ack["payload"]["epoch"] for p in parts)
+        assert [i["event_id"] for i in items_of(parts)] == ["after"]
+        await c2.close()
+
+    run(go())
+
+
+def test_ttl_and_max_keys_eviction(service, r):
+    svc = service(SNAPSHOT_MAX_KEYS="16", OPPORTUNITY_TTL="1", SNAPSHOT_TTL="2")
+    for i in range(20):
+        publish(r, svc.stream(), **odds_fields(svc.sport, event=f"x{i}"))
+    publish(r, svc.opp_stream, event_id="o1", market_key="h2h", book_key="b", outcome_name="A",
+            opportunity_id="op1")
+    m = svc.wait_metric(lambda m: m["entries_published"] >= 21, message="published")
+    m = svc.metrics()["snapshot"]
+    assert m["keys"] == 16 and m["evicted_full"] >= 5, m
+
+    async def snap():
+        async with ws_client(svc, keep_snapshots=True) as c:
+            await c.subscribe()
+            return items_of(await read_snapshot(c))
+
+    items = run(snap())
+    # the oldest keys went: x0..x4 (and the opportunity is one of the 16)
+    assert {i["event_id"] for i in items} == {f"x{i}" for i in range(5, 20)} | {"o1"}
+    time.sleep(1.5)
+    items = run(snap())
+    assert "o1" not in {i["event_id"] for i in items}  # OPPORTUNITY_TTL
+    time.sleep(1.5)
+    assert run(snap()) == []  # SNAPSHOT_TTL
+    svc.wait_metric(lambda m: m["snapshot"]["keys"] == 0 and m["snapshot"]["evicted_ttl"] >= 16,
+                    message="expired keys leave the table")
