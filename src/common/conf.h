@@ -84,7 +84,7 @@ struct conf {
     uint32_t snapshot_max_keys;  /* keys the snapshot table holds */
     uint32_t opportunity_ttl;    /* seconds an opportunity is in snapshots */
     uint32_t resume_max_entries; /* matching entries replayed from Redis at most */
-    int log_level; /* enum log_level */
+    int log_level;               /* enum log_level */
 };
 
 /*

@@ -421,7 +421,7 @@ decode_reply_fields(const redisReply *fields, enum frame_type type, const char *
 
     msgpack_sbuffer_clear(out);
     if (fields == NULL || fields->type != REDIS_REPLY_ARRAY) {
-        snprintf(err, errlen, "no fields (trimmed?)");
+        snprintf(err, errlen, "has no fields (trimmed?)");
         return -1;
     }
     n = fields->elements / 2;

@@ -75,7 +75,7 @@ struct ring {
 
 /* What a frame is.  Keep the values: they are in shared memory. */
 enum ring_kind {
-    RING_KIND_ENTRY = 0, /* a stream entry (common/frame.h) */
+    RING_KIND_ENTRY = 0,   /* a stream entry (common/frame.h) */
     RING_KIND_RESET = 1,   /* the history of `stream` was lost (deleted, Redis restarted empty):
                             * what came before is void; the frame is the new epoch's text */
     RING_KIND_HISTORY = 2, /* the snapshot table was loaded with `stream`'s history up to the

@@ -198,8 +198,8 @@ shm_add_snaptab(struct shm *s, uint32_t max_keys)
     }
     /* Sized for every key at the average entry size; NORESERVE because it
      * is used as keys arrive, and most tables never fill. */
-    mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1,
-               0);
+    mem =
+        mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED)
         return -1;
     if (snaptab_init(&t, mem, max_keys, SHM_MAX_STREAMS) != 0) {
@@ -336,8 +336,8 @@ shm_protect(struct shm *s, enum shm_role role, uint32_t worker, char *err, size_
              shm_mprotect((char *)s + l->addr_offset + worker * l->addr_stride, l->addr_stride, rw,
                           "address table", err, errlen) ||
              /* The snapshot table is the ingest's: workers only read it. */
-             (l->snap_mem != NULL && shm_mprotect(l->snap_mem, l->snap_size, PROT_READ,
-                                                  "snapshot table", err, errlen));
+             (l->snap_mem != NULL &&
+              shm_mprotect(l->snap_mem, l->snap_size, PROT_READ, "snapshot table", err, errlen));
     if (rc != 0 && mprotect(s, l->size, rw) != 0) {
         /* Neither protected nor writable where this role writes: going on
          * would crash at the first counter. */

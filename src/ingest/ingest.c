@@ -49,6 +49,7 @@ struct ingest {
     int lost[CONF_MAX_SPORTS + 1]; /* streams whose history vanished, to announce */
     int nlost;
     uint64_t next_expire_ms;
+    uint64_t next_epoch_ms; /* monotonic: when to look at the stored epoch again */
     struct log_ratelimit invalid_rl;
     struct log_ratelimit error_rl;
 };
@@ -81,7 +82,8 @@ ingest_sleep_ms(uint64_t ms)
 #define INGEST_STREAM_RETRY_MS 5000
 /* Entries of one stream's history read at most to fill the snapshot table
  * (ingest_load_history): a few seconds' work. */
-#define INGEST_HISTORY_MAX 2000000
+#define INGEST_HISTORY_MAX     2000000
+#define INGEST_EPOCH_CHECK_MS  2000
 
 /* Give st its row in the stream table (shm_stream_index): 0, or -1 if none
  * is free, logged; st is then left out of reads and retried later, so one
@@ -113,7 +115,8 @@ ingest_assign_row(struct ingest *in, struct ingest_stream *st)
          * table must not keep its previous stream's keys under it. */
         struct streamid pos[SHM_MAX_STREAMS];
         uint64_t applied;
-        (void)snaptab_read_header(&in->snap, &applied, pos, SHM_MAX_STREAMS); /* the writer: never torn */
+        (void)snaptab_read_header(&in->snap, &applied, pos,
+                                  SHM_MAX_STREAMS); /* the writer: never torn */
         if (pos[st->shm_index].ms != 0 || pos[st->shm_index].seq != 0)
             snaptab_drop_stream(&in->snap, (uint32_t)st->shm_index);
     }
@@ -331,7 +334,6 @@ ingest_wake_workers(struct ingest *in)
     }
 }
 
-
 /* ---- the consistent board: epoch, snapshot table ------------------------- */
 
 static void
@@ -366,19 +368,18 @@ ingest_new_epoch(char *buf, size_t size)
  * the stored epoch already moved on from the one it knew adopts it, so two
  * instances that see the same loss agree on one new epoch.
  */
-static const char ingest_epoch_script[] =
-    "local cur = redis.call('GET', KEYS[1]) "
-    "if cur and cur ~= ARGV[1] then return cur end "
-    "redis.call('SET', KEYS[1], ARGV[2]) "
-    "return ARGV[2]";
+static const char ingest_epoch_script[] = "local cur = redis.call('GET', KEYS[1]) "
+                                          "if cur and cur ~= ARGV[1] then return cur end "
+                                          "redis.call('SET', KEYS[1], ARGV[2]) "
+                                          "return ARGV[2]";
 
 /* 0, or -1 if the connection broke or Redis refused (logged). */
 static int
 ingest_sync_epoch(struct ingest *in)
 {
     char fresh[SHM_EPOCH_MAX];
-    const char *argv[] = {"EVAL", ingest_epoch_script, "1", in->epoch_key,
-                          in->nlost > 0 ? in->epoch : "", fresh};
+    const char *argv[] = {
+        "EVAL", ingest_epoch_script, "1", in->epoch_key, in->nlost > 0 ? in->epoch : "", fresh};
     redisReply *r;
 
     if (ingest_new_epoch(fresh, sizeof(fresh)) != 0) {
@@ -488,14 +489,17 @@ ingest_snapshot_apply(struct ingest *in, const struct ingest_stream *st, const s
                         (uint32_t)in->frame.size);
 }
 
-/* The id our group has delivered up to on st (XINFO GROUPS): where its
- * history ends and what the ring carries begins.  0, 1 if there is none
- * (no such group, an empty stream), -1 if the connection broke. */
+/* Where st's history ends for our group: just before its first pending
+ * entry (pending entries go through the ring as usual: they may never have
+ * been delivered), else the id it has delivered up to (XINFO GROUPS).  0, 1
+ * if there is no history (no such group, nothing delivered), -1 if the
+ * connection broke. */
 static int
 ingest_group_start(struct ingest *in, const struct ingest_stream *st, struct streamid *out)
 {
-    const char *argv[] = {"XINFO", "GROUPS", st->name};
-    redisReply *r = ingest_command(in, 3, argv);
+    const char *info_argv[] = {"XINFO", "GROUPS", st->name};
+    const char *pending_argv[] = {"XPENDING", st->name, in->group};
+    redisReply *r = ingest_command(in, 3, info_argv);
     int rc = 1;
 
     if (r == NULL)
@@ -516,6 +520,26 @@ ingest_group_start(struct ingest *in, const struct ingest_stream *st, struct str
             last->type == REDIS_REPLY_STRING && strcmp(name->str, in->group) == 0 &&
             streamid_parse(last->str, last->len, out) == 0 && (out->ms != 0 || out->seq != 0))
             rc = 0;
+    }
+    freeReplyObject(r);
+    if (rc != 0)
+        return rc;
+    if ((r = ingest_command(in, 3, pending_argv)) == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer > 0 &&
+        r->element[1]->type == REDIS_REPLY_STRING) {
+        struct streamid first;
+        if (streamid_parse(r->element[1]->str, r->element[1]->len, &first) == 0 &&
+            streamid_cmp(&first, out) <= 0) {
+            /* The id just before it. */
+            if (first.seq > 0)
+                *out = (struct streamid){first.ms, first.seq - 1};
+            else if (first.ms > 0)
+                *out = (struct streamid){first.ms - 1, UINT64_MAX};
+            else
+                rc = 1;
+        }
     }
     freeReplyObject(r);
     return rc;
@@ -544,7 +568,8 @@ ingest_load_history(struct ingest *in, struct ingest_stream *st)
 
     if (!in->have_snap || st->shm_index < 0 || st->disabled_until_ms != 0)
         return 0;
-    (void)snaptab_read_header(&in->snap, &applied, pos, SHM_MAX_STREAMS); /* the writer: never torn */
+    (void)snaptab_read_header(&in->snap, &applied, pos,
+                              SHM_MAX_STREAMS); /* the writer: never torn */
     if (pos[st->shm_index].ms != 0 || pos[st->shm_index].seq != 0)
         return 0;
     if ((rc = ingest_group_start(in, st, &upto)) != 0)
@@ -552,8 +577,7 @@ ingest_load_history(struct ingest *in, struct ingest_stream *st)
     ttl_ms = (uint64_t)(st->type == FRAME_OPPORTUNITY ? in->conf.opportunity_ttl
                                                       : in->conf.snapshot_ttl) *
              1000;
-    snprintf(start, sizeof(start), "%llu-0",
-             (unsigned long long)(now > ttl_ms ? now - ttl_ms : 0));
+    snprintf(start, sizeof(start), "%llu-0", (unsigned long long)(now > ttl_ms ? now - ttl_ms : 0));
     streamid_format(&upto, end, sizeof(end));
     snprintf(count, sizeof(count), "%u", in->conf.read_count);
     while (!ingest_stop && loaded < INGEST_HISTORY_MAX) {
@@ -580,17 +604,17 @@ ingest_load_history(struct ingest *in, struct ingest_stream *st)
                                     &in->frame, err, sizeof(err)) != 0 ||
                 (k = ingest_frame_key(in, &key)) == NULL)
                 continue;
-            kept += (uint64_t)snaptab_put(&in->snap, (uint8_t)st->type, k, (uint32_t)st->shm_index,
-                                          &id, seq, id.ms, in->frame.data,
-                                          (uint32_t)in->frame.size);
+            kept +=
+                (uint64_t)snaptab_put(&in->snap, (uint8_t)st->type, k, (uint32_t)st->shm_index, &id,
+                                      seq, id.ms, in->frame.data, (uint32_t)in->frame.size);
         }
         freeReplyObject(r);
         if (n < in->conf.read_count)
             break;
     }
     if (loaded >= INGEST_HISTORY_MAX)
-        LOG_WARN("%s: loaded the table from the first %d entries of its history only",
-                 st->name, INGEST_HISTORY_MAX);
+        LOG_WARN("%s: loaded the table from the first %d entries of its history only", st->name,
+                 INGEST_HISTORY_MAX);
     /* In ring order: the stream's position is the group's start now. */
     meta = (struct ring_frame_meta){(uint32_t)st->shm_index, upto.ms, upto.seq, RING_KIND_HISTORY};
     atomic_store_explicit(&row->last_frame, seq + 1, memory_order_relaxed);
@@ -622,7 +646,8 @@ ingest_snapshot_catch_up(struct ingest *in)
     uint32_t len;
     struct ring_frame_meta meta;
 
-    (void)snaptab_read_header(&in->snap, &applied, pos, SHM_MAX_STREAMS); /* the writer: never torn */
+    (void)snaptab_read_header(&in->snap, &applied, pos,
+                              SHM_MAX_STREAMS); /* the writer: never torn */
     if (buf == NULL || applied >= head) {
         free(buf);
         return;
@@ -638,7 +663,8 @@ ingest_snapshot_catch_up(struct ingest *in)
             continue;
         }
         for (int i = 0; i < in->nstreams; i++) {
-            if (in->streams[i].shm_index >= 0 && (uint32_t)in->streams[i].shm_index == meta.stream) {
+            if (in->streams[i].shm_index >= 0 &&
+                (uint32_t)in->streams[i].shm_index == meta.stream) {
                 msgpack_sbuffer_clear(&in->frame);
                 msgpack_sbuffer_write(&in->frame, buf, len);
                 ingest_snapshot_apply(in, &in->streams[i], &id, seq);
@@ -1005,6 +1031,14 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
         (void)ingest_batch(in, r, 0);
         freeReplyObject(r);
         ingest_snapshot_expire(in);
+        if (time_mono_ms() >= in->next_epoch_ms) {
+            /* Another instance may have moved the epoch on (a loss it saw on
+             * a stream this one does not read), or Redis lost it: every
+             * instance on one Redis reports the same epoch, within this. */
+            in->next_epoch_ms = time_mono_ms() + INGEST_EPOCH_CHECK_MS;
+            if (ingest_sync_epoch(in) != 0)
+                ingest_disconnect(in);
+        }
     }
     ingest_disconnect(in);
     if (in->have_snap)

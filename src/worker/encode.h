@@ -31,8 +31,8 @@ struct encode_origin {
  * "stream" and "id" beside its payload (origin NULL: without them).  NULL
  * with a reason in err if the payload cannot be represented (frame_unpack
  * has already refused anything that could not), or on OOM. */
-char *encode_update(const struct frame_view *f, const struct encode_origin *origin,
-                    uint64_t now_ms, size_t headroom, size_t *len, char *err, size_t errlen);
+char *encode_update(const struct frame_view *f, const struct encode_origin *origin, uint64_t now_ms,
+                    size_t headroom, size_t *len, char *err, size_t errlen);
 
 /* A snapshot item: the frame's payload object with origin's "stream" and
  * "id" added to it (replacing payload fields of those names), as text into

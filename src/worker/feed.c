@@ -45,7 +45,7 @@ struct feed_snap {
     struct feed_item *items;
     uint32_t nitems;
     uint32_t nparts;
-    struct outq_msg **parts; /* encoded on first need, shared */
+    struct outq_msg **parts;      /* encoded on first need, shared */
     char *names[SHM_MAX_STREAMS]; /* stream names by row, as of the snapshot */
 };
 
@@ -115,7 +115,8 @@ feed_list_has(const struct sub_list *l, const char *v)
 /* The odds streams of the filter's sports (all, if it names none) and the
  * opportunities stream. */
 static void
-feed_filter_streams(const struct wsp_vhost *vh, const struct sub_filter *f, struct feed_streams *out)
+feed_filter_streams(const struct wsp_vhost *vh, const struct sub_filter *f,
+                    struct feed_streams *out)
 {
     const struct conf *c = vh->conf;
     const struct sub_list *sports = &f->dims[FRAME_KEY_SPORT];
@@ -208,7 +209,8 @@ feed_frame_key(const struct frame_view *v, char *out, size_t size, size_t *len)
     const char *s[4];
     uint32_t l[4];
 
-    if (v->keys[FRAME_KEY_EVENT].ptr == NULL || frame_payload_string(v, "outcome_name", &outcome) != 0)
+    if (v->keys[FRAME_KEY_EVENT].ptr == NULL ||
+        frame_payload_string(v, "outcome_name", &outcome) != 0)
         return -1;
     s[0] = v->keys[FRAME_KEY_EVENT].ptr;
     l[0] = v->keys[FRAME_KEY_EVENT].len;
@@ -286,8 +288,16 @@ static int
 feed_item_order(const void *a, const void *b)
 {
     const struct feed_item *x = a, *y = b;
+    int c;
 
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
+    /* Ring order; values loaded from history share one sequence, so then
+     * per stream, by id. */
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
+    if (x->stream != y->stream)
+        return x->stream < y->stream ? -1 : 1;
+    c = streamid_cmp(&x->id, &y->id);
+    return c;
 }
 
 /* Copy every live, young-enough entry of the table that matches f.  Values
@@ -387,7 +397,8 @@ feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *
             continue;
         msgpack_zone_clear(&fw->zone);
         if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
-            !sub_filter_matches(f, view.keys) || feed_frame_key(&view, key, sizeof(key), &klen) != 0)
+            !sub_filter_matches(f, view.keys) ||
+            feed_frame_key(&view, key, sizeof(key), &klen) != 0)
             continue;
         if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
             return -1;
@@ -495,8 +506,8 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
     b.n = 0;
     feed_build_free(&b);
     qsort(s->items, s->nitems, sizeof(*s->items), feed_item_order);
-    s->nparts = s->nitems == 0 ? 1
-                               : (s->nitems + vh->conf->snapshot_chunk - 1) / vh->conf->snapshot_chunk;
+    s->nparts =
+        s->nitems == 0 ? 1 : (s->nitems + vh->conf->snapshot_chunk - 1) / vh->conf->snapshot_chunk;
     if ((s->parts = calloc(s->nparts, sizeof(*s->parts))) == NULL)
         goto fail;
     for (uint32_t i = 0; i < s->nitems; i++) {
@@ -901,8 +912,8 @@ feed_owner_filter(void *owner)
 
 /* Redis answered a resume (replay.h). */
 static void
-feed_replayed(struct wsp_vhost *vh, void *owner, int ok, const char *reason,
-              struct outq_msg **msgs, uint32_t n)
+feed_replayed(struct wsp_vhost *vh, void *owner, int ok, const char *reason, struct outq_msg **msgs,
+              uint32_t n)
 {
     struct wsp_session *ss = owner;
     cJSON *ack = ss->feed.pending_ack;
@@ -936,8 +947,7 @@ feed_replayed(struct wsp_vhost *vh, void *owner, int ok, const char *reason,
 static const struct replay_owner feed_replay_ops = {feed_owner_filter, feed_replayed};
 
 int
-feed_start(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req,
-           cJSON *ack)
+feed_start(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_request *req, cJSON *ack)
 {
     struct feed_worker *fw = vh->feed;
     char epoch[SHM_EPOCH_MAX];
@@ -1022,7 +1032,8 @@ feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e, cons
             continue;
         feed_filter_streams(vh, f, &st);
         if (feed_reads_row(&st, e->stream))
-            feed_begin_snapshot(vh, ss, kind == RING_KIND_RESET ? "epoch_changed" : "history_loaded");
+            feed_begin_snapshot(vh, ss,
+                                kind == RING_KIND_RESET ? "epoch_changed" : "history_loaded");
     }
 }
 
@@ -1172,8 +1183,8 @@ feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget
             struct feed_streams st;
             feed_filter_streams(vh, f, &st);
             if (feed_reads_row(&st, e.stream)) {
-                feed_begin_snapshot(vh, ss,
-                                    meta.kind == RING_KIND_RESET ? "epoch_changed" : "history_loaded");
+                feed_begin_snapshot(
+                    vh, ss, meta.kind == RING_KIND_RESET ? "epoch_changed" : "history_loaded");
                 break;
             }
             continue;
@@ -1203,8 +1214,7 @@ feed_service(struct wsp_vhost *vh)
 
     /* Round robin: each session served goes to the back. */
     while (n-- > 0 && work < FEED_WORK_PER_TURN && fw->feeding.head != NULL) {
-        struct wsp_session *ss =
-            lws_container_of(fw->feeding.head, struct wsp_session, feed.link);
+        struct wsp_session *ss = lws_container_of(fw->feeding.head, struct wsp_session, feed.link);
         uint32_t done;
 
         lws_dll2_remove(&ss->feed.link);

@@ -59,7 +59,7 @@ struct feed_session {
     uint64_t from;          /* ring sequence: earlier frames are not this session's */
     struct feed_snap *snap; /* SNAPSHOT: what it is sent, parts from next_part on */
     uint32_t next_part;
-    const char *reason;   /* on the snapshot's first part (lapped, epoch_changed), or NULL */
+    const char *reason;    /* on the snapshot's first part (lapped, epoch_changed), or NULL */
     struct ring_reader rd; /* CATCHUP: the next frame it reads */
     /* Resume: per stream row, frames of that stream up to this id are not
      * sent (the client has them).  NULL: no floors. */
@@ -95,7 +95,7 @@ struct feed_request {
     struct feed_position {
         char stream[128];
         struct streamid id;
-    } *positions; /* malloc'd; feed_request_free */
+    } * positions; /* malloc'd; feed_request_free */
 };
 
 /* The worker's feed state (reader: the worker's ring reader, whose next
@@ -106,8 +106,8 @@ int feed_init(struct wsp_vhost *vh, struct ring_reader *reader);
 void feed_free(struct wsp_vhost *vh);
 
 /* The worker read frame e (kind, of e->stream): keep its positions. */
-void feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e,
-                const char *data, uint32_t len);
+void feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e, const char *data,
+                uint32_t len);
 
 /* The worker was lapped: frames were lost before it read them.  Its reader
  * moves to where the snapshot table stands, and every subscribed session

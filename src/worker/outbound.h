@@ -48,18 +48,17 @@ void outbound_send_error(struct wsp_vhost *vh, struct wsp_session *ss, const cha
 void outbound_batch_begin(struct wsp_vhost *vh);
 
 /* Match the entry in view (ring frame `entry`) against the filter index and
- * queue it, encoded once, to every live client it matches (feed_wants).  Returns 1 if a client near its
- * CLIENT_BUFFER could not be written because its socket is full: the
- * caller should end the ring slice and give it a turn of the loop to
- * drain.  0 otherwise (an entry that cannot be encoded is counted in
- * invalid_frames and logged). */
+ * queue it, encoded once, to every live client it matches (feed_wants).  Returns 1 if a client near
+ * its CLIENT_BUFFER could not be written because its socket is full: the caller should end the ring
+ * slice and give it a turn of the loop to drain.  0 otherwise (an entry that cannot be encoded is
+ * counted in invalid_frames and logged). */
 int outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view,
                        const struct feed_entry *entry);
 
 /* The entry in view, encoded for ss alone (a catch-up from the ring), and
  * queued to it. */
-void outbound_send_entry(struct wsp_vhost *vh, struct wsp_session *ss, const struct frame_view *view,
-                         const struct feed_entry *e);
+void outbound_send_entry(struct wsp_vhost *vh, struct wsp_session *ss,
+                         const struct frame_view *view, const struct feed_entry *e);
 
 void outbound_batch_flush(struct wsp_vhost *vh);
 

@@ -249,9 +249,10 @@ replay_on_range(redisAsyncContext *ac, void *reply, void *privdata)
     }
     if (rep == NULL || rep->type != REDIS_REPLY_ARRAY) {
         if (log_ratelimit_allow(&replay.rl))
-            LOG_WARN("resume: XRANGE failed: %s",
-                     rep == NULL ? "connection lost"
-                                 : rep->type == REDIS_REPLY_ERROR ? rep->str : "unexpected reply");
+            LOG_WARN("resume: XRANGE failed: %s", rep == NULL ? "connection lost"
+                                                  : rep->type == REDIS_REPLY_ERROR
+                                                      ? rep->str
+                                                      : "unexpected reply");
         replay_finish(r, 0, "too_old");
         return;
     }
@@ -310,8 +311,7 @@ replay_on_info(redisAsyncContext *ac, void *reply, void *privdata)
         (added = replay_info_field(rep, "entries-added")) == NULL ||
         added->type != REDIS_REPLY_INTEGER ||
         streamid_cmp(&max_deleted, &r->streams[r->k].after) > 0 ||
-        (added->integer > length->integer &&
-         streamid_cmp(&first, &r->streams[r->k].after) > 0)) {
+        (added->integer > length->integer && streamid_cmp(&first, &r->streams[r->k].after) > 0)) {
         replay_finish(r, 0, "too_old");
         return;
     }
@@ -372,8 +372,7 @@ replay_start(struct wsp_vhost *vh, const struct replay_stream *streams, uint32_t
 
     if (r == NULL)
         return NULL;
-    if ((r->streams = malloc(n * sizeof(*streams))) == NULL ||
-        !msgpack_zone_init(&r->zone, 4096)) {
+    if ((r->streams = malloc(n * sizeof(*streams))) == NULL || !msgpack_zone_init(&r->zone, 4096)) {
         free(r->streams);
         free(r);
         return NULL;

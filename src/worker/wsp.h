@@ -61,7 +61,7 @@ struct wsp_vhost {
 struct wsp_session {
     struct sub_member member;
     struct feed_session feed; /* snapshot, resume, catch-up (feed.h) */
-    lws_dll2_t list; /* on vh->sessions */
+    lws_dll2_t list;          /* on vh->sessions */
     struct lws *wsi;
     int is_ws; /* else a plain HTTP connection: only http_body is used */
     char client_id[37];

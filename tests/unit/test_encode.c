@@ -980,6 +980,99 @@ test_error_message(void)
     free(buf);
 }
 
+/* ---- origin, snapshot items and parts -------------------------------------- */
+
+static void
+test_update_with_origin(void)
+{
+    struct built b;
+    struct encode_origin origin = {"odds.normalized.basketball_nba", "1764750000000-7"};
+    char err[128];
+    size_t len = 0;
+    char *buf;
+    cJSON *root;
+
+    built_begin(&b, FRAME_ODDS_UPDATE);
+    msgpack_pack_map(&b.pk, 1);
+    pack_cstr(&b.pk, "event_id");
+    pack_cstr(&b.pk, "e1");
+    if (built_end(&b) == 0) {
+        buf = encode_update(&b.view, &origin, NOW_MS, 16, &len, err, sizeof(err));
+        CHECK(buf != NULL);
+        root = buf ? cJSON_Parse(buf + 16) : NULL;
+        CHECK(root != NULL);
+        if (root != NULL) {
+            CHECK_INT(cJSON_GetArraySize(root), 5);
+            CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "stream")),
+                      "odds.normalized.basketball_nba");
+            CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "id")),
+                      "1764750000000-7");
+            CHECK_PAYLOAD(root, "{\"event_id\":\"e1\"}");
+        }
+        cJSON_Delete(root);
+        free(buf);
+    }
+    built_free(&b);
+}
+
+static void
+test_item_adds_stream_and_id(void)
+{
+    struct built b;
+    struct encode_origin origin = {"opportunities", "5-0"};
+    char err[128];
+    size_t len = 0;
+    char *text;
+    cJSON *item, *want;
+
+    built_begin(&b, FRAME_OPPORTUNITY);
+    msgpack_pack_map(&b.pk, 3);
+    pack_cstr(&b.pk, "event_id");
+    pack_cstr(&b.pk, "e\"1");
+    pack_cstr(&b.pk, "id");
+    pack_cstr(&b.pk, "the payload's own id");
+    pack_cstr(&b.pk, "edge");
+    msgpack_pack_double(&b.pk, 0.1);
+    if (built_end(&b) == 0) {
+        text = encode_item(&b.view, &origin, &len, err, sizeof(err));
+        CHECK(text != NULL);
+        item = text ? cJSON_Parse(text) : NULL;
+        want = cJSON_Parse("{\"event_id\":\"e\\\"1\",\"edge\":0.1,\"stream\":\"opportunities\","
+                           "\"id\":\"5-0\"}");
+        CHECK(item != NULL && want != NULL && cJSON_Compare(item, want, 1));
+        if (text != NULL)
+            CHECK_INT(strlen(text), len);
+        cJSON_Delete(item);
+        cJSON_Delete(want);
+        free(text);
+    }
+    built_free(&b);
+}
+
+static void
+test_snapshot_part(void)
+{
+    char *items[2] = {"{\"a\":1}", "{\"b\":\"x\"}"};
+    size_t lens[2] = {7, 9};
+    const char *pos = "{\"s1\":\"1-0\"}";
+    size_t len = 0;
+    char *buf = encode_snapshot_part("ep\"och", pos, strlen(pos), items, lens, 2, 0, NULL, NOW_MS,
+                                     16, &len);
+    cJSON *msg = CHECK_MESSAGE(buf, 16, len, "snapshot", "2025-11-07T12:34:56.123Z");
+
+    CHECK_PAYLOAD(msg, "{\"epoch\":\"ep\\\"och\",\"positions\":{\"s1\":\"1-0\"},"
+                       "\"items\":[{\"a\":1},{\"b\":\"x\"}],\"last\":false}");
+    cJSON_Delete(msg);
+    free(buf);
+    /* No items, last, with a reason. */
+    buf = encode_snapshot_part("e", "{}", 2, NULL, NULL, 0, 1, "lapped", NOW_MS, 0, &len);
+    msg = CHECK_MESSAGE(buf, 0, len, "snapshot", "2025-11-07T12:34:56.123Z");
+    CHECK_PAYLOAD(msg, "{\"epoch\":\"e\",\"positions\":{},\"items\":[],\"last\":true,"
+                       "\"reason\":\"lapped\"}");
+    cJSON_Delete(msg);
+    free(buf);
+}
+
 TEST_MAIN(TEST(test_update_seed_example), TEST(test_update_opportunity),
           TEST(test_update_empty_payload), TEST(test_update_timestamps),
           TEST(test_update_strings_escaped), TEST(test_update_numbers),
@@ -989,4 +1082,5 @@ TEST_MAIN(TEST(test_update_seed_example), TEST(test_update_opportunity),
           TEST(test_update_unrepresentable), TEST(test_to_json_depth_limit),
           TEST(test_to_json_refusals), TEST(test_to_json_long_keys_and_strings),
           TEST(test_message_null_payload), TEST(test_message_payload_consumed),
-          TEST(test_message_large_payload), TEST(test_error_message))
+          TEST(test_message_large_payload), TEST(test_error_message), TEST(test_update_with_origin),
+          TEST(test_item_adds_stream_and_id), TEST(test_snapshot_part))
