@@ -232,7 +232,8 @@ feed_item_set(struct feed_item *it, uint64_t seq, uint32_t stream, uint8_t type,
 
     if (copy == NULL)
         return -1;
-    memcpy(copy, frame, len);
+    if (len > 0)
+        memcpy(copy, frame, len);
     free(it->frame);
     it->frame = copy;
     it->len = len;
@@ -505,7 +506,8 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
     b.items = NULL;
     b.n = 0;
     feed_build_free(&b);
-    qsort(s->items, s->nitems, sizeof(*s->items), feed_item_order);
+    if (s->nitems > 0)
+        qsort(s->items, s->nitems, sizeof(*s->items), feed_item_order);
     s->nparts =
         s->nitems == 0 ? 1 : (s->nitems + vh->conf->snapshot_chunk - 1) / vh->conf->snapshot_chunk;
     if ((s->parts = calloc(s->nparts, sizeof(*s->parts))) == NULL)
