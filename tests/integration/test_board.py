@@ -423,13 +423,22 @@ def test_resume_refused_unknown_stream(service, r):
     run(go())
 
 
-def flood(r, svc, n, keys=10, tag="o"):
+async def miss_and_resume(svc, r, n, after_flood=None):
+    """A board, a disconnect, n entries missed (then after_flood()), and a
+    resume: (ack, client, board, last ids, positions resumed from)."""
+    c, board, last, epoch = await board_session(svc)
+    await c.close()
+    pos = positions_text(last)
     pipe = r.pipeline()
     for i in range(n):
-        pipe.xadd(svc.stream(), odds_fields(svc.sport, event=f"{tag}{i % keys}", price=str(i)))
+        pipe.xadd(svc.stream(), odds_fields(svc.sport, event=f"o{i % 10}", price=str(i)))
     pipe.execute()
-    total = svc.metrics()["entries_published"]
-    return total
+    wait_until(lambda: svc.metrics()["entries_published"] >= n, message="published")
+    if after_flood is not None:
+        after_flood()
+    c2 = await ws_connect(svc.port, keep_snapshots=True)
+    ack = await c2.subscribe(resume={"epoch": epoch, "positions": pos})
+    return ack, c2, board, last, pos
 
 
 def test_resume_beyond_the_ring_replays_from_redis(service, r):
@@ -438,13 +447,7 @@ def test_resume_beyond_the_ring_replays_from_redis(service, r):
     svc = service(RING_SIZE="1024")
 
     async def go():
-        c, board, last, epoch = await board_session(svc)
-        await c.close()
-        pos = positions_text(last)
-        flood(r, svc, 3000)
-        wait_until(lambda: svc.metrics()["entries_published"] >= 3000, message="published")
-        c2 = await ws_connect(svc.port, keep_snapshots=True)
-        ack = await c2.subscribe(resume={"epoch": epoch, "positions": pos})
+        ack, c2, board, last, pos = await miss_and_resume(svc, r, 3000)
         assert ack["payload"]["resumed"] is True, ack
         ids = await drain_updates(c2, board, last, 2.0)
         want = [dec(e) for e, _ in r.xrange(svc.stream(), "(" + pos[svc.stream()])]
@@ -462,13 +465,7 @@ def test_resume_refused_too_old(service, r):
     svc = service(RING_SIZE="1024", RESUME_MAX_ENTRIES="100")
 
     async def go():
-        c, board, last, epoch = await board_session(svc)
-        await c.close()
-        pos = positions_text(last)
-        flood(r, svc, 3000)
-        wait_until(lambda: svc.metrics()["entries_published"] >= 3000, message="published")
-        c3 = await ws_connect(svc.port, keep_snapshots=True)
-        ack = await c3.subscribe(resume={"epoch": epoch, "positions": pos})
+        ack, c3, board, last, pos = await miss_and_resume(svc, r, 3000)
         assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "too_old", ack
         items = items_of(await read_snapshot(c3))
         assert_board_equals_truth(board_from(items), truth_from_redis(r, [svc.stream()]))
@@ -481,14 +478,8 @@ def test_resume_refused_when_the_stream_was_trimmed(service, r):
     svc = service(RING_SIZE="1024")
 
     async def go():
-        c, board, last, epoch = await board_session(svc)
-        await c.close()
-        pos = positions_text(last)
-        flood(r, svc, 2000)
-        wait_until(lambda: svc.metrics()["entries_published"] >= 2000, message="published")
-        r.xtrim(svc.stream(), maxlen=100)
-        c3 = await ws_connect(svc.port, keep_snapshots=True)
-        ack = await c3.subscribe(resume={"epoch": epoch, "positions": pos})
+        ack, c3, board, last, pos = await miss_and_resume(
+            svc, r, 2000, after_flood=lambda: r.xtrim(svc.stream(), maxlen=100))
         assert ack["payload"]["resumed"] is False and ack["payload"]["reason"] == "too_old", ack
         await read_snapshot(c3)
         await c3.close()

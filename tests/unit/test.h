@@ -8,6 +8,7 @@
 #define WSB_TEST_H
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,19 @@ test_run_in_child(int (*fn)(void *), void *arg, unsigned timeout_s)
     if (WIFSIGNALED(status))
         return 128 + WTERMSIG(status);
     return -1;
+}
+
+/* FNV-1a of p[0..n): test frames carry it to prove they are whole. */
+static inline uint32_t
+test_fnv1a(const unsigned char *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
 }
 
 struct test_case {

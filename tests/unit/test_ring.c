@@ -25,18 +25,6 @@
  * publishes, or cut short, fails at least one of the three checks. */
 #define TF_MIN 16
 
-static uint32_t
-tf_hash(const unsigned char *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static void
 tf_make(void *buf, uint64_t seq, uint32_t len)
 {
@@ -47,7 +35,7 @@ tf_make(void *buf, uint64_t seq, uint32_t len)
     memcpy(p + 8, &len, 4);
     for (uint32_t i = 12; i < len - 4; i++)
         p[i] = (unsigned char)(seq * 131 + i * 7);
-    h = tf_hash(p, len - 4);
+    h = test_fnv1a(p, len - 4);
     memcpy(p + len - 4, &h, 4);
 }
 
@@ -63,7 +51,7 @@ tf_check(const void *buf, uint32_t len, uint64_t *seq)
     memcpy(seq, p, 8);
     memcpy(&inner_len, p + 8, 4);
     memcpy(&h, p + len - 4, 4);
-    if (inner_len != len || h != tf_hash(p, len - 4))
+    if (inner_len != len || h != test_fnv1a(p, len - 4))
         return -1;
     for (uint32_t i = 12; i < len - 4; i++) {
         if (p[i] != (unsigned char)(*seq * 131 + i * 7))

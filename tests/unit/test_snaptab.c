@@ -1314,18 +1314,6 @@ conc_len(uint64_t n)
     return 24 + (uint32_t)((n * 2654435761u) % (conc_nkeys == 1 ? 100 : 1500));
 }
 
-static uint32_t
-fnv(const unsigned char *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static void
 conc_frame(unsigned char *p, uint64_t n, int k, uint32_t len)
 {
@@ -1336,7 +1324,7 @@ conc_frame(unsigned char *p, uint64_t n, int k, uint32_t len)
     memcpy(p + 12, &len, 4);
     for (uint32_t i = 16; i < len - 4; i++)
         p[i] = (unsigned char)(n * 31 + (uint64_t)k * 7 + i);
-    h = fnv(p, len - 4);
+    h = test_fnv1a(p, len - 4);
     memcpy(p + len - 4, &h, 4);
 }
 
@@ -1385,7 +1373,8 @@ conc_check_copy(const struct snaptab_copy *cp, uint64_t *pn)
     memcpy(&k, p + 8, 4);
     memcpy(&len, p + 12, 4);
     memcpy(&h, p + cp->frame_len - 4, 4);
-    if (len != cp->frame_len || h != fnv(p, len - 4) || k != conc_key(n) || len != conc_len(n))
+    if (len != cp->frame_len || h != test_fnv1a(p, len - 4) || k != conc_key(n) ||
+        len != conc_len(n))
         return 2;
     for (uint32_t i = 16; i < len - 4; i++) {
         if (p[i] != (unsigned char)(n * 31 + (uint64_t)k * 7 + i))
