@@ -170,7 +170,8 @@ frame_board_key(const struct frame_view *v, char *out, size_t size, size_t *len)
     const char *s[4];
     uint32_t l[4];
 
-    if (v->keys[FRAME_KEY_EVENT].ptr == NULL || frame_payload_string(v, "outcome_name", &outcome) != 0)
+    if (v->keys[FRAME_KEY_EVENT].ptr == NULL ||
+        frame_payload_string(v, "outcome_name", &outcome) != 0)
         return -1;
     s[0] = v->keys[FRAME_KEY_EVENT].ptr;
     l[0] = v->keys[FRAME_KEY_EVENT].len;

@@ -177,13 +177,13 @@ struct shm_worker {
     _Atomic uint64_t resumes_unknown_stream; /* refused: a stream without a position */
     _Atomic uint64_t lapped_snapshots;       /* fresh snapshots after frames were lost */
     /* Slow clients (outbound.h): conflation, and cuts by the bound hit. */
-    _Atomic uint64_t conflated_clients;  /* in conflated mode now */
-    _Atomic uint64_t conflated_updates;  /* updates replaced by a newer one, never sent */
-    _Atomic uint64_t slow_keys;          /* cut: more distinct keys waiting than CLIENT_BUFFER */
-    _Atomic uint64_t slow_bytes;         /* cut: more than CLIENT_BUFFER_BYTES queued */
-    _Atomic uint64_t slow_lag;           /* cut: oldest queued message over CLIENT_MAX_LAG */
-    _Atomic uint64_t slow_send_timeout;  /* cut: socket took nothing for SEND_TIMEOUT */
-    uint8_t pad[SHM_PAGE - 216];         /* a page each: writable by its worker alone */
+    _Atomic uint64_t conflated_clients; /* in conflated mode now */
+    _Atomic uint64_t conflated_updates; /* updates replaced by a newer one, never sent */
+    _Atomic uint64_t slow_keys;         /* cut: more distinct keys waiting than CLIENT_BUFFER */
+    _Atomic uint64_t slow_bytes;        /* cut: more than CLIENT_BUFFER_BYTES queued */
+    _Atomic uint64_t slow_lag;          /* cut: oldest queued message over CLIENT_MAX_LAG */
+    _Atomic uint64_t slow_send_timeout; /* cut: socket took nothing for SEND_TIMEOUT */
+    uint8_t pad[SHM_PAGE - 216];        /* a page each: writable by its worker alone */
 };
 
 /*

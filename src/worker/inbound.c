@@ -30,10 +30,9 @@ inbound_heartbeat(struct wsp_vhost *vh, struct wsp_session *ss)
     cJSON_AddNumberToObject(p, "messages_received", (double)ss->messages_received);
     cJSON_AddStringToObject(p, "last_message_at", last);
     cJSON_AddNumberToObject(p, "buffer_size", vh->conf->client_buffer);
-    cJSON_AddNumberToObject(p, "buffer_utilization",
-                            ss->q.len >= vh->conf->client_buffer
-                                ? 100.0
-                                : 100.0 * ss->q.len / vh->conf->client_buffer);
+    cJSON_AddNumberToObject(
+        p, "buffer_utilization",
+        ss->q.len >= vh->conf->client_buffer ? 100.0 : 100.0 * ss->q.len / vh->conf->client_buffer);
     cJSON_AddBoolToObject(p, "conflated", ss->conflating);
     cJSON_AddNumberToObject(p, "queue_bytes", (double)(ss->q.bytes + ss->held.bytes));
     outbound_send_message(vh, ss, "heartbeat", p);
@@ -57,7 +56,8 @@ inbound_filter_values(const struct sub_filter *f)
 static int
 inbound_conflate_ms(const cJSON *payload, uint32_t *ms, char *why, size_t whylen)
 {
-    const cJSON *v = payload != NULL ? cJSON_GetObjectItemCaseSensitive(payload, "conflate_ms") : NULL;
+    const cJSON *v =
+        payload != NULL ? cJSON_GetObjectItemCaseSensitive(payload, "conflate_ms") : NULL;
 
     *ms = 0;
     if (v == NULL || cJSON_IsNull(v))
@@ -128,7 +128,9 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
     }
     /* The ack first, then the snapshot or the missed entries (feed_service). */
     ack = sub_filter_to_json(sub_member_filter(&ss->member));
-    if (ack != NULL)
+    /* Echoed when asked for (the ack of a client that never heard of it
+     * stays as it was). */
+    if (ack != NULL && payload != NULL && cJSON_GetObjectItemCaseSensitive(payload, "conflate_ms"))
         cJSON_AddNumberToObject(ack, "conflate_ms", conflate_ms);
     if (feed_start(vh, ss, &req, ack) == 0)
         outbound_send_message(vh, ss, "subscribed", ack);

@@ -95,10 +95,12 @@ outbound_cut(struct wsp_vhost *vh, struct wsp_session *ss, _Atomic uint64_t *cou
              const char *reason)
 {
     WSP_STAT_ADD(vh, slow_disconnects, 1);
+    /* What waits is never sent: the close goes first (wsp_schedule_close
+     * without flush). */
+    WSP_STAT_ADD(vh, dropped_messages, ss->q.len + ss->held.len);
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
     LOG_INFO("client %s too slow (%u messages, %llu bytes queued): %s; disconnecting",
-             ss->client_id, ss->q.len, (unsigned long long)(ss->q.bytes + ss->held.bytes),
-             reason);
+             ss->client_id, ss->q.len, (unsigned long long)(ss->q.bytes + ss->held.bytes), reason);
     wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason, 0);
 }
 
@@ -131,7 +133,8 @@ outbound_check_lag(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now)
     if (made == 0 || ss->close_code != 0 || now < made ||
         now - made < (uint64_t)vh->conf->client_max_lag * 1000)
         return 0;
-    outbound_cut(vh, ss, &vh->stats->slow_lag, "client too slow: updates older than CLIENT_MAX_LAG");
+    outbound_cut(vh, ss, &vh->stats->slow_lag,
+                 "client too slow: updates older than CLIENT_MAX_LAG");
     return 1;
 }
 
@@ -222,8 +225,7 @@ outbound_hold_tick(lws_sorted_usec_list_t *sul)
     uint32_t n = vh->holding.count;
 
     while (n-- > 0 && vh->holding.head != NULL) {
-        struct wsp_session *ss =
-            lws_container_of(vh->holding.head, struct wsp_session, hold_link);
+        struct wsp_session *ss = lws_container_of(vh->holding.head, struct wsp_session, hold_link);
         lws_dll2_remove(&ss->hold_link);
         if (ss->close_code != 0)
             outq_clear(&ss->held);
@@ -264,7 +266,7 @@ outbound_queue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *m)
     /* Conflated, the queue is bounded by its keys, bytes and age instead. */
     if (outq_push(&ss->q, m, ss->conflating ? UINT32_MAX : limit) != 0) {
         WSP_STAT_ADD(vh, dropped_messages, 1);
-        if (outq_full(&ss->q, limit))
+        if (outq_full(&ss->q, limit)) /* (conflation is off or had no memory) */
             outbound_cut(vh, ss, &vh->stats->slow_keys, "client too slow: send buffer full");
         else
             wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);

@@ -135,7 +135,7 @@ struct outq_keys {
     struct outq_key_slot {
         uint64_t key; /* 0: empty */
         uint64_t pos;
-    } *slots;
+    } * slots;
 };
 
 static struct outq_key_slot *

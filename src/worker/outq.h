@@ -41,8 +41,8 @@ struct outq_msg {
     uint32_t len;       /* bytes of text at buf + OUTQ_HEADROOM */
     uint32_t frame_off; /* the frame (header + text) starts here in buf */
     uint32_t frame_len;
-    char *buf;      /* OUTQ_HEADROOM bytes of headroom, then the text */
-    uint64_t key;   /* the board key of an update (a hash, never 0); 0: none, never conflated */
+    char *buf;        /* OUTQ_HEADROOM bytes of headroom, then the text */
+    uint64_t key;     /* the board key of an update (a hash, never 0); 0: none, never conflated */
     uint64_t made_ms; /* monotonic: when it was made (CLIENT_MAX_LAG) */
     struct outq_msg *conflated; /* the same with "conflated":true (outq_msg_conflated), or NULL */
 };
@@ -82,9 +82,9 @@ struct outq_keys;
 struct outq {
     struct outq_msg **slots;
     uint32_t cap, head, len;
-    uint32_t head_off; /* bytes of the head message's frame already written */
-    uint64_t bytes;    /* frame bytes queued (the head's in full) */
-    uint64_t base;     /* messages ever taken off the head: the head's position */
+    uint32_t head_off;      /* bytes of the head message's frame already written */
+    uint64_t bytes;         /* frame bytes queued (the head's in full) */
+    uint64_t base;          /* messages ever taken off the head: the head's position */
     struct outq_keys *keys; /* while indexed: key -> position of its queued update */
 };
 

@@ -83,14 +83,14 @@ struct wsp_session {
     uint64_t progress_ms;     /* monotonic: last time its socket took bytes, or
                                * when data started to wait (SEND_TIMEOUT) */
     /* conflation (outbound.h) */
-    int conflating;        /* automatic: its queue passed CONFLATE_AT */
-    uint32_t conflate_ms;  /* requested: at most one update per key per this many ms */
-    struct outq held;      /* ... the latest update of each key until the next flush */
+    int conflating;         /* automatic: its queue passed CONFLATE_AT */
+    uint32_t conflate_ms;   /* requested: at most one update per key per this many ms */
+    struct outq held;       /* ... the latest update of each key until the next flush */
     uint64_t next_flush_ms; /* monotonic */
     uint64_t last_flush_ms;
-    lws_dll2_t hold_link;  /* on vh->holding while held is not empty */
-    int outq_bytes;           /* the kernel's send queue at the last sweep */
-    unsigned sweep_slot;      /* which part of the sweep checks it */
+    lws_dll2_t hold_link; /* on vh->holding while held is not empty */
+    int outq_bytes;       /* the kernel's send queue at the last sweep */
+    unsigned sweep_slot;  /* which part of the sweep checks it */
 
     /* inbound */
     uint64_t messages_received;
