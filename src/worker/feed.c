@@ -180,50 +180,6 @@ feed_grow_buf(struct feed_worker *fw, size_t need)
     return 0;
 }
 
-/* The identity of a key as one string: type, event, market, book, outcome. */
-static size_t
-feed_key_text(uint8_t type, const char *const s[4], const uint32_t len[4], char *out, size_t size)
-{
-    size_t n = 0;
-
-    if (size < 2)
-        return 0;
-    out[n++] = (char)('0' + type);
-    for (int i = 0; i < 4; i++) {
-        if (n + len[i] + 1 > size)
-            return 0;
-        out[n++] = '\x1f';
-        if (len[i] > 0)
-            memcpy(out + n, s[i], len[i]);
-        n += len[i];
-    }
-    return n;
-}
-
-/* The key of an unpacked frame: 0, or -1 if it has none (no event or no
- * outcome: delivered live, never in a snapshot). */
-static int
-feed_frame_key(const struct frame_view *v, char *out, size_t size, size_t *len)
-{
-    struct frame_key_ref outcome;
-    const char *s[4];
-    uint32_t l[4];
-
-    if (v->keys[FRAME_KEY_EVENT].ptr == NULL ||
-        frame_payload_string(v, "outcome_name", &outcome) != 0)
-        return -1;
-    s[0] = v->keys[FRAME_KEY_EVENT].ptr;
-    l[0] = v->keys[FRAME_KEY_EVENT].len;
-    s[1] = v->keys[FRAME_KEY_MARKET].ptr;
-    l[1] = v->keys[FRAME_KEY_MARKET].len;
-    s[2] = v->keys[FRAME_KEY_BOOK].ptr;
-    l[2] = v->keys[FRAME_KEY_BOOK].len;
-    s[3] = outcome.ptr;
-    l[3] = outcome.len;
-    *len = feed_key_text((uint8_t)v->type, s, l, out, size);
-    return *len > 0 ? 0 : -1;
-}
-
 static int
 feed_item_set(struct feed_item *it, uint64_t seq, uint32_t stream, uint8_t type,
               const struct streamid *id, const char *frame, uint32_t len)
@@ -337,7 +293,7 @@ feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_bu
         }
         if (!sub_filter_matches(f, keys))
             continue;
-        klen = feed_key_text(c.type, &c.s[SNAPTAB_EVENT], &c.len[SNAPTAB_EVENT], key, sizeof(key));
+        klen = frame_key_text(c.type, &c.s[SNAPTAB_EVENT], &c.len[SNAPTAB_EVENT], key, sizeof(key));
         if (klen == 0)
             continue;
         if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
@@ -399,7 +355,7 @@ feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *
         msgpack_zone_clear(&fw->zone);
         if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
             !sub_filter_matches(f, view.keys) ||
-            feed_frame_key(&view, key, sizeof(key), &klen) != 0)
+            frame_board_key(&view, key, sizeof(key), &klen) != 0)
             continue;
         if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
             return -1;
@@ -1060,12 +1016,15 @@ feed_lapped(struct wsp_vhost *vh)
 
 /* ---- moving sessions forward ---------------------------------------------- */
 
+/* Room in ss's queue for more of its snapshot or catch-up: under half its
+ * bounds, so a slow reader is never cut off (nor conflated) by its own
+ * snapshot. */
 static int
 feed_room(const struct wsp_vhost *vh, const struct wsp_session *ss)
 {
-    uint32_t limit = vh->conf->client_buffer / 2;
+    uint32_t limit = vh->conf->conflate_at / 2;
 
-    return ss->q.len < (limit > 0 ? limit : 1);
+    return ss->q.len < (limit > 0 ? limit : 1) && ss->q.bytes < vh->conf->client_buffer_bytes / 2;
 }
 
 /* Queue ss's next snapshot parts; returns the work done. */

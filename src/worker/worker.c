@@ -432,6 +432,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
         LOG_ERROR("lws_create_context() failed");
         return 1;
     }
+    w->vh.ctx = w->ctx;
     w->vhost = lws_create_vhost(w->ctx, &info);
     if (w->vhost == NULL) {
         LOG_ERROR("lws_create_vhost() failed");
@@ -467,6 +468,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     lws_sul_cancel(&w->stop_deadline);
     lws_sul_cancel(&w->liveness);
     lws_sul_cancel(&w->accept_retry);
+    lws_sul_cancel(&w->vh.hold_timer);
     replay_shutdown();
     lws_context_destroy(w->ctx);
     ev_loop_destroy(w->loop);
