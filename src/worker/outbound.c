@@ -368,7 +368,7 @@ outbound_key(const struct frame_view *view)
     return h != 0 ? h : 1;
 }
 
-static struct outq_msg *
+struct outq_msg *
 outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
                       const struct feed_entry *e)
 {
@@ -420,14 +420,14 @@ outbound_deliver(struct sub_member *member, void *arg)
 
 int
 outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view,
-                   const struct feed_entry *entry)
+                   const struct feed_entry *entry, struct outq_msg **encoded)
 {
     struct outbound_delivery d = {vh, view, entry, NULL, 0};
     int full;
 
     vh->slice_full = 0;
     sub_index_match(vh->index, view->keys, outbound_deliver, &d);
-    outq_msg_unref(d.msg);
+    *encoded = d.msg; /* the caller's reference now */
     full = vh->slice_full;
     vh->slice_full = 0;
     return full;
