@@ -1,7 +1,7 @@
 # ws-broadcaster -- GNU make.  `make help` lists the targets.
 
 CC        ?= cc
-PKGS      := libwebsockets hiredis libcjson msgpack libsystemd
+PKGS      := libwebsockets hiredis libcjson msgpack libsystemd libjwt
 PY        := /usr/bin/python3
 SAN       ?=
 FUZZ_SECONDS ?= 30
