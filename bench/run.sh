@@ -29,6 +29,17 @@ SVC_SETTINGS=${SVC_SETTINGS:-}
 # "base" and "base-w1", measured in the same rounds as "svc" for a
 # before/after comparison.
 BASE_BIN=${BASE_BIN:-}
+# The reconnect scenarios: a second wsb-load of RECONNECT_CLIENTS clients
+# with RECONNECT_FILTER, whose clients all drop and reconnect RECONNECT_AT
+# seconds into the window (default: half of it), RESUME_SHARE of them
+# resuming.  The publisher makes RECONNECT_EVENTS events per sport and writes
+# every key once before any client connects: 3 sports x 167 events x 5 books
+# x 3 markets x 2 outcomes = 15,030 keys, 5,010 per sport.
+RECONNECT_CLIENTS=${RECONNECT_CLIENTS:-1000}
+RECONNECT_FILTER=${RECONNECT_FILTER:-'{"sports":["basketball_nba"]}'}
+RECONNECT_EVENTS=${RECONNECT_EVENTS:-167}
+RECONNECT_AT=${RECONNECT_AT:-$(awk -v d="$DURATION" 'BEGIN {print d / 2}')}
+RESUME_SHARE=${RESUME_SHARE:-0.5}
 
 BIN_SVC=bin/ws-broadcaster
 BIN_LOAD=bin/wsb-load
@@ -52,8 +63,11 @@ fi
 # Scenario table: clients, entries/s in total, filter file ("" = all), idle.
 # Override per scenario with CLIENTS_<name> / RATE_<name> (dashes as
 # underscores, e.g. CLIENTS_seed_10k=5000), or for all with CLIENTS / RATE.
+# board: the reconnect scenarios (prefilled board, a second wsb-load of
+# reconnecting clients; storm 1 with the reconnects, 0 without).  `reconnect`
+# runs both, each round: the one without is its baseline.
 scenario() {
-    local name=$1 clients rate filters="" idle=0 var
+    local name=$1 clients rate filters="" idle=0 board=0 storm=0 var
     case $name in
     seed-1k) clients=1000 rate=10 ;;
     seed-10k) clients=10000 rate=10 ;;
@@ -61,14 +75,19 @@ scenario() {
     mixed) clients=10000 rate=1000 filters=bench/filters-mixed.txt ;;
     ingest) clients=200 rate=20000 ;;
     idle) clients=15000 rate=0 idle=1 ;;
-    *) die "unknown scenario '$name' (seed-1k seed-10k burst mixed ingest idle)" ;;
+    reconnect) clients=10000 rate=1000 filters=bench/filters-mixed.txt board=1 storm=1 ;;
+    reconnect-base) clients=10000 rate=1000 filters=bench/filters-mixed.txt board=1 ;;
+    *) die "unknown scenario '$name' (seed-1k seed-10k burst mixed ingest idle reconnect reconnect-base)" ;;
     esac
-    var=CLIENTS_${name//-/_}
+    # The baseline takes the settings of the scenario it is the baseline of.
+    local key=${name%-base}
+    var=CLIENTS_${key//-/_}
     clients=${!var:-${CLIENTS:-$clients}}
-    var=RATE_${name//-/_}
+    var=RATE_${key//-/_}
     rate=${!var:-${RATE:-$rate}}
     [ "$idle" = 1 ] && rate=0
     SC_CLIENTS=$clients SC_RATE=$rate SC_FILTERS=$filters SC_IDLE=$idle
+    SC_BOARD=$board SC_STORM=$storm
 }
 
 # ---- processes we own ---------------------------------------------------------
@@ -216,11 +235,47 @@ host_ticks() {
     awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $8; exit}' /proc/stat
 }
 
+# s as a JSON string (quotes and backslashes escaped).
+json_str() {
+    local v=${1//\\/\\\\}
+    printf '"%s"' "${v//\"/\\\"}"
+}
+
 # Flat "key":number from a one-line JSON text.
 jnum() {
     local v
     v=$(grep -o "\"$2\":[-0-9.eE+]*" <<<"$1" | head -1 | cut -d: -f2)
     echo "${v:-0}"
+}
+
+# A flat "key":{...} object (no nested braces) from a one-line JSON text, or {}.
+jflat() {
+    local v
+    v=$(grep -o "\"$2\":{[^{}]*}" <<<"$1" | head -1)
+    echo "${v#*:}" | sed 's/^$/{}/'
+}
+
+# Waits until the service's snapshot table holds at least n keys (the
+# prefill went through the ingest); 1 after 30 s.
+wait_snapshot_keys() {
+    local port=$1 n=$2 i keys
+    for ((i = 0; i < 300; i++)); do
+        keys=$(jnum "$(http_get "$port" /metrics | tail -1)" keys)
+        [ "${keys:-0}" -ge "$n" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Waits for file to appear while pid lives, at most timeout seconds.
+wait_file() {
+    local file=$1 pid=$2 timeout=$3 i
+    for ((i = 0; i < timeout * 10; i++)); do
+        [ -e "$file" ] && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    [ -e "$file" ]
 }
 
 # ---- one run --------------------------------------------------------------------
@@ -250,6 +305,8 @@ mkdir -p "$RESULTS_DIR"
 RESULTS="$RESULTS_DIR/$DATE.jsonl"
 TSV="$TMP/runs.tsv"
 : >"$TSV"
+STORM_TSV="$TMP/storm.tsv"
+: >"$STORM_TSV"
 HOSTDESC="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 CLK=$(getconf CLK_TCK)
 SESSION=$(date -u +%Y%m%dT%H%M%SZ)
@@ -263,6 +320,10 @@ run_one() { # scenario target run
     local sc=$1 tgt=$2 run=$3 dir="$TMP/$1-$2-$3"
     local rport port redis_pid tgt_pid load_pid pub_pid="" sampler_pid
     local workers="" ready_timeout i cpu0 cpu1 lcpu0 lcpu1 t0 t1 hbusy0 hbusy1 hsirq0 hsirq1 metrics="" load_json pub_json="{}"
+    if [ "$SC_BOARD" = 1 ] && [ "${tgt#ceil-}" != "$tgt" ]; then
+        echo "bench: $sc: $tgt skipped (the probe has no snapshots and no resume)" >&2
+        return 0
+    fi
     mkdir -p "$dir"
 
     rport=$(free_port)
@@ -315,23 +376,56 @@ EOF
     case $tgt in svc | base) workers=$(($(tree_pids "$tgt_pid" | wc -l) - 2)) ;; esac
     read -r base_rss _ _ <<<"$(tree_mem_kb "$tgt_pid")"
 
+    local pub_events=() rload_pid="" rload_json=null prefill_json=null rcpu0=0 rcpu1=0 rload_cpu=0
+    if [ "$SC_BOARD" = 1 ]; then
+        # Every key once, before any client: the board the reconnecting
+        # clients load is complete from the start.
+        pub_events=(--events "$RECONNECT_EVENTS")
+        if ! "${GEN_PREFIX[@]}" "$BIN_PUB" --redis "127.0.0.1:$rport" --sports "$SPORTS" \
+            "${pub_events[@]}" --prefill --json "$dir/prefill.json" --label "$sc/$tgt/$run" -q \
+            >"$dir/prefill.out" 2>&1; then
+            fail_run "prefill failed: $(tail -3 "$dir/prefill.out" 2>/dev/null)"
+            return 1
+        fi
+        prefill_json=$(tail -1 "$dir/prefill.json")
+        if ! wait_snapshot_keys "$port" "$(jnum "$prefill_json" prefilled)"; then
+            fail_run "the service's snapshot table did not reach $(jnum "$prefill_json" prefilled) keys"
+            return 1
+        fi
+    fi
+
     local load_args=(-u "ws://127.0.0.1:$port/ws" -c "$SC_CLIENTS" -t "$LOAD_THREADS" -r "$RAMP"
         --warmup "$WARMUP" --duration "$DURATION" --drain "$DRAIN" --ready-file "$dir/ready"
         --json "$dir/load.json" --label "$sc/$tgt/$run" -q)
     [ -n "$SC_FILTERS" ] && load_args+=(-f "$SC_FILTERS")
     [ "$SC_IDLE" = 1 ] && load_args+=(--idle)
+    # With a board, the steady clients take no snapshot (10,000 of them,
+    # 1,650 keys each on average, would be 7 GB of setup): live updates only.
+    # Both wsb-loads start their clocks when the go file appears.
+    [ "$SC_BOARD" = 1 ] && load_args+=(--no-snapshot --go-file "$dir/go")
     "${GEN_PREFIX[@]}" "$BIN_LOAD" "${load_args[@]}" >"$dir/load.out" 2>&1 &
     load_pid=$!
     OWNED+=("$load_pid")
     ready_timeout=$((SC_CLIENTS / RAMP + 60))
-    for ((i = 0; i < ready_timeout * 10; i++)); do
-        [ -e "$dir/ready" ] && break
-        kill -0 "$load_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ ! -e "$dir/ready" ]; then
+    if ! wait_file "$dir/ready" "$load_pid" "$ready_timeout"; then
         fail_run "wsb-load never got ready: $(tail -3 "$dir/load.out" 2>/dev/null)"
         return 1
+    fi
+    if [ "$SC_BOARD" = 1 ]; then
+        printf '%s\n' "$RECONNECT_FILTER" >"$dir/reconnect-filter.txt"
+        local rload_args=(-u "ws://127.0.0.1:$port/ws" -c "$RECONNECT_CLIENTS" -r "$RAMP"
+            -f "$dir/reconnect-filter.txt" --board --warmup "$WARMUP" --duration "$DURATION"
+            --drain "$DRAIN" --go-file "$dir/go" --ready-file "$dir/rready"
+            --json "$dir/rload.json" --label "$sc/$tgt/$run/reconnecting" -q)
+        [ "$SC_STORM" = 1 ] && rload_args+=(--reconnect-at "$RECONNECT_AT" --resume-share "$RESUME_SHARE")
+        "${GEN_PREFIX[@]}" "$BIN_LOAD" "${rload_args[@]}" >"$dir/rload.out" 2>&1 &
+        rload_pid=$!
+        OWNED+=("$rload_pid")
+        if ! wait_file "$dir/rready" "$rload_pid" $((RECONNECT_CLIENTS / RAMP + 60)); then
+            fail_run "the reconnecting wsb-load never got ready: $(tail -3 "$dir/rload.out" 2>/dev/null)"
+            return 1
+        fi
+        touch "$dir/go"
     fi
 
     mem_sampler "$tgt_pid" "$dir/mem" "$dir/mem.stop" &
@@ -341,7 +435,7 @@ EOF
     if [ "$SC_IDLE" != 1 ]; then
         "${GEN_PREFIX[@]}" "$BIN_PUB" --redis "127.0.0.1:$rport" --rate "$SC_RATE" \
             --duration "$(awk -v w="$WARMUP" -v d="$DURATION" 'BEGIN {print w + d}')" \
-            --sports "$SPORTS" --json "$dir/publish.json" --label "$sc/$tgt/$run" -q \
+            --sports "$SPORTS" "${pub_events[@]}" --json "$dir/publish.json" --label "$sc/$tgt/$run" -q \
             >"$dir/publish.out" 2>&1 &
         pub_pid=$!
         OWNED+=("$pub_pid")
@@ -350,15 +444,20 @@ EOF
     # CPU of the target over the measured window only.
     cpu0=$(tree_cpu_ticks "$tgt_pid")
     lcpu0=$(tree_cpu_ticks "$load_pid")
+    [ -n "$rload_pid" ] && rcpu0=$(tree_cpu_ticks "$rload_pid")
     read -r hbusy0 hsirq0 <<<"$(host_ticks)"
     t0=$(now_s)
     sleep "$DURATION"
     cpu1=$(tree_cpu_ticks "$tgt_pid")
     lcpu1=$(tree_cpu_ticks "$load_pid")
+    [ -n "$rload_pid" ] && rcpu1=$(tree_cpu_ticks "$rload_pid")
     read -r hbusy1 hsirq1 <<<"$(host_ticks)"
     t1=$(now_s)
     [ -n "$pub_pid" ] && { wait "$pub_pid" || echo "bench: wsb-publish failed, see $dir/publish.out" >&2; }
     wait "$load_pid" || echo "bench: wsb-load exited non-zero, see $dir/load.out" >&2
+    if [ -n "$rload_pid" ]; then
+        wait "$rload_pid" || echo "bench: the reconnecting wsb-load exited non-zero, see $dir/rload.out" >&2
+    fi
     case $tgt in svc* | base*) metrics=$(http_get "$port" /metrics | tail -1) ;; esac
     [[ $metrics == "{"*"}" ]] || metrics=""
     touch "$dir/mem.stop"
@@ -370,6 +469,7 @@ EOF
     load_json=$(tail -1 "$dir/load.json" 2>/dev/null || echo '{}')
     [ -s "$dir/publish.json" ] && pub_json=$(tail -1 "$dir/publish.json")
     [ -s "$dir/ceiling.json" ] && metrics=$(tail -1 "$dir/ceiling.json")
+    [ -s "$dir/rload.json" ] && rload_json=$(tail -1 "$dir/rload.json")
     local peak_rss peak_pss hwm cpu_per_s load_cpu host_busy host_sirq rss_mb pss_mb subscribed published expected ratio_recv
     read -r peak_rss peak_pss hwm <<<"$(cat "$dir/mem" 2>/dev/null || echo "0 0 0")"
     cpu_per_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v k="$CLK" \
@@ -394,6 +494,8 @@ EOF
         ratio_recv=$(awk -v d="$(jnum "$load_json" deliveries_total)" -v e="$expected" \
             'BEGIN {printf "%.4f", (e > 0 ? d / e : 0)}')
     fi
+    [ -n "$rload_pid" ] && rload_cpu=$(awk -v a="$rcpu0" -v b="$rcpu1" -v t0="$t0" -v t1="$t1" \
+        -v k="$CLK" 'BEGIN {printf "%.3f", (b - a) / k / (t1 - t0)}')
     local per_conn_kb
     per_conn_kb=$(awk -v p="$peak_rss" -v b="$base_rss" -v n="$subscribed" \
         'BEGIN {printf "%.2f", (n > 0 ? (p - b) / n : 0)}')
@@ -409,8 +511,37 @@ EOF
             "$cpu_per_s" "$load_cpu" "$rss_mb" "$pss_mb" "$(awk -v k="$base_rss" 'BEGIN {print k / 1024}')"
         printf '"hwm_sum_mb":%.1f,"rss_per_conn_kb":%s,"received_ratio":%s,' \
             "$(awk -v k="$hwm" 'BEGIN {print k / 1024}')" "$per_conn_kb" "$ratio_recv"
+        if [ "$SC_BOARD" = 1 ]; then
+            printf '"events":%d,"reconnect_clients":%d,"reconnect_filter":%s,"resume_share":%s,' \
+                "$RECONNECT_EVENTS" "$RECONNECT_CLIENTS" "$(json_str "$RECONNECT_FILTER")" "$RESUME_SHARE"
+            printf '"reconnect_at_s":%s,"reconnect_load_cpu_s_per_s":%s,' \
+                "$([ "$SC_STORM" = 1 ] && echo "$RECONNECT_AT" || echo null)" "$rload_cpu"
+            printf '"prefill":%s,"reconnect_load":%s,' "$prefill_json" "$rload_json"
+        fi
         printf '"load":%s,"publish":%s,"metrics":%s}\n' "$load_json" "$pub_json" "${metrics:-null}"
     } >>"$RESULTS"
+
+    if [ "$SC_BOARD" = 1 ]; then
+        # The reconnecting clients: the storm's own figures (zeros without one).
+        local rc reasons
+        rc=$(grep -o '"reconnect":{.*' <<<"$rload_json" || true)
+        reasons=$(jflat "$rc" reasons)
+        printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+            "$sc" "$tgt" "$run" "$(jnum "$load_json" lat_p99_us)" "$SC_STORM" \
+            "$(jnum "$rc" board_p50_us)" "$(jnum "$rc" board_p99_us)" "$(jnum "$rc" resumed_p99_us)" \
+            "$(jnum "$rc" snapshot_p99_us)" "$(jnum "$rc" ack_p99_us)" "$(jnum "$rc" resumed_true)" \
+            "$(jnum "$rc" resumed_false)" "$(jnum "$rc" fresh)" "$(jnum "$rc" failed)" \
+            "$(jnum "$rc" closed_by_server)" "$(jnum "$rc" incomplete)" "$(jnum "$rc" storm_s)" \
+            "${reasons// /}" "$(jflat "$rload_json" close_codes)" "$(jflat "$load_json" close_codes)" \
+            "$rload_cpu" "$(jnum "$rload_json" failed)" "$(jnum "$rc" complete_after_window)" >>"$STORM_TSV"
+        if [ "$SC_STORM" = 1 ]; then
+            printf 'bench: %-14s %-13s run %d: reconnecting %s: board p50 %s us p99 %s us, resumed %s/%s, fresh %s, reasons %s, failed %s, closed %s, incomplete %s, complete only after the window %s\n' \
+                "$sc" "$tgt" "$run" "$(jnum "$rc" dropped)" "$(jnum "$rc" board_p50_us)" \
+                "$(jnum "$rc" board_p99_us)" "$(jnum "$rc" resumed_true)" "$(jnum "$rc" resume_asked)" \
+                "$(jnum "$rc" fresh)" "$reasons" "$(jnum "$rc" failed)" "$(jnum "$rc" closed_by_server)" \
+                "$(jnum "$rc" incomplete)" "$(jnum "$rc" complete_after_window)" >&2
+        fi
+    fi
 
     printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$tgt" "$run" \
         "$(jnum "$load_json" deliveries_per_s)" "$(jnum "$load_json" lat_p50_us)" \
@@ -418,7 +549,7 @@ EOF
         "$(jnum "$load_json" lat_p999_us)" "$(jnum "$load_json" lat_max_us)" "$cpu_per_s" \
         "$rss_mb" "$(jnum "$load_json" failed)" "$(jnum "$load_json" closed_by_server)" \
         "$ratio_recv" "$per_conn_kb" "$load_cpu" "$host_busy" >>"$TSV"
-    printf 'bench: %-9s %-13s run %d: %s deliveries/s, p99 %s us, cpu %s s/s (generator %s, machine %s), rss %s MB, failed %s, closed %s, received %s\n' \
+    printf 'bench: %-14s %-13s run %d: %s deliveries/s, p99 %s us, cpu %s s/s (generator %s, machine %s), rss %s MB, failed %s, closed %s, received %s\n' \
         "$sc" "$tgt" "$run" "$(jnum "$load_json" deliveries_per_s)" "$(jnum "$load_json" lat_p99_us)" \
         "$cpu_per_s" "$load_cpu" "$host_busy" "$rss_mb" "$(jnum "$load_json" failed)" "$(jnum "$load_json" closed_by_server)" \
         "$ratio_recv" >&2
@@ -430,11 +561,22 @@ EOF
 echo "bench: scenarios: $SCENARIOS; targets: $TARGETS; runs: $RUNS; warmup ${WARMUP}s," \
     "window ${DURATION}s; PIN=$PIN; service at $COMMIT; $HOSTDESC" >&2
 for sc in $SCENARIOS; do
+    # reconnect runs with its baseline, in the same rounds.
+    variants=$sc
+    [ "$sc" = reconnect ] && variants="reconnect reconnect-base"
     scenario "$sc"
     echo "bench: $sc: $SC_CLIENTS clients, $SC_RATE entries/s${SC_FILTERS:+, filters $SC_FILTERS}" >&2
+    if [ "$SC_BOARD" = 1 ]; then
+        echo "bench: $sc: and $RECONNECT_CLIENTS clients with $RECONNECT_FILTER," \
+            "$RECONNECT_EVENTS events per sport (board prefilled), steady clients without" \
+            "snapshot; storm at ${RECONNECT_AT}s into the window, resume share $RESUME_SHARE" >&2
+    fi
     for ((run = 1; run <= RUNS; run++)); do
         for tgt in $TARGETS; do
-            run_one "$sc" "$tgt" "$run" || true
+            for v in $variants; do
+                scenario "$v"
+                run_one "$v" "$tgt" "$run" || true
+            done
         done
     done
 done
@@ -457,7 +599,7 @@ function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
     recv[key] = $14
 }
 END {
-    printf "%-9s %-13s %4s %11s %8s %8s %8s %8s %9s %6s %6s %6s %8s %6s %6s %6s %11s %11s\n",
+    printf "%-14s %-13s %4s %11s %8s %8s %8s %8s %9s %6s %6s %6s %8s %6s %6s %6s %11s %11s\n",
         "scenario", "target", "runs", "deliv/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
         "max ms", "cpu/s", "gen/s", "host/s", "rss MB", "fail", "closed", "recv", "vs each", "vs coalesce"
     for (i = 1; i <= nkeys; i++) {
@@ -472,7 +614,7 @@ END {
             if (e in cnt) ve = ratio(med[key, 4], med[e, 4]) "/" ratio(med[key, 7], med[e, 7])
             if (k in cnt) vc = ratio(med[key, 4], med[k, 4]) "/" ratio(med[key, 7], med[k, 7])
         }
-        printf "%-9s %-13s %4d %11.0f %8s %8s %8s %8s %9s %6.2f %6.2f %6.2f %8.1f %6d %6d %6s %11s %11s\n",
+        printf "%-14s %-13s %4d %11.0f %8s %8s %8s %8s %9s %6.2f %6.2f %6.2f %8.1f %6d %6d %6s %11s %11s\n",
             sc, tg, cnt[key], med[key, 4], ms(med[key, 5]), ms(med[key, 6]), ms(med[key, 7]),
             ms(med[key, 8]), ms(med[key, 9]), med[key, 10], med[key, 16], med[key, 17], med[key, 11],
             med[key, 12],
@@ -484,6 +626,70 @@ END {
     print "recv: deliveries received / (entries published x clients), subscribe-all scenarios only."
     print "vs each / vs coalesce: service / ceiling, deliveries-per-second ratio / p99 ratio (medians)."
 }' "$TSV"
+
+# The reconnect storm, per target: medians of the storm runs, and the steady
+# clients' p99 against the runs without a storm.
+if [ -s "$STORM_TSV" ]; then
+    echo
+    awk -F'\t' '
+function med(arr, n,    i, j, t, a) {
+    for (i = 1; i <= n; i++) a[i] = arr[i] + 0
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function ms(us) { return sprintf("%.2f", us / 1000) }
+{
+    tg = $2
+    if (!(tg in seen)) { seen[tg] = 1; order[++ntg] = tg }
+    if ($5 == 1) {
+        n = ++ns[tg]
+        sp99[tg, n] = $4; bp50[tg, n] = $6; bp99[tg, n] = $7; rp99[tg, n] = $8; np99[tg, n] = $9
+        ap99[tg, n] = $10; rtrue[tg, n] = $11; rfalse[tg, n] = $12; fresh[tg, n] = $13
+        fail[tg, n] = $14; closed[tg, n] = $15; inc[tg, n] = $16; storm[tg, n] = $17
+        late[tg, n] = $23
+        notes[tg] = notes[tg] sprintf("  %s run %d: reasons %s, close codes (reconnecting) %s, (steady) %s\n", tg, $3, $18, $19, $20)
+    } else {
+        n = ++nb[tg]; base99[tg, n] = $4
+    }
+}
+END {
+    printf "%-13s %4s %11s %11s %6s %8s %8s %8s %8s %8s %7s %7s %6s %6s %6s %6s %6s %8s\n",
+        "target", "runs", "steady p99", "base p99", "ratio", "board50", "board99", "res p99",
+        "snap p99", "ack p99", "res ok", "res no", "fresh", "fail", "closed", "incomp", "late",
+        "storm s"
+    for (i = 1; i <= ntg; i++) {
+        tg = order[i]; n = ns[tg] + 0; m = nb[tg] + 0
+        for (k = 1; k <= m; k++) b[k] = base99[tg, k]
+        bm = m > 0 ? med(b, m) : 0
+        if (n == 0) {
+            printf "%-13s %4d %11s %11s %6s\n", tg, 0, "-", (m > 0 ? ms(bm) : "-"), "-"
+            continue
+        }
+        for (k = 1; k <= n; k++) {
+            v1[k] = sp99[tg, k]; v2[k] = bp50[tg, k]; v3[k] = bp99[tg, k]; v4[k] = rp99[tg, k]
+            v5[k] = np99[tg, k]; v6[k] = ap99[tg, k]; v7[k] = rtrue[tg, k]; v8[k] = rfalse[tg, k]
+            v9[k] = fresh[tg, k]; v10[k] = fail[tg, k]; v11[k] = closed[tg, k]; v12[k] = inc[tg, k]
+            v13[k] = storm[tg, k]; v14[k] = late[tg, k]
+        }
+        sm = med(v1, n)
+        printf "%-13s %4d %11s %11s %6s %8s %8s %8s %8s %8s %7d %7d %6d %6d %6d %6d %6d %8.3f\n",
+            tg, n, ms(sm), (m > 0 ? ms(bm) : "-"), (m > 0 && bm > 0 ? sprintf("%.2f", sm / bm) : "-"),
+            ms(med(v2, n)), ms(med(v3, n)), ms(med(v4, n)), ms(med(v5, n)), ms(med(v6, n)),
+            med(v7, n), med(v8, n), med(v9, n), med(v10, n), med(v11, n), med(v12, n), med(v14, n),
+            med(v13, n)
+    }
+    print "steady p99: delivery p99 of the steady clients (ms) in the storm runs; base p99: the same"
+    print "in the runs without a storm (reconnect-base); ratio = steady / base (medians).  board50,"
+    print "board99: from the socket() of each reconnect to a complete board (ms), every client;"
+    print "res p99 / snap p99: those that resumed / took a snapshot; ack p99: to the subscribe ack."
+    print "res ok / res no: resumed true / false; fresh: fresh subscribes; fail: reconnects never"
+    print "acked; closed: closed by the server after reconnecting; incomp: no complete board by the"
+    print "end; late: complete only after the window, once the publisher had stopped (then board99"
+    print "is bounded by the run, not measured); storm s: from the drop to the last complete board."
+    print "Per run:"
+    for (i = 1; i <= ntg; i++) printf "%s", notes[order[i]]
+}' "$STORM_TSV"
+fi
 echo "bench: one JSON line per run appended to $RESULTS" >&2
 if [ "$FAILED_RUNS" -gt 0 ]; then
     echo "bench: $FAILED_RUNS run(s) failed and are missing from the table" >&2

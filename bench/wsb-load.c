@@ -11,6 +11,28 @@
  * measured window of --duration seconds, then --drain seconds so that entries
  * published at the end of the window still arrive and are counted in the
  * totals.  --idle: connect, subscribe, hold for --duration, answer pings.
+ * --go-file holds the warmup back until a file exists, so that two
+ * processes (and the publisher) start their clocks together.
+ *
+ * Snapshots: the service answers a subscribe with an ack, then the board
+ * ("snapshot" messages, the last with "last":true), then live updates.
+ * Snapshot parts are counted apart, never as deliveries.  --board keeps each
+ * client's board position (the epoch, and per stream the id of the last
+ * entry it holds: the snapshot's positions, advanced by each update's id)
+ * and settles a client only once its first snapshot is complete.
+ *
+ * Reconnect storm (--reconnect-at S, implies --board): S seconds into the
+ * window every subscribed client drops its connection at once (RST, like a
+ * network cut) and reconnects at once; a --resume-share of them subscribe
+ * with "resume":{epoch, positions}, the others fresh.  Per client it
+ * measures, from the moment its reconnect starts (t0, just before its
+ * socket() call), the time to a complete board: the ack, the last snapshot
+ * part if one comes (a fresh subscribe, or resumed:false), and a position,
+ * on every stream it had one for, at or after t0's millisecond; that is,
+ * the board holds every entry Redis accepted before the client started
+ * reconnecting (Redis ids are milliseconds of the same clock).  A resumed
+ * client gets there through the replayed entries and the first live entry
+ * after t0; a snapshot taken after t0 gets there at its last part.
  *
  * It never trusts the server: every frame is length-checked, oddities are
  * counted, and a frame it cannot make sense of closes that one connection.
@@ -42,6 +64,11 @@
 #define LOAD_EVENTS        512
 #define LOAD_MAX_CODES     16
 #define LOAD_TS_KEY        "\"bench_ts\":\""
+#define LOAD_MAX_POS       8  /* streams per board */
+#define LOAD_STREAM_MAX    96 /* bytes of a stream name, NUL included */
+#define LOAD_EPOCH_MAX     64
+#define LOAD_MAX_REASONS   8
+#define LOAD_REASON_MAX    32
 
 enum load_state {
     ST_IDLE = 0,    /* not started yet */
@@ -70,6 +97,27 @@ static const char *const load_fail_names[F_COUNT] = {
     "socket",     "connect_refused", "connect_addrnotavail", "connect_other",     "http_status",
     "bad_accept", "bad_response",    "eof_in_handshake",     "closed_before_ack", "timeout"};
 
+/* A board's position on one stream: the id of the last entry it holds. */
+struct load_pos {
+    char stream[LOAD_STREAM_MAX];
+    uint64_t ms, seq;
+};
+
+/* One client's board (--board only). */
+struct load_board {
+    char epoch[LOAD_EPOCH_MAX];
+    struct load_pos pos[LOAD_MAX_POS];
+    int npos;
+    unsigned char acked;         /* this connection's subscribe was acked */
+    unsigned char want_snapshot; /* a snapshot is coming or being read */
+    unsigned char complete;      /* first board loaded / storm board complete */
+    unsigned char resume;        /* resumes in the storm (else subscribes fresh) */
+    unsigned char dropped;       /* dropped by the storm, reconnect not started yet */
+    signed char resumed;         /* the ack's "resumed": -1 absent, 0, 1 */
+    int64_t t0_mono;             /* its reconnect started; 0 before the storm */
+    uint64_t t0_ms;              /* the same moment, CLOCK_REALTIME ms (Redis ids) */
+};
+
 struct load_client {
     int fd;
     unsigned char state;
@@ -91,6 +139,7 @@ struct load_client {
     char *frag;
     size_t frag_len, frag_cap;
     uint64_t deliveries, win_deliveries;
+    struct load_board *board; /* NULL without --board */
 };
 
 struct load_stats {
@@ -113,8 +162,28 @@ struct load_stats {
     uint64_t fragments;  /* continuation frames */
     uint64_t reads, bytes_in;
     uint64_t write_errors;
+    uint64_t snap_parts, snap_bytes, snap_last; /* snapshot messages; those with last:true */
+    uint64_t id_regress;     /* --board: an update at or before its stream's position */
+    uint64_t no_origin;      /* --board: an update without a readable stream and id */
     struct bench_hist lat;   /* publish -> receipt, us, in the window */
     struct bench_hist setup; /* connect() -> subscribed ack, us */
+    /* The storm (--reconnect-at). */
+    uint64_t rc_dropped, rc_resume_asked, rc_fresh_asked;
+    uint64_t rc_acked, rc_resumed_true, rc_resumed_false, rc_fresh;
+    uint64_t rc_failed[F_COUNT];
+    uint64_t rc_closed; /* closed by the server after its reconnect began */
+    uint64_t rc_complete;
+    uint64_t rc_complete_late; /* ... only after the window, when the flow had stopped */
+    uint64_t rc_catchup;       /* updates received after t0 with an id before t0 */
+    char rc_reason_names[LOAD_MAX_REASONS][LOAD_REASON_MAX];
+    uint64_t rc_reasons[LOAD_MAX_REASONS];
+    uint64_t rc_reason_other;
+    int64_t rc_storm_start;          /* monotonic ns the drop began (first thread) */
+    int64_t rc_last_complete;        /* monotonic ns of the last board completed */
+    struct bench_hist rc_ack;        /* t0 -> ack, us */
+    struct bench_hist rc_board;      /* t0 -> complete board, us, every client */
+    struct bench_hist rc_board_res;  /* ... those resumed */
+    struct bench_hist rc_board_snap; /* ... those that took a snapshot */
 };
 
 struct load_thread {
@@ -127,6 +196,7 @@ struct load_thread {
     int open; /* clients not closed */
     char *rbuf;
     size_t rbuf_cap;
+    int stormed; /* this thread's clients were dropped and reconnected */
     struct bench_rng rng;
     struct load_stats st;
 };
@@ -150,8 +220,13 @@ static struct {
     int nsources;
     const char *json_path;
     const char *ready_path;
+    const char *go_path;
     const char *label;
     int quiet;
+    int no_snapshot;
+    int board;
+    double reconnect_at; /* < 0: no storm */
+    double resume_share;
 } cfg;
 
 /* Shared between the threads and main: relaxed atomics, each read on its own;
@@ -159,6 +234,7 @@ static struct {
 static atomic_int settled_count;
 static atomic_llong t_measure_start = INT64_MAX, t_measure_end = INT64_MAX;
 static atomic_llong t_stop = INT64_MAX;
+static atomic_llong t_reconnect = INT64_MAX;
 static atomic_int stop_now;
 static int64_t t_begin;
 
@@ -187,6 +263,14 @@ load_usage(FILE *f)
                "      --max-frame BYTES   larger frames are skipped and counted (default 1 MiB)\n"
                "      --json FILE         append one JSON line with the results ('-' = stdout)\n"
                "      --ready-file FILE   written once every client is subscribed or failed\n"
+               "      --go-file FILE      once ready, wait for FILE to exist before the warmup\n"
+               "      --no-snapshot       subscribe with \"snapshot\":false (live updates only)\n"
+               "      --board             keep each client's board position; a client is ready\n"
+               "                          once its first snapshot is complete\n"
+               "      --reconnect-at S    S seconds into the window, every client drops its\n"
+               "                          connection and reconnects at once (implies --board)\n"
+               "      --resume-share F    share of them that resume, 0..1 (default 0.5); the\n"
+               "                          others subscribe fresh and take a snapshot\n"
                "      --label TEXT        copied into the JSON line\n"
                "  -q, --quiet             no progress lines\n");
 }
@@ -317,10 +401,15 @@ load_settle(struct load_thread *t, struct load_client *c)
     }
 }
 
+/* A client that never got (re)subscribed: a failure of its reconnect once
+ * the storm has started it, of its first connection before. */
 static void
 load_fail(struct load_thread *t, struct load_client *c, enum load_fail why)
 {
-    t->st.failed[why]++;
+    if (c->board != NULL && c->board->t0_mono != 0)
+        t->st.rc_failed[why]++;
+    else
+        t->st.failed[why]++;
     load_close(t, c);
 }
 
@@ -347,6 +436,8 @@ load_server_closed(struct load_thread *t, struct load_client *c)
 {
     if (c->state == ST_SUBSCRIBED) {
         t->st.closed_by_server++;
+        if (c->board != NULL && c->board->t0_mono != 0)
+            t->st.rc_closed++;
         load_note_close_code(&t->st, c->got_close ? c->close_code : 1006);
         load_close(t, c);
     } else if (c->state == ST_SUBSCRIBING) {
@@ -457,21 +548,55 @@ load_send_request(struct load_thread *t, struct load_client *c)
         load_fail(t, c, F_EOF_HANDSHAKE);
 }
 
+/*
+ * The subscribe message: the client's filter (a JSON object) with, inside
+ * it, "snapshot":false (--no-snapshot) or, for a client resuming in the
+ * storm, "resume":{"epoch":E,"positions":{stream:id,...}}.
+ */
 static void
 load_send_subscribe(struct load_thread *t, struct load_client *c)
 {
     const char *filter = cfg.nfilters ? cfg.filters[c->filter] : "{}";
-    size_t flen = strlen(filter);
-    char *msg = malloc(flen + 64);
-    int n;
+    const char *close = strrchr(filter, '}');
+    const struct load_board *b = c->board;
+    size_t flen = strlen(filter), cap = flen + 128, n;
+    int empty = 1, resume = b != NULL && b->t0_mono != 0 && b->resume && b->epoch[0] != '\0';
+    char *msg;
 
-    if (msg == NULL) {
+    if (resume)
+        cap += sizeof(b->epoch) + (size_t)b->npos * (LOAD_STREAM_MAX + 48);
+    if (close == NULL || (msg = malloc(cap)) == NULL) {
         load_fail(t, c, F_SOCKET);
         return;
     }
-    n = snprintf(msg, flen + 64, "{\"type\":\"subscribe\",\"payload\":%s}", filter);
+    /* The filter's members, if any, come before the extras. */
+    for (const char *p = filter + 1; p < close; p++) {
+        if (*p != ' ' && *p != '\t')
+            empty = 0;
+    }
+    n = (size_t)snprintf(msg, cap, "{\"type\":\"subscribe\",\"payload\":%.*s",
+                         (int)(close - filter), filter);
+    if (cfg.no_snapshot) {
+        n += (size_t)snprintf(msg + n, cap - n, "%s\"snapshot\":false", empty ? "" : ",");
+        empty = 0;
+    }
+    if (resume) {
+        n += (size_t)snprintf(msg + n, cap - n, "%s\"resume\":{\"epoch\":\"%s\",\"positions\":{",
+                              empty ? "" : ",", b->epoch);
+        for (int i = 0; i < b->npos; i++)
+            n += (size_t)snprintf(msg + n, cap - n, "%s\"%s\":\"%llu-%llu\"", i ? "," : "",
+                                  b->pos[i].stream, (unsigned long long)b->pos[i].ms,
+                                  (unsigned long long)b->pos[i].seq);
+        n += (size_t)snprintf(msg + n, cap - n, "}}");
+    }
+    n += (size_t)snprintf(msg + n, cap - n, "}}");
+    if (n >= cap) { /* cannot happen: cap counts every part */
+        free(msg);
+        load_fail(t, c, F_SOCKET);
+        return;
+    }
     c->state = ST_SUBSCRIBING;
-    if (load_send_frame(t, c, 0x1, msg, (size_t)n) != 0)
+    if (load_send_frame(t, c, 0x1, msg, n) != 0)
         load_fail(t, c, F_CLOSED_BEFORE_ACK);
     free(msg);
 }
@@ -499,33 +624,283 @@ load_check_response(struct load_thread *t, struct load_client *c, const char *bu
     return 0;
 }
 
-/* ---- messages ------------------------------------------------------------- */
-
 static const char *
 load_find(const char *hay, size_t len, const char *needle, size_t nlen)
 {
     return memmem(hay, len, needle, nlen);
 }
 
+/* ---- boards (--board) ------------------------------------------------------- */
+
+/* Parses "<ms>-<seq>" at p (before end) up to the closing quote; returns
+ * the position after the quote, or NULL. */
+static const char *
+load_parse_id(const char *p, const char *end, uint64_t *ms, uint64_t *seq)
+{
+    uint64_t *v = ms;
+    int digits = 0;
+
+    *ms = *seq = 0;
+    for (; p < end; p++) {
+        if (*p >= '0' && *p <= '9' && digits < 20) {
+            *v = *v * 10 + (uint64_t)(*p - '0');
+            digits++;
+        } else if (*p == '-' && v == ms && digits > 0) {
+            v = seq;
+            digits = 0;
+        } else if (*p == '"' && v == seq && digits > 0) {
+            return p + 1;
+        } else {
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+/* The string value of "key":"..." in msg[0..len), copied into out (cap
+ * bytes) if it fits and has no escapes; 0, or -1 if absent. */
+static int
+load_str_field(const char *msg, size_t len, const char *key, char *out, size_t cap)
+{
+    char pat[64];
+    int plen = snprintf(pat, sizeof(pat), "\"%s\":\"", key);
+    const char *p = load_find(msg, len, pat, (size_t)plen), *q, *end = msg + len;
+
+    if (p == NULL)
+        return -1;
+    p += plen;
+    for (q = p; q < end && *q != '"' && *q != '\\'; q++)
+        ;
+    if (q >= end || *q != '"' || (size_t)(q - p) >= cap)
+        return -1;
+    memcpy(out, p, (size_t)(q - p));
+    out[q - p] = '\0';
+    return 0;
+}
+
+/* The board's row of stream name[0..nlen), added if new; NULL if the
+ * board is full or the name too long. */
+static struct load_pos *
+load_board_pos(struct load_board *b, const char *name, size_t nlen)
+{
+    for (int i = 0; i < b->npos; i++) {
+        if (strlen(b->pos[i].stream) == nlen && memcmp(b->pos[i].stream, name, nlen) == 0)
+            return &b->pos[i];
+    }
+    if (b->npos == LOAD_MAX_POS || nlen >= LOAD_STREAM_MAX)
+        return NULL;
+    memcpy(b->pos[b->npos].stream, name, nlen);
+    b->pos[b->npos].stream[nlen] = '\0';
+    b->pos[b->npos].ms = b->pos[b->npos].seq = 0;
+    return &b->pos[b->npos++];
+}
+
+/* A snapshot part's "positions":{stream:id,...} become the board's. */
+static void
+load_board_positions(struct load_thread *t, struct load_board *b, const char *msg, size_t len)
+{
+    static const char key[] = "\"positions\":{";
+    /* Positions come before the items: look only at the head. */
+    const char *p = load_find(msg, len < 4096 ? len : 4096, key, sizeof(key) - 1);
+    const char *end = msg + len;
+    int first = 1;
+
+    if (p == NULL) {
+        t->st.no_origin++;
+        return;
+    }
+    b->npos = 0;
+    p += sizeof(key) - 1;
+    while (p < end && *p != '}') {
+        const char *name, *q;
+        struct load_pos *pos;
+        uint64_t ms, seq;
+        if (*p == ',' && !first)
+            p++;
+        first = 0;
+        name = p + 1;
+        if (p >= end || *p != '"' || (q = memchr(name, '"', (size_t)(end - name))) == NULL ||
+            q + 2 >= end || q[1] != ':' || q[2] != '"' ||
+            (p = load_parse_id(q + 3, end, &ms, &seq)) == NULL) {
+            t->st.no_origin++;
+            return;
+        }
+        if ((pos = load_board_pos(b, name, (size_t)(q - name))) != NULL) {
+            pos->ms = ms;
+            pos->seq = seq;
+        }
+    }
+}
+
+/* An update's "stream" and "id" (after its payload, near the end) advance
+ * the board; returns the id's ms (0 if unreadable). */
+static uint64_t
+load_board_update(struct load_thread *t, struct load_board *b, const char *msg, size_t len)
+{
+    static const char skey[] = "},\"stream\":\"", ikey[] = "\",\"id\":\"";
+    size_t tail = len < 400 ? len : 400;
+    const char *end = msg + len, *name, *q,
+               *p = load_find(end - tail, tail, skey, sizeof(skey) - 1);
+    struct load_pos *pos;
+    uint64_t ms, seq;
+
+    if (p == NULL) {
+        t->st.no_origin++;
+        return 0;
+    }
+    name = p + sizeof(skey) - 1;
+    q = load_find(name, (size_t)(end - name), ikey, sizeof(ikey) - 1);
+    if (q == NULL || load_parse_id(q + sizeof(ikey) - 1, end, &ms, &seq) == NULL) {
+        t->st.no_origin++;
+        return 0;
+    }
+    if ((pos = load_board_pos(b, name, (size_t)(q - name))) == NULL) {
+        t->st.no_origin++;
+        return ms;
+    }
+    if (ms < pos->ms || (ms == pos->ms && seq <= pos->seq)) {
+        t->st.id_regress++; /* already on the board: a duplicate or out of order */
+    } else {
+        pos->ms = ms;
+        pos->seq = seq;
+    }
+    return ms;
+}
+
+static void
+load_note_reason(struct load_stats *st, const char *reason, uint64_t n)
+{
+    for (int i = 0; i < LOAD_MAX_REASONS; i++) {
+        if (st->rc_reasons[i] != 0 && strcmp(st->rc_reason_names[i], reason) == 0) {
+            st->rc_reasons[i] += n;
+            return;
+        }
+        if (st->rc_reasons[i] == 0) {
+            snprintf(st->rc_reason_names[i], LOAD_REASON_MAX, "%s", reason);
+            st->rc_reasons[i] = n;
+            return;
+        }
+    }
+    st->rc_reason_other += n;
+}
+
+/* Is the board complete now?  First board: the ack and the whole snapshot
+ * (the client is then ready).  In the storm: also a position at or after
+ * t0's millisecond on every stream the board holds entries of. */
+static void
+load_board_check(struct load_thread *t, struct load_client *c, int64_t now_mono)
+{
+    struct load_board *b = c->board;
+    int64_t us;
+    int any = 0;
+
+    if (b->complete || !b->acked || b->want_snapshot)
+        return;
+    if (b->t0_mono == 0) {
+        b->complete = 1;
+        load_settle(t, c);
+        return;
+    }
+    for (int i = 0; i < b->npos; i++) {
+        if (b->pos[i].ms == 0 && b->pos[i].seq == 0)
+            continue; /* a stream with no entry yet (opportunities, here) */
+        if (b->pos[i].ms < b->t0_ms)
+            return;
+        any = 1;
+    }
+    if (!any)
+        return;
+    b->complete = 1;
+    us = (now_mono - b->t0_mono) / 1000;
+    t->st.rc_complete++;
+    /* After the window the publisher has stopped: a board that was still
+     * catching up with the flow then stops having to, so its time is
+     * bounded by the run, not by the service. */
+    if (now_mono >= atomic_load_explicit(&t_measure_end, memory_order_relaxed))
+        t->st.rc_complete_late++;
+    bench_hist_record(&t->st.rc_board, us);
+    bench_hist_record(b->resumed == 1 ? &t->st.rc_board_res : &t->st.rc_board_snap, us);
+    if (now_mono > t->st.rc_last_complete)
+        t->st.rc_last_complete = now_mono;
+}
+
+/* The subscribe ack of a client with a board. */
+static void
+load_board_ack(struct load_thread *t, struct load_client *c, const char *msg, size_t len,
+               int64_t now_mono)
+{
+    struct load_board *b = c->board;
+    char reason[LOAD_REASON_MAX];
+
+    if (load_str_field(msg, len, "epoch", b->epoch, sizeof(b->epoch)) != 0)
+        b->epoch[0] = '\0';
+    b->resumed = load_find(msg, len, "\"resumed\":true", 14)    ? 1
+                 : load_find(msg, len, "\"resumed\":false", 15) ? 0
+                                                                : -1;
+    b->acked = 1;
+    b->want_snapshot = b->resumed != 1;
+    if (b->t0_mono == 0)
+        return;
+    t->st.rc_acked++;
+    bench_hist_record(&t->st.rc_ack, (now_mono - b->t0_mono) / 1000);
+    if (b->resumed == 1) {
+        t->st.rc_resumed_true++;
+    } else if (b->resumed == 0) {
+        t->st.rc_resumed_false++;
+        if (load_str_field(msg, len, "reason", reason, sizeof(reason)) != 0)
+            snprintf(reason, sizeof(reason), "(none)");
+        load_note_reason(&t->st, reason, 1);
+    } else {
+        t->st.rc_fresh++;
+    }
+}
+
+/* ---- messages ------------------------------------------------------------- */
+
 static void
 load_on_text(struct load_thread *t, struct load_client *c, const char *msg, size_t len,
              int64_t now_real, int64_t now_mono)
 {
+    struct load_board *b = c->board;
     const char *p;
     size_t klen = sizeof(LOAD_TS_KEY) - 1;
 
     if (c->state == ST_SUBSCRIBING) {
         if (load_find(msg, len, "\"subscribed\"", 12) != NULL) {
             c->state = ST_SUBSCRIBED;
-            t->st.subscribed++;
-            bench_hist_record(&t->st.setup, (now_mono - c->t_connect) / 1000);
-            load_settle(t, c);
+            if (b != NULL)
+                load_board_ack(t, c, msg, len, now_mono);
+            if (b == NULL || b->t0_mono == 0) {
+                t->st.subscribed++;
+                bench_hist_record(&t->st.setup, (now_mono - c->t_connect) / 1000);
+            }
+            if (b == NULL)
+                load_settle(t, c);
+            else
+                load_board_check(t, c, now_mono);
             return;
         }
         if (load_find(msg, len, "\"error\"", 7) != NULL) {
             t->st.error_msgs++;
             return;
         }
+    }
+    /* A snapshot part carries its items' bench_ts too: not a delivery. */
+    if (load_find(msg, len < 32 ? len : 32, "\"type\":\"snapshot\"", 17) != NULL) {
+        static const char last[] = "\"last\":true";
+        size_t tail = len < 160 ? len : 160;
+        int is_last = load_find(msg + len - tail, tail, last, sizeof(last) - 1) != NULL;
+        t->st.snap_parts++;
+        t->st.snap_bytes += len;
+        t->st.snap_last += (uint64_t)is_last;
+        if (b != NULL) {
+            load_board_positions(t, b, msg, len);
+            if (is_last) {
+                b->want_snapshot = 0;
+                load_board_check(t, c, now_mono);
+            }
+        }
+        return;
     }
     /* The stamp is the last payload field in the service's order (extras come
      * after the 13 known fields): look near the end first. */
@@ -557,6 +932,12 @@ load_on_text(struct load_thread *t, struct load_client *c, const char *msg, size
             c->win_deliveries++;
             t->st.win_deliveries++;
             bench_hist_record(&t->st.lat, lat / 1000);
+        }
+        if (b != NULL) {
+            uint64_t ms = load_board_update(t, b, msg, len);
+            if (b->t0_mono != 0 && ms != 0 && ms < b->t0_ms)
+                t->st.rc_catchup++;
+            load_board_check(t, c, now_mono);
         }
         return;
     }
@@ -734,9 +1115,15 @@ load_parse(struct load_thread *t, struct load_client *c, char *buf, size_t len, 
             return -1;
         pos += hlen + (size_t)plen;
     }
-    /* Keep the tail (at most one frame, bounded by max_frame + 14). */
+    /* Keep the tail (at most one frame, bounded by max_frame + 14).  buf may
+     * be c->in itself (load_on_readable): then rest fits, and it moves down
+     * only if a frame before it was consumed. */
     if (pos < len) {
         size_t rest = len - pos;
+        if (buf + pos == c->in) {
+            c->in_len = rest;
+            return 0;
+        }
         if (rest > c->in_cap) {
             size_t cap = rest < 1024 ? 1024 : rest * 2;
             char *nb = malloc(cap);
@@ -769,9 +1156,27 @@ load_on_readable(struct load_thread *t, struct load_client *c)
     int64_t now_real, now_mono;
     char *buf = t->rbuf;
 
-    /* The tail of the last read goes first, then new bytes after it. */
-    if (off > 0)
+    if (off > 0 && c->state != ST_HANDSHAKE) {
+        /* A frame is still incomplete: read on after it, in c->in, so a
+         * large frame (a snapshot part of 200 KB comes in several reads) is
+         * copied once rather than once per read.  load_parse keeps its tail
+         * there in place. */
+        if (c->in_cap < off + LOAD_READ_CHUNK) {
+            size_t cap =
+                c->in_cap * 2 > off + LOAD_READ_CHUNK ? c->in_cap * 2 : off + LOAD_READ_CHUNK;
+            char *nb = realloc(c->in, cap);
+            if (nb == NULL) {
+                load_close(t, c);
+                return;
+            }
+            c->in = nb;
+            c->in_cap = cap;
+        }
+        buf = c->in;
+    } else if (off > 0) {
+        /* The tail of the last read goes first, then new bytes after it. */
         memcpy(buf, c->in, off);
+    }
     n = read(c->fd, buf + off, LOAD_READ_CHUNK);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -872,6 +1277,50 @@ load_check_timeouts(struct load_thread *t, int64_t now)
     }
 }
 
+/*
+ * The storm: every subscribed client of this thread drops its connection
+ * (all first, so the server sees them go together), then all reconnect, each
+ * t0 taken just before its socket() call.  Clients that were not subscribed
+ * (failed, closed by the server) stay out.
+ */
+static void
+load_storm(struct load_thread *t)
+{
+    int dropped = 0;
+
+    t->st.rc_storm_start = bench_mono_ns();
+    for (int i = 0; i < t->started; i++) {
+        struct load_client *c = &t->clients[i];
+        if (c->state != ST_SUBSCRIBED || c->board == NULL)
+            continue;
+        load_close(t, c);
+        c->board->dropped = 1;
+        dropped++;
+    }
+    t->st.rc_dropped += (uint64_t)dropped;
+    for (int i = 0; i < t->started; i++) {
+        struct load_client *c = &t->clients[i];
+        struct load_board *b = c->board;
+        if (b == NULL || !b->dropped)
+            continue;
+        b->dropped = 0;
+        b->complete = 0;
+        b->acked = 0;
+        b->want_snapshot = 0;
+        b->resumed = -1;
+        if (b->resume)
+            t->st.rc_resume_asked++;
+        else
+            t->st.rc_fresh_asked++;
+        c->got_close = c->frag_text = c->frag_drop = 0;
+        c->close_code = 0;
+        c->skip = 0;
+        b->t0_mono = bench_mono_ns();
+        b->t0_ms = (uint64_t)(bench_real_ns() / 1000000);
+        load_start(t, c);
+    }
+}
+
 static void *
 load_thread_main(void *arg)
 {
@@ -894,6 +1343,10 @@ load_thread_main(void *arg)
             while (t->started < due)
                 load_start(t, &t->clients[t->started++]);
             timeout_ms = 1;
+        }
+        if (!t->stormed && now >= atomic_load_explicit(&t_reconnect, memory_order_relaxed)) {
+            t->stormed = 1;
+            load_storm(t);
         }
         if (now - last_timeout_check > 500000000LL) {
             load_check_timeouts(t, now);
@@ -1042,16 +1495,144 @@ load_merge(struct load_stats *dst, const struct load_stats *src)
     dst->reads += src->reads;
     dst->bytes_in += src->bytes_in;
     dst->write_errors += src->write_errors;
+    dst->snap_parts += src->snap_parts;
+    dst->snap_bytes += src->snap_bytes;
+    dst->snap_last += src->snap_last;
+    dst->id_regress += src->id_regress;
+    dst->no_origin += src->no_origin;
     bench_hist_merge(&dst->lat, &src->lat);
     bench_hist_merge(&dst->setup, &src->setup);
+    dst->rc_dropped += src->rc_dropped;
+    dst->rc_resume_asked += src->rc_resume_asked;
+    dst->rc_fresh_asked += src->rc_fresh_asked;
+    dst->rc_acked += src->rc_acked;
+    dst->rc_resumed_true += src->rc_resumed_true;
+    dst->rc_resumed_false += src->rc_resumed_false;
+    dst->rc_fresh += src->rc_fresh;
+    for (int i = 0; i < F_COUNT; i++)
+        dst->rc_failed[i] += src->rc_failed[i];
+    dst->rc_closed += src->rc_closed;
+    dst->rc_complete += src->rc_complete;
+    dst->rc_complete_late += src->rc_complete_late;
+    dst->rc_catchup += src->rc_catchup;
+    for (int i = 0; i < LOAD_MAX_REASONS && src->rc_reasons[i]; i++)
+        load_note_reason(dst, src->rc_reason_names[i], src->rc_reasons[i]);
+    dst->rc_reason_other += src->rc_reason_other;
+    if (src->rc_storm_start != 0 &&
+        (dst->rc_storm_start == 0 || src->rc_storm_start < dst->rc_storm_start))
+        dst->rc_storm_start = src->rc_storm_start;
+    if (src->rc_last_complete > dst->rc_last_complete)
+        dst->rc_last_complete = src->rc_last_complete;
+    bench_hist_merge(&dst->rc_ack, &src->rc_ack);
+    bench_hist_merge(&dst->rc_board, &src->rc_board);
+    bench_hist_merge(&dst->rc_board_res, &src->rc_board_res);
+    bench_hist_merge(&dst->rc_board_snap, &src->rc_board_snap);
+}
+
+/* Text lines on the storm (--reconnect-at). */
+static void
+load_print_storm(const struct load_stats *st, uint64_t incomplete, double storm_s)
+{
+    uint64_t rc_failed = 0;
+
+    for (int i = 0; i < F_COUNT; i++)
+        rc_failed += st->rc_failed[i];
+    printf("  storm at %.2f s into the window: %llu dropped, %llu asked to resume, %llu fresh\n",
+           cfg.reconnect_at, (unsigned long long)st->rc_dropped,
+           (unsigned long long)st->rc_resume_asked, (unsigned long long)st->rc_fresh_asked);
+    printf("    acked %llu: resumed true %llu, false %llu", (unsigned long long)st->rc_acked,
+           (unsigned long long)st->rc_resumed_true, (unsigned long long)st->rc_resumed_false);
+    for (int i = 0; i < LOAD_MAX_REASONS && st->rc_reasons[i]; i++)
+        printf(" [%s: %llu]", st->rc_reason_names[i], (unsigned long long)st->rc_reasons[i]);
+    printf(", fresh %llu;  failed %llu  closed by server %llu\n", (unsigned long long)st->rc_fresh,
+           (unsigned long long)rc_failed, (unsigned long long)st->rc_closed);
+    for (int i = 0; i < F_COUNT; i++) {
+        if (st->rc_failed[i])
+            printf("      failed %-22s %llu\n", load_fail_names[i],
+                   (unsigned long long)st->rc_failed[i]);
+    }
+    printf("    complete boards %llu (%llu only after the window), incomplete %llu, last after "
+           "%.3f s;  ack p50 %.1f ms p99 %.1f ms\n",
+           (unsigned long long)st->rc_complete, (unsigned long long)st->rc_complete_late,
+           (unsigned long long)incomplete, storm_s,
+           (double)bench_hist_percentile(&st->rc_ack, 50) / 1000.0,
+           (double)bench_hist_percentile(&st->rc_ack, 99) / 1000.0);
+    printf("    time to a complete board ms: p50 %.1f  p99 %.1f  max %.1f;  resumed (n=%llu) p50 "
+           "%.1f p99 %.1f;  snapshot (n=%llu) p50 %.1f p99 %.1f\n",
+           (double)bench_hist_percentile(&st->rc_board, 50) / 1000.0,
+           (double)bench_hist_percentile(&st->rc_board, 99) / 1000.0,
+           (double)(st->rc_board.total ? st->rc_board.max : 0) / 1000.0,
+           (unsigned long long)st->rc_board_res.total,
+           (double)bench_hist_percentile(&st->rc_board_res, 50) / 1000.0,
+           (double)bench_hist_percentile(&st->rc_board_res, 99) / 1000.0,
+           (unsigned long long)st->rc_board_snap.total,
+           (double)bench_hist_percentile(&st->rc_board_snap, 50) / 1000.0,
+           (double)bench_hist_percentile(&st->rc_board_snap, 99) / 1000.0);
+    printf("    replayed updates (ids before t0) %llu\n", (unsigned long long)st->rc_catchup);
+}
+
+/* The "reconnect" member of the JSON line. */
+static void
+load_json_storm(FILE *out, const struct load_stats *st, uint64_t incomplete, double storm_s)
+{
+    uint64_t rc_failed = 0;
+
+    for (int i = 0; i < F_COUNT; i++)
+        rc_failed += st->rc_failed[i];
+    fprintf(out,
+            ",\"reconnect\":{\"at_s\":%.3f,\"resume_share\":%.3f,\"dropped\":%llu,"
+            "\"resume_asked\":%llu,\"fresh_asked\":%llu,\"acked\":%llu,\"resumed_true\":%llu,"
+            "\"resumed_false\":%llu,\"fresh\":%llu,\"reasons\":{",
+            cfg.reconnect_at, cfg.resume_share, (unsigned long long)st->rc_dropped,
+            (unsigned long long)st->rc_resume_asked, (unsigned long long)st->rc_fresh_asked,
+            (unsigned long long)st->rc_acked, (unsigned long long)st->rc_resumed_true,
+            (unsigned long long)st->rc_resumed_false, (unsigned long long)st->rc_fresh);
+    for (int i = 0; i < LOAD_MAX_REASONS && st->rc_reasons[i]; i++) {
+        fprintf(out, "%s", i ? "," : "");
+        bench_json_str(out, st->rc_reason_names[i]);
+        fprintf(out, ":%llu", (unsigned long long)st->rc_reasons[i]);
+    }
+    fprintf(out, "},\"failed\":%llu,\"failed_by\":{", (unsigned long long)rc_failed);
+    for (int i = 0, first = 1; i < F_COUNT; i++) {
+        if (st->rc_failed[i]) {
+            fprintf(out, "%s\"%s\":%llu", first ? "" : ",", load_fail_names[i],
+                    (unsigned long long)st->rc_failed[i]);
+            first = 0;
+        }
+    }
+    fprintf(out,
+            "},\"closed_by_server\":%llu,\"complete\":%llu,\"complete_after_window\":%llu,"
+            "\"incomplete\":%llu,"
+            "\"storm_s\":%.3f,\"replayed_updates\":%llu,\"ack_p50_us\":%lld,\"ack_p99_us\":%lld,",
+            (unsigned long long)st->rc_closed, (unsigned long long)st->rc_complete,
+            (unsigned long long)st->rc_complete_late, (unsigned long long)incomplete, storm_s,
+            (unsigned long long)st->rc_catchup, (long long)bench_hist_percentile(&st->rc_ack, 50),
+            (long long)bench_hist_percentile(&st->rc_ack, 99));
+    fprintf(out,
+            "\"board_n\":%llu,\"board_p50_us\":%lld,\"board_p90_us\":%lld,"
+            "\"board_p99_us\":%lld,\"board_max_us\":%lld,",
+            (unsigned long long)st->rc_board.total,
+            (long long)bench_hist_percentile(&st->rc_board, 50),
+            (long long)bench_hist_percentile(&st->rc_board, 90),
+            (long long)bench_hist_percentile(&st->rc_board, 99),
+            (long long)(st->rc_board.total ? st->rc_board.max : 0));
+    fprintf(out,
+            "\"resumed_n\":%llu,\"resumed_p50_us\":%lld,\"resumed_p99_us\":%lld,"
+            "\"snapshot_n\":%llu,\"snapshot_p50_us\":%lld,\"snapshot_p99_us\":%lld}",
+            (unsigned long long)st->rc_board_res.total,
+            (long long)bench_hist_percentile(&st->rc_board_res, 50),
+            (long long)bench_hist_percentile(&st->rc_board_res, 99),
+            (unsigned long long)st->rc_board_snap.total,
+            (long long)bench_hist_percentile(&st->rc_board_snap, 50),
+            (long long)bench_hist_percentile(&st->rc_board_snap, 99));
 }
 
 static void
 load_report(struct load_stats *st, struct load_thread *threads, double ready_s, double window_s)
 {
     uint64_t *per = malloc((size_t)cfg.clients * sizeof(*per));
-    uint64_t failed = 0, pmin = 0, pmed = 0, pmax = 0, nper = 0;
-    double dps = window_s > 0 ? (double)st->win_deliveries / window_s : 0;
+    uint64_t failed = 0, pmin = 0, pmed = 0, pmax = 0, nper = 0, incomplete = 0;
+    double storm_s = 0, dps = window_s > 0 ? (double)st->win_deliveries / window_s : 0;
     struct bench_hist *h = &st->lat;
     int64_t p50 = bench_hist_percentile(h, 50), p90 = bench_hist_percentile(h, 90),
             p99 = bench_hist_percentile(h, 99), p999 = bench_hist_percentile(h, 99.9);
@@ -1066,6 +1647,8 @@ load_report(struct load_stats *st, struct load_thread *threads, double ready_s, 
                 const struct load_client *c = &threads[k].clients[i];
                 if (c->state == ST_SUBSCRIBED || (c->state == ST_CLOSED && c->deliveries > 0))
                     per[nper++] = c->win_deliveries;
+                if (c->board != NULL && c->board->t0_mono != 0 && !c->board->complete)
+                    incomplete++;
             }
         }
         if (nper > 0) {
@@ -1076,6 +1659,8 @@ load_report(struct load_stats *st, struct load_thread *threads, double ready_s, 
         }
     }
     free(per);
+    if (st->rc_storm_start != 0 && st->rc_last_complete > st->rc_storm_start)
+        storm_s = (double)(st->rc_last_complete - st->rc_storm_start) / 1e9;
 
     if (!cfg.quiet || cfg.json_path == NULL || strcmp(cfg.json_path, "-") != 0) {
         printf("wsb-load: %s:%d%s  clients %d  threads %d  %s\n", cfg.host, cfg.port, cfg.path,
@@ -1120,6 +1705,14 @@ load_report(struct load_stats *st, struct load_thread *threads, double ready_s, 
                (unsigned long long)st->bad_frames, (unsigned long long)st->masked,
                (unsigned long long)st->oversized, (unsigned long long)st->fragments,
                (unsigned long long)st->negative);
+        printf("  snapshot parts %llu (%llu last, %.1f MB)", (unsigned long long)st->snap_parts,
+               (unsigned long long)st->snap_last, (double)st->snap_bytes / 1e6);
+        if (cfg.board)
+            printf("  board: ids at or before the position %llu, updates without stream/id %llu",
+                   (unsigned long long)st->id_regress, (unsigned long long)st->no_origin);
+        printf("\n");
+        if (cfg.reconnect_at >= 0)
+            load_print_storm(st, incomplete, storm_s);
         fflush(stdout);
     }
     if (cfg.json_path == NULL)
@@ -1174,7 +1767,7 @@ load_report(struct load_stats *st, struct load_thread *threads, double ready_s, 
             "\"pings\":%llu,\"pongs_sent\":%llu,\"error_msgs\":%llu,\"other_text\":%llu,"
             "\"binary\":%llu,\"no_ts\":%llu,\"bad_frames\":%llu,\"masked\":%llu,"
             "\"oversized\":%llu,\"fragments\":%llu,\"negative_lat\":%llu,\"bytes_in\":%llu,"
-            "\"reads\":%llu,\"load_rss_kb\":%ld}\n",
+            "\"reads\":%llu,\"load_rss_kb\":%ld,",
             (unsigned long long)st->pings, (unsigned long long)st->pongs_sent,
             (unsigned long long)st->error_msgs, (unsigned long long)st->other_text,
             (unsigned long long)st->binary, (unsigned long long)st->no_ts,
@@ -1182,6 +1775,15 @@ load_report(struct load_stats *st, struct load_thread *threads, double ready_s, 
             (unsigned long long)st->oversized, (unsigned long long)st->fragments,
             (unsigned long long)st->negative, (unsigned long long)st->bytes_in,
             (unsigned long long)st->reads, bench_self_hwm_kb());
+    fprintf(out, "\"snapshot_parts\":%llu,\"snapshot_last\":%llu,\"snapshot_bytes\":%llu",
+            (unsigned long long)st->snap_parts, (unsigned long long)st->snap_last,
+            (unsigned long long)st->snap_bytes);
+    if (cfg.board)
+        fprintf(out, ",\"board_id_regress\":%llu,\"board_no_origin\":%llu",
+                (unsigned long long)st->id_regress, (unsigned long long)st->no_origin);
+    if (cfg.reconnect_at >= 0)
+        load_json_storm(out, st, incomplete, storm_s);
+    fprintf(out, "}\n");
     if (out != stdout)
         fclose(out);
     else
@@ -1238,13 +1840,18 @@ main(int argc, char **argv)
                                          {"json", required_argument, NULL, 'j'},
                                          {"ready-file", required_argument, NULL, 'R'},
                                          {"label", required_argument, NULL, 'L'},
+                                         {"go-file", required_argument, NULL, 'G'},
+                                         {"no-snapshot", no_argument, NULL, 'N'},
+                                         {"board", no_argument, NULL, 'B'},
+                                         {"reconnect-at", required_argument, NULL, 'C'},
+                                         {"resume-share", required_argument, NULL, 'E'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     struct load_thread *threads;
     struct load_stats total;
     long v, nofile, sources = 0;
-    int opt, per, rem, ready_reported = 0, last_settled = -1;
+    int opt, per, rem, ready_reported = 0, clock_started = 0, last_settled = -1;
     int64_t t_ready = 0, t_ms = 0, t_me = 0, last_progress;
     double window_s = 0;
     struct sigaction sa;
@@ -1258,6 +1865,8 @@ main(int argc, char **argv)
     cfg.warmup = 5;
     cfg.duration = 20;
     cfg.drain = 2;
+    cfg.reconnect_at = -1;
+    cfg.resume_share = 0.5;
     cfg.connect_timeout = 30;
     cfg.max_frame = LOAD_MAX_FRAME_DEF;
     while ((opt = getopt_long(argc, argv, "u:c:t:f:r:w:d:qh", opts, NULL)) != -1) {
@@ -1335,6 +1944,26 @@ main(int argc, char **argv)
         case 'L':
             cfg.label = optarg;
             break;
+        case 'G':
+            cfg.go_path = optarg;
+            break;
+        case 'N':
+            cfg.no_snapshot = 1;
+            break;
+        case 'B':
+            cfg.board = 1;
+            break;
+        case 'C':
+            if ((s = bench_parse_seconds(optarg)) < 0)
+                goto bad;
+            cfg.reconnect_at = s;
+            cfg.board = 1;
+            break;
+        case 'E':
+            if ((s = bench_parse_seconds(optarg)) < 0 || s > 1)
+                goto bad;
+            cfg.resume_share = s;
+            break;
         case 'q':
             cfg.quiet = 1;
             break;
@@ -1356,6 +1985,11 @@ main(int argc, char **argv)
     }
     if (cfg.threads > cfg.clients)
         cfg.threads = cfg.clients;
+    if (cfg.board && (cfg.no_snapshot || cfg.idle)) {
+        fprintf(stderr, "wsb-load: --board and --reconnect-at need snapshots and a stream "
+                        "(not --no-snapshot, not --idle)\n");
+        return 2;
+    }
 
     memset(&cfg.dst, 0, sizeof(cfg.dst));
     cfg.dst.sin_family = AF_INET;
@@ -1417,6 +2051,10 @@ main(int argc, char **argv)
         bench_rng_seed(&t->rng);
         bench_hist_init(&t->st.lat);
         bench_hist_init(&t->st.setup);
+        bench_hist_init(&t->st.rc_ack);
+        bench_hist_init(&t->st.rc_board);
+        bench_hist_init(&t->st.rc_board_res);
+        bench_hist_init(&t->st.rc_board_snap);
         for (int i = 0; i < t->nclients; i++, id++) {
             struct load_client *c = &t->clients[i];
             /* Global client id: filters and sources round-robin over all threads. */
@@ -1424,6 +2062,16 @@ main(int argc, char **argv)
             c->id = id;
             c->filter = cfg.nfilters ? id % cfg.nfilters : 0;
             c->source = id % cfg.nsources;
+            if (cfg.board) {
+                if ((c->board = calloc(1, sizeof(*c->board))) == NULL) {
+                    fprintf(stderr, "wsb-load: out of memory\n");
+                    return 1;
+                }
+                /* Resumers spread evenly over the ids (and so over filters
+                 * and threads): id resumes when floor(share * id) steps. */
+                c->board->resume =
+                    (int64_t)(cfg.resume_share * (id + 1)) > (int64_t)(cfg.resume_share * id);
+            }
         }
     }
     t_begin = bench_mono_ns();
@@ -1443,6 +2091,15 @@ main(int argc, char **argv)
         if (!ready_reported && s >= cfg.clients) {
             ready_reported = 1;
             t_ready = now;
+            if (!cfg.quiet)
+                fprintf(stderr, "wsb-load: %d clients settled after %.2f s\n", s,
+                        (double)(now - t_begin) / 1e9);
+            load_write_ready(now);
+        }
+        /* The clock starts at ready, or once the go file exists. */
+        if (ready_reported && !clock_started &&
+            (cfg.go_path == NULL || access(cfg.go_path, F_OK) == 0)) {
+            clock_started = 1;
             if (cfg.idle) {
                 t_ms = now;
                 t_me = now + (int64_t)(cfg.duration * 1e9);
@@ -1452,12 +2109,10 @@ main(int argc, char **argv)
                 t_me = t_ms + (int64_t)(cfg.duration * 1e9);
                 atomic_store(&t_measure_end, t_me);
                 atomic_store(&t_measure_start, t_ms);
+                if (cfg.reconnect_at >= 0)
+                    atomic_store(&t_reconnect, t_ms + (int64_t)(cfg.reconnect_at * 1e9));
                 atomic_store(&t_stop, t_me + (int64_t)(cfg.drain * 1e9));
             }
-            if (!cfg.quiet)
-                fprintf(stderr, "wsb-load: %d clients settled after %.2f s\n", s,
-                        (double)(now - t_begin) / 1e9);
-            load_write_ready(now);
         }
         if (!cfg.quiet && !ready_reported && now - last_progress >= 1000000000LL &&
             s != last_settled) {
@@ -1465,7 +2120,7 @@ main(int argc, char **argv)
             last_progress = now;
             last_settled = s;
         }
-        if (ready_reported && now >= atomic_load(&t_stop))
+        if (clock_started && now >= atomic_load(&t_stop))
             break;
         usleep(10000);
     }
@@ -1476,9 +2131,13 @@ main(int argc, char **argv)
     memset(&total, 0, sizeof(total));
     bench_hist_init(&total.lat);
     bench_hist_init(&total.setup);
+    bench_hist_init(&total.rc_ack);
+    bench_hist_init(&total.rc_board);
+    bench_hist_init(&total.rc_board_res);
+    bench_hist_init(&total.rc_board_snap);
     for (int k = 0; k < cfg.threads; k++)
         load_merge(&total, &threads[k].st);
-    if (ready_reported) {
+    if (clock_started) {
         int64_t end = bench_mono_ns();
         if (end > t_me)
             end = t_me;
@@ -1486,6 +2145,8 @@ main(int argc, char **argv)
     }
     load_report(&total, threads, ready_reported ? (double)(t_ready - t_begin) / 1e9 : -1, window_s);
     for (int k = 0; k < cfg.threads; k++) {
+        for (int i = 0; i < threads[k].nclients; i++)
+            free(threads[k].clients[i].board);
         free(threads[k].clients);
         free(threads[k].rbuf);
         close(threads[k].ep);

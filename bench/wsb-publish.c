@@ -9,6 +9,12 @@
  * then reads their replies.  Falling behind (Redis slow, CPU taken) is caught
  * up in the next ticks, in batches of at most --batch-max, and reported as
  * lag; the achieved rate is printed at the end.
+ *
+ * Keys: sports x events x books x markets x 2 outcomes (the service's board
+ * key is event, market, book, outcome).  The paced flow picks keys at
+ * random, so it reaches all of them only after many times their number;
+ * --prefill instead XADDs every key exactly once, as fast as Redis takes
+ * them, and exits: a board of known size before any client connects.
  */
 #include "bench.h"
 
@@ -44,8 +50,14 @@ static struct {
     const char *json_path;
     const char *label;
     int list_events;
+    int prefill;
     int quiet;
 } cfg;
+
+/* One key of the board, as indexes into the lists above; outcome 0 or 1. */
+struct pub_key {
+    int sport, event, book, market, outcome;
+};
 
 static volatile sig_atomic_t pub_stop;
 
@@ -79,6 +91,8 @@ pub_usage(FILE *f)
                "      --json FILE       append one JSON line with the results ('-' = stdout)\n"
                "      --label TEXT      copied into the JSON line\n"
                "      --list-events     print the event ids per sport and exit\n"
+               "      --prefill         XADD every key (sports x events x books x markets x 2\n"
+               "                        outcomes) once, as fast as Redis takes them, and exit\n"
                "  -q, --quiet\n");
 }
 
@@ -211,19 +225,53 @@ pub_american(double dec)
     return dec >= 2.0 ? (int)lround((dec - 1.0) * 100.0) : (int)lround(-100.0 / (dec - 1.0));
 }
 
+/* A key picked at random, every one alike; *r gets the random bits that
+ * move the prices. */
+static void
+pub_random_key(struct bench_rng *rng, struct pub_key *k, uint64_t *r)
+{
+    k->sport = (int)(bench_rng_next(rng) % (uint64_t)cfg.sports.n);
+    k->book = (int)(bench_rng_next(rng) % (uint64_t)cfg.books.n);
+    k->market = (int)(bench_rng_next(rng) % (uint64_t)cfg.markets.n);
+    k->event = (int)(bench_rng_next(rng) % (uint64_t)cfg.events);
+    *r = bench_rng_next(rng);
+    k->outcome = (int)((*r >> 20) & 1);
+}
+
+/* Keys on the board: sports x events x books x markets x 2 outcomes. */
+static uint64_t
+pub_nkeys(void)
+{
+    return (uint64_t)cfg.sports.n * (uint64_t)cfg.events * (uint64_t)cfg.books.n *
+           (uint64_t)cfg.markets.n * 2;
+}
+
+/* Key number i (0 .. pub_nkeys()-1), each exactly once. */
+static void
+pub_nth_key(uint64_t i, struct pub_key *k)
+{
+    k->outcome = (int)(i % 2);
+    i /= 2;
+    k->market = (int)(i % (uint64_t)cfg.markets.n);
+    i /= (uint64_t)cfg.markets.n;
+    k->book = (int)(i % (uint64_t)cfg.books.n);
+    i /= (uint64_t)cfg.books.n;
+    k->event = (int)(i % (uint64_t)cfg.events);
+    k->sport = (int)(i / (uint64_t)cfg.events);
+}
+
 /*
- * Renders one XADD (RESP array) into p; returns the end.  The prices move a
- * little with every entry, like a live market.
+ * Renders one XADD (RESP array) of key k into p; returns the end.  r moves
+ * the prices a little with every entry, like a live market.
  */
 static char *
-pub_render(char *p, struct bench_rng *rng, int64_t ts_ns, const char *iso)
+pub_render(char *p, const struct pub_key *k, uint64_t r, int64_t ts_ns, const char *iso)
 {
-    int si = (int)(bench_rng_next(rng) % (uint64_t)cfg.sports.n);
+    int si = k->sport;
     const char *sport = cfg.sports.items[si];
-    const char *book = cfg.books.items[bench_rng_next(rng) % (uint64_t)cfg.books.n];
-    const char *market = cfg.markets.items[bench_rng_next(rng) % (uint64_t)cfg.markets.n];
-    int ev = (int)(bench_rng_next(rng) % (uint64_t)cfg.events);
-    uint64_t r = bench_rng_next(rng);
+    const char *book = cfg.books.items[k->book];
+    const char *market = cfg.markets.items[k->market];
+    int ev = k->event;
     char stream[160], evid[33], num[8][32], tsbuf[24], maxlen[24];
     const char *outcome;
     double implied = 0.35 + (double)(r % 3000) / 10000.0; /* 0.35 .. 0.65 */
@@ -234,9 +282,10 @@ pub_render(char *p, struct bench_rng *rng, int64_t ts_ns, const char *iso)
     memcpy(stream, "odds.normalized.", 16);
     snprintf(stream + 16, sizeof(stream) - 16, "%s", sport);
     if (strcmp(market, "totals") == 0)
-        outcome = (r >> 20) & 1 ? "Over" : "Under";
+        outcome = k->outcome ? "Over" : "Under";
     else
-        outcome = pub_teams[((size_t)si * 8 + ((size_t)ev * 2 + ((r >> 20) & 1)) % 8) % PUB_NTEAMS];
+        outcome =
+            pub_teams[((size_t)si * 8 + ((size_t)ev * 2 + (size_t)k->outcome) % 8) % PUB_NTEAMS];
     dec = 1.0 / (implied * vig / 1.0);
     if (dec < 1.01)
         dec = 1.01;
@@ -385,18 +434,86 @@ pub_iso_now(char out[32])
         out[0] = '\0';
 }
 
+/*
+ * XADDs every key once, in batches of --batch-max, each batch's replies
+ * read before the next is sent (Redis's reply buffer stays small).  Writes
+ * the JSON line if asked.  Returns 0 if every XADD succeeded.
+ */
+static int
+pub_prefill(redisContext *rc, char *buf, struct bench_rng *rng)
+{
+    uint64_t total = pub_nkeys(), sent = 0, errors = 0;
+    int64_t t0 = bench_mono_ns();
+    double elapsed;
+    char iso[32];
+
+    while (sent < total && !pub_stop) {
+        uint64_t n =
+            total - sent < (uint64_t)cfg.batch_max ? total - sent : (uint64_t)cfg.batch_max;
+        int64_t ts = bench_real_ns();
+        char *p = buf;
+
+        pub_iso_now(iso);
+        for (uint64_t i = 0; i < n; i++) {
+            struct pub_key k;
+            pub_nth_key(sent + i, &k);
+            p = pub_render(p, &k, bench_rng_next(rng), ts, iso);
+        }
+        if (redisAppendFormattedCommand(rc, buf, (size_t)(p - buf)) != REDIS_OK ||
+            pub_flush(rc) != 0) {
+            fprintf(stderr, "wsb-publish: sending to Redis failed: %s\n", rc->errstr);
+            break;
+        }
+        if (pub_replies(rc, n, &errors) != 0)
+            break;
+        sent += n;
+    }
+    elapsed = (double)(bench_mono_ns() - t0) / 1e9;
+    if (!cfg.quiet || cfg.json_path == NULL || strcmp(cfg.json_path, "-") != 0)
+        printf("wsb-publish: prefilled %llu of %llu keys (%llu errors) in %.3f s\n",
+               (unsigned long long)sent, (unsigned long long)total, (unsigned long long)errors,
+               elapsed);
+    if (cfg.json_path != NULL) {
+        FILE *out = strcmp(cfg.json_path, "-") == 0 ? stdout : fopen(cfg.json_path, "a");
+        if (out == NULL) {
+            fprintf(stderr, "wsb-publish: cannot open %s: %s\n", cfg.json_path, strerror(errno));
+        } else {
+            fprintf(out, "{\"tool\":\"wsb-publish\",\"mode\":\"prefill\",\"label\":");
+            bench_json_str(out, cfg.label ? cfg.label : "");
+            fprintf(out,
+                    ",\"keys\":%llu,\"prefilled\":%llu,\"xadd_errors\":%llu,\"elapsed_s\":%.3f,"
+                    "\"sports\":%d,\"events\":%d,\"books\":%d,\"markets\":%d}\n",
+                    (unsigned long long)total, (unsigned long long)sent, (unsigned long long)errors,
+                    elapsed, cfg.sports.n, cfg.events, cfg.books.n, cfg.markets.n);
+            if (out != stdout)
+                fclose(out);
+            else
+                fflush(out);
+        }
+    }
+    return sent == total && errors == 0 ? 0 : -1;
+}
+
 int
 main(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"rate", required_argument, NULL, 'r'},    {"duration", required_argument, NULL, 'd'},
-        {"count", required_argument, NULL, 'n'},   {"sports", required_argument, NULL, 'S'},
-        {"events", required_argument, NULL, 'E'},  {"books", required_argument, NULL, 'B'},
-        {"markets", required_argument, NULL, 'M'}, {"redis", required_argument, NULL, 'R'},
-        {"maxlen", required_argument, NULL, 'X'},  {"batch-max", required_argument, NULL, 'b'},
-        {"json", required_argument, NULL, 'j'},    {"label", required_argument, NULL, 'L'},
-        {"list-events", no_argument, NULL, 'l'},   {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"rate", required_argument, NULL, 'r'},
+                                         {"duration", required_argument, NULL, 'd'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"sports", required_argument, NULL, 'S'},
+                                         {"events", required_argument, NULL, 'E'},
+                                         {"books", required_argument, NULL, 'B'},
+                                         {"markets", required_argument, NULL, 'M'},
+                                         {"redis", required_argument, NULL, 'R'},
+                                         {"maxlen", required_argument, NULL, 'X'},
+                                         {"batch-max", required_argument, NULL, 'b'},
+                                         {"json", required_argument, NULL, 'j'},
+                                         {"label", required_argument, NULL, 'L'},
+                                         {"list-events", no_argument, NULL, 'l'},
+                                         {"prefill", no_argument, NULL, 'F'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     redisContext *rc;
     struct bench_rng rng;
     char *buf;
@@ -469,6 +586,9 @@ main(int argc, char **argv)
         case 'l':
             cfg.list_events = 1;
             break;
+        case 'F':
+            cfg.prefill = 1;
+            break;
         case 'q':
             cfg.quiet = 1;
             break;
@@ -494,7 +614,7 @@ main(int argc, char **argv)
         }
         return 0;
     }
-    if (cfg.rate <= 0) {
+    if (cfg.rate <= 0 && !cfg.prefill) {
         fprintf(stderr, "wsb-publish: --rate must be above 0\n");
         return 2;
     }
@@ -512,6 +632,12 @@ main(int argc, char **argv)
     if (buf == NULL)
         return 1;
     bench_rng_seed(&rng);
+    if (cfg.prefill) {
+        int rc_prefill = pub_prefill(rc, buf, &rng);
+        redisFree(rc);
+        free(buf);
+        return rc_prefill == 0 ? 0 : 1;
+    }
 
     t0 = bench_mono_ns();
     t_end = t0 + (int64_t)(cfg.duration * 1e9);
@@ -557,8 +683,12 @@ main(int argc, char **argv)
             n = (uint64_t)cfg.batch_max;
         pub_iso_now(iso);
         ts = bench_real_ns();
-        for (uint64_t i = 0; i < n; i++)
-            p = pub_render(p, &rng, ts, iso);
+        for (uint64_t i = 0; i < n; i++) {
+            struct pub_key k;
+            uint64_t r;
+            pub_random_key(&rng, &k, &r);
+            p = pub_render(p, &k, r, ts, iso);
+        }
         if (redisAppendFormattedCommand(rc, buf, (size_t)(p - buf)) != REDIS_OK ||
             pub_flush(rc) != 0) {
             fprintf(stderr, "wsb-publish: sending to Redis failed: %s\n", rc->errstr);

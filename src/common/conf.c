@@ -80,6 +80,16 @@ const struct conf_key conf_keys[] = {
      CONF_U32(max_clients, 1, 10000000)},
     {"MAX_CLIENTS_PER_IP", "1000", 0, "WebSocket clients per client address (429 beyond)",
      CONF_U32(max_clients_per_ip, 1, 10000000)},
+    {"CONFLATE_AT", "auto", 0,
+     "queued messages from which a client gets only the latest update per key; auto = "
+     "CLIENT_BUFFER / 2",
+     CONF_U32(conflate_at, 1, 1000000), .parse = conf_type_parse_u32_auto,
+     .format = conf_type_format_u32_auto},
+    {"CLIENT_BUFFER_BYTES", "4194304", 0, "bytes queued per client before it is disconnected",
+     CONF_U32(client_buffer_bytes, 4096, 1u << 30)},
+    {"CLIENT_MAX_LAG", "10", 0,
+     "seconds the oldest message queued for a client may wait before it is disconnected",
+     CONF_U32(client_max_lag, 1, 3600)},
     {"RATE_LIMIT", "20", 0, "client messages per second, sustained",
      CONF_U32(rate_limit, 1, 1000000)},
     {"RATE_BURST", "40", 0, "client messages in a burst", CONF_U32(rate_burst, 1, 1000000)},
@@ -263,6 +273,10 @@ conf_check(const struct conf *c, char *err, size_t errlen)
             return -1;
         }
     }
+    if (c->conflate_at > c->client_buffer) {
+        snprintf(err, errlen, "CONFLATE_AT: larger than CLIENT_BUFFER (%u)", c->client_buffer);
+        return -1;
+    }
     if (c->max_message_size < c->max_filter_value_len) {
         snprintf(err, errlen, "MAX_FILTER_VALUE_LEN: larger than MAX_MESSAGE_SIZE");
         return -1;
@@ -322,6 +336,8 @@ conf_resolve_auto(struct conf *c)
         c->max_connections = c->max_clients + 1024;
     if (c->max_connections_per_ip == 0)
         c->max_connections_per_ip = c->max_clients_per_ip + 16;
+    if (c->conflate_at == 0)
+        c->conflate_at = c->client_buffer / 2 > 0 ? c->client_buffer / 2 : 1;
 }
 
 int

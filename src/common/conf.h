@@ -68,6 +68,9 @@ struct conf {
     uint32_t ping_timeout;      /* seconds after that ping before hanging up */
     uint32_t max_clients;       /* WebSocket clients per instance */
     uint32_t max_clients_per_ip;
+    uint32_t conflate_at;            /* queued messages from which a client is conflated; 0: auto */
+    uint32_t client_buffer_bytes;    /* bytes queued per client before it is cut off */
+    uint32_t client_max_lag;         /* seconds the oldest queued message may wait */
     uint32_t rate_limit;             /* client messages per second (token bucket rate) */
     uint32_t rate_burst;             /* bucket size */
     uint32_t close_timeout;          /* seconds from a close to the TCP reset */
@@ -149,7 +152,8 @@ int conf_apply_env(struct conf *c, char *err, size_t errlen);
 int conf_check(const struct conf *c, char *err, size_t errlen);
 
 /* Derive the settings left at "auto" (MAX_CONNECTIONS from MAX_CLIENTS,
- * MAX_CONNECTIONS_PER_IP from MAX_CLIENTS_PER_IP).  conf_load does it. */
+ * MAX_CONNECTIONS_PER_IP from MAX_CLIENTS_PER_IP, CONFLATE_AT from
+ * CLIENT_BUFFER).  conf_load does it. */
 void conf_resolve_auto(struct conf *c);
 
 /* Whether a shared region of region bytes (shm_region_size for c's

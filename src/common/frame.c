@@ -143,3 +143,44 @@ frame_payload_string(const struct frame_view *v, const char *name, struct frame_
     }
     return -1;
 }
+
+size_t
+frame_key_text(uint8_t type, const char *const s[4], const uint32_t len[4], char *out, size_t size)
+{
+    size_t n = 0;
+
+    if (size < 2)
+        return 0;
+    out[n++] = (char)('0' + type);
+    for (int i = 0; i < 4; i++) {
+        if (n + len[i] + 1 > size)
+            return 0;
+        out[n++] = '\x1f';
+        if (len[i] > 0)
+            memcpy(out + n, s[i], len[i]);
+        n += len[i];
+    }
+    return n;
+}
+
+int
+frame_board_key(const struct frame_view *v, char *out, size_t size, size_t *len)
+{
+    struct frame_key_ref outcome;
+    const char *s[4];
+    uint32_t l[4];
+
+    if (v->keys[FRAME_KEY_EVENT].ptr == NULL ||
+        frame_payload_string(v, "outcome_name", &outcome) != 0)
+        return -1;
+    s[0] = v->keys[FRAME_KEY_EVENT].ptr;
+    l[0] = v->keys[FRAME_KEY_EVENT].len;
+    s[1] = v->keys[FRAME_KEY_MARKET].ptr;
+    l[1] = v->keys[FRAME_KEY_MARKET].len;
+    s[2] = v->keys[FRAME_KEY_BOOK].ptr;
+    l[2] = v->keys[FRAME_KEY_BOOK].len;
+    s[3] = outcome.ptr;
+    l[3] = outcome.len;
+    *len = frame_key_text((uint8_t)v->type, s, l, out, size);
+    return *len > 0 ? 0 : -1;
+}

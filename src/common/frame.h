@@ -63,6 +63,18 @@ void frame_pack_head(msgpack_packer *pk, enum frame_type type,
  * payload has no such field or it is not a string).  0 if found, else -1. */
 int frame_payload_string(const struct frame_view *v, const char *name, struct frame_key_ref *out);
 
+/* The identity of a board key as one string: type, then event, market,
+ * book and outcome (s[0..4), each len[i] bytes), separated by 0x1f.  Its
+ * length, or 0 if it does not fit size. */
+size_t frame_key_text(uint8_t type, const char *const s[4], const uint32_t len[4], char *out,
+                      size_t size);
+
+/* The board key of an unpacked entry (README "Consistency": event_id,
+ * market_key, book_key, outcome_name) as frame_key_text into out: 0, or -1
+ * if it has none (no event or no outcome: delivered live, never in a
+ * snapshot, never conflated). */
+int frame_board_key(const struct frame_view *v, char *out, size_t size, size_t *len);
+
 /* Unpack and validate buf[0..len).  The view points into buf and zone, valid
  * until the zone is cleared.  Returns 0, or -1 with a reason in err. */
 int frame_unpack(const char *buf, size_t len, msgpack_zone *zone, struct frame_view *out, char *err,

@@ -22,7 +22,7 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 static_assert(sizeof(struct shm_header) == RING_CACHELINE, "header is one cache line");
 static_assert(sizeof(struct shm_ingest) == RING_CACHELINE, "ingest stats: one line");
 static_assert(sizeof(struct shm_epoch) == RING_CACHELINE, "epoch: one line");
-static_assert(sizeof(struct shm_retired) <= 2 * RING_CACHELINE, "retired totals: two lines");
+static_assert(sizeof(struct shm_retired) <= 3 * RING_CACHELINE, "retired totals: three lines");
 /* Each part on its own page: mprotect() works on pages, and a part that
  * shared a page with another role's could not be made read-only alone. */
 static_assert(offsetof(struct shm, ingest) % SHM_PAGE == 0, "ingest part starts a page");
@@ -563,6 +563,12 @@ shm_totals(struct shm *s, struct shm_totals *t)
     t->resumes_too_old = LOAD(s->retired.resumes_too_old);
     t->resumes_unknown_stream = LOAD(s->retired.resumes_unknown_stream);
     t->lapped_snapshots = LOAD(s->retired.lapped_snapshots);
+    t->conflated_clients = 0;
+    t->conflated_updates = LOAD(s->retired.conflated_updates);
+    t->slow_keys = LOAD(s->retired.slow_keys);
+    t->slow_bytes = LOAD(s->retired.slow_bytes);
+    t->slow_lag = LOAD(s->retired.slow_lag);
+    t->slow_send_timeout = LOAD(s->retired.slow_send_timeout);
     for (uint32_t i = 0; i < shm_nworkers(s); i++) {
         struct shm_worker *w = &s->workers[i];
         uint64_t next;
@@ -584,6 +590,12 @@ shm_totals(struct shm *s, struct shm_totals *t)
         t->resumes_too_old += LOAD(w->resumes_too_old);
         t->resumes_unknown_stream += LOAD(w->resumes_unknown_stream);
         t->lapped_snapshots += LOAD(w->lapped_snapshots);
+        t->conflated_clients += LOAD(w->conflated_clients);
+        t->conflated_updates += LOAD(w->conflated_updates);
+        t->slow_keys += LOAD(w->slow_keys);
+        t->slow_bytes += LOAD(w->slow_bytes);
+        t->slow_lag += LOAD(w->slow_lag);
+        t->slow_send_timeout += LOAD(w->slow_send_timeout);
         if (LOAD(w->pid) == 0 || !LOAD(w->listening))
             continue;
         next = LOAD(w->ring_next);
@@ -622,6 +634,12 @@ shm_worker_retire(struct shm *s, uint32_t i)
     FOLD(resumes_too_old);
     FOLD(resumes_unknown_stream);
     FOLD(lapped_snapshots);
+    FOLD(conflated_updates);
+    FOLD(slow_keys);
+    FOLD(slow_bytes);
+    FOLD(slow_lag);
+    FOLD(slow_send_timeout);
+    atomic_store_explicit(&w->conflated_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->active_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->open_connections, 0, memory_order_relaxed);
     atomic_store_explicit(&w->listening, 0, memory_order_relaxed);

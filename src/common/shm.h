@@ -120,6 +120,11 @@ struct shm_retired {
     _Atomic uint64_t resumes_too_old;
     _Atomic uint64_t resumes_unknown_stream;
     _Atomic uint64_t lapped_snapshots;
+    _Atomic uint64_t conflated_updates;
+    _Atomic uint64_t slow_keys;
+    _Atomic uint64_t slow_bytes;
+    _Atomic uint64_t slow_lag;
+    _Atomic uint64_t slow_send_timeout;
 };
 
 /*
@@ -171,7 +176,14 @@ struct shm_worker {
     _Atomic uint64_t resumes_too_old;        /* refused: entries no longer at hand */
     _Atomic uint64_t resumes_unknown_stream; /* refused: a stream without a position */
     _Atomic uint64_t lapped_snapshots;       /* fresh snapshots after frames were lost */
-    uint8_t pad[SHM_PAGE - 168];             /* a page each: writable by its worker alone */
+    /* Slow clients (outbound.h): conflation, and cuts by the bound hit. */
+    _Atomic uint64_t conflated_clients; /* in conflated mode now */
+    _Atomic uint64_t conflated_updates; /* updates replaced by a newer one, never sent */
+    _Atomic uint64_t slow_keys;         /* cut: more distinct keys waiting than CLIENT_BUFFER */
+    _Atomic uint64_t slow_bytes;        /* cut: more than CLIENT_BUFFER_BYTES queued */
+    _Atomic uint64_t slow_lag;          /* cut: oldest queued message over CLIENT_MAX_LAG */
+    _Atomic uint64_t slow_send_timeout; /* cut: socket took nothing for SEND_TIMEOUT */
+    uint8_t pad[SHM_PAGE - 216];        /* a page each: writable by its worker alone */
 };
 
 /*
@@ -319,6 +331,12 @@ struct shm_totals {
     uint64_t resumes_too_old;
     uint64_t resumes_unknown_stream;
     uint64_t lapped_snapshots;
+    uint64_t conflated_clients;
+    uint64_t conflated_updates;
+    uint64_t slow_keys;
+    uint64_t slow_bytes;
+    uint64_t slow_lag;
+    uint64_t slow_send_timeout;
 };
 void shm_totals(struct shm *s, struct shm_totals *t);
 

@@ -353,6 +353,23 @@ snaptab_read_header(const struct snaptab *t, uint64_t *applied, struct streamid 
     return -1;
 }
 
+int
+snaptab_peek(const struct snaptab *t, uint32_t i, uint32_t *stream, uint8_t *type)
+{
+    const struct snaptab_entry *e;
+
+    if (i >= t->max_keys)
+        return 0;
+    e = &t->entries[i];
+    /* No seqlock: a hint read racing the writer, for skipping entries a
+     * scan cannot want; snaptab_read decides. */
+    if (atomic_load_explicit(&e->state, memory_order_relaxed) != SNAPTAB_LIVE)
+        return 0;
+    *stream = atomic_load_explicit(&e->stream, memory_order_relaxed);
+    *type = atomic_load_explicit(&e->type, memory_order_relaxed);
+    return 1;
+}
+
 uint32_t
 snaptab_scan_end(const struct snaptab *t)
 {

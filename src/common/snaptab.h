@@ -304,6 +304,12 @@ void snaptab_set_applied(struct snaptab *t, uint64_t applied);
 int snaptab_read_header(const struct snaptab *t, uint64_t *applied, struct streamid *pos,
                         uint32_t n);
 
+/* Any process: a hint, without copying: 1 with the stream and type of entry
+ * i if it looks live, 0 if it looks empty (or i is out of range).  Racing
+ * the writer, it may be wrong either way; for skipping entries a scan
+ * cannot want before a snaptab_read, which alone is exact. */
+int snaptab_peek(const struct snaptab *t, uint32_t i, uint32_t *stream, uint8_t *type);
+
 /* Any process: the entries that may be live are 0 .. snaptab_scan_end()-1
  * (never more than max_keys). */
 uint32_t snaptab_scan_end(const struct snaptab *t);

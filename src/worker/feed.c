@@ -13,20 +13,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Snapshot items encoded plus catch-up frames read per feed_service call:
- * a few milliseconds of work, so a 10,000-key snapshot never holds the
- * loop (and the other clients' updates) for long. */
-#define FEED_WORK_PER_TURN  2000
+/* Work per feed_service call, in units of a catch-up frame taken from the
+ * worker's notes (a snapshot item encoded or a frame read from the ring
+ * counts several): a few milliseconds, so a 10,000-key snapshot or a
+ * thousand sessions catching up never hold the loop (and the other
+ * clients' updates) for long. */
+#define FEED_WORK_PER_TURN    16000
 /* Snapshots kept for sharing with the next subscribers of the same filter
  * (a reconnect storm: many subscribes answered in one turn of the loop). */
-#define FEED_RECENT         8
-#define FEED_SHARE_MS       500
+#define FEED_RECENT           8
+#define FEED_SHARE_MS         500
+/* Item texts a worker keeps for the next snapshots, at most. */
+#define FEED_ITEM_CACHE_BYTES (64u << 20)
 /* Attempts at a snapshot whose patch frames were overwritten meanwhile. */
-#define FEED_SNAPSHOT_TRIES 4
+#define FEED_SNAPSHOT_TRIES   4
 
 struct feed_item {
     uint64_t seq;
     uint32_t stream;
+    uint32_t tab; /* the table entry it was copied from (the item cache), or UINT32_MAX */
     uint8_t type;
     int dead; /* removed by a RESET while patching */
     struct streamid id;
@@ -49,7 +54,38 @@ struct feed_snap {
     char *names[SHM_MAX_STREAMS]; /* stream names by row, as of the snapshot */
 };
 
+/*
+ * What the worker knows of each of its last FEED_RECENT_FRAMES frames: enough
+ * for a session catching up to take a frame without reading the ring,
+ * unpacking and encoding it again (in a reconnect storm a thousand sessions
+ * catch up over the same frames): its kind, stream, id, filter keys, and the
+ * encoded update once anyone needed it.
+ */
+#define FEED_RECENT_FRAMES 16384
+#define FEED_RECENT_KEYS   192 /* bytes of filter keys a slot holds; longer: not kept */
+struct feed_recent {
+    uint64_t seq; /* UINT64_MAX: empty */
+    uint32_t kind, stream;
+    struct streamid id;
+    int keyed; /* keys[] hold the frame's filter keys (else: read the ring) */
+    struct frame_key_ref keys[FRAME_NKEYS];
+    char keybuf[FEED_RECENT_KEYS];
+    struct outq_msg *msg; /* the encoded update, or NULL until needed */
+};
+
+/* One table entry's value as a snapshot item's text (feed_encode_part). */
+struct feed_item_text {
+    uint64_t seq;
+    struct streamid id;
+    char *text;
+    uint32_t len;
+};
+
 struct feed_worker {
+    struct feed_recent *recent_frames; /* FEED_RECENT_FRAMES, by sequence */
+    struct feed_item_text *itext;      /* by table entry */
+    uint32_t nitext;
+    uint64_t itext_bytes;
     struct snaptab table;
     int have_table;
     struct ring_reader *reader;
@@ -180,52 +216,8 @@ feed_grow_buf(struct feed_worker *fw, size_t need)
     return 0;
 }
 
-/* The identity of a key as one string: type, event, market, book, outcome. */
-static size_t
-feed_key_text(uint8_t type, const char *const s[4], const uint32_t len[4], char *out, size_t size)
-{
-    size_t n = 0;
-
-    if (size < 2)
-        return 0;
-    out[n++] = (char)('0' + type);
-    for (int i = 0; i < 4; i++) {
-        if (n + len[i] + 1 > size)
-            return 0;
-        out[n++] = '\x1f';
-        if (len[i] > 0)
-            memcpy(out + n, s[i], len[i]);
-        n += len[i];
-    }
-    return n;
-}
-
-/* The key of an unpacked frame: 0, or -1 if it has none (no event or no
- * outcome: delivered live, never in a snapshot). */
 static int
-feed_frame_key(const struct frame_view *v, char *out, size_t size, size_t *len)
-{
-    struct frame_key_ref outcome;
-    const char *s[4];
-    uint32_t l[4];
-
-    if (v->keys[FRAME_KEY_EVENT].ptr == NULL ||
-        frame_payload_string(v, "outcome_name", &outcome) != 0)
-        return -1;
-    s[0] = v->keys[FRAME_KEY_EVENT].ptr;
-    l[0] = v->keys[FRAME_KEY_EVENT].len;
-    s[1] = v->keys[FRAME_KEY_MARKET].ptr;
-    l[1] = v->keys[FRAME_KEY_MARKET].len;
-    s[2] = v->keys[FRAME_KEY_BOOK].ptr;
-    l[2] = v->keys[FRAME_KEY_BOOK].len;
-    s[3] = outcome.ptr;
-    l[3] = outcome.len;
-    *len = feed_key_text((uint8_t)v->type, s, l, out, size);
-    return *len > 0 ? 0 : -1;
-}
-
-static int
-feed_item_set(struct feed_item *it, uint64_t seq, uint32_t stream, uint8_t type,
+feed_item_set(struct feed_item *it, uint64_t seq, uint32_t stream, uint32_t tab, uint8_t type,
               const struct streamid *id, const char *frame, uint32_t len)
 {
     char *copy = malloc(len ? len : 1);
@@ -239,6 +231,7 @@ feed_item_set(struct feed_item *it, uint64_t seq, uint32_t stream, uint8_t type,
     it->len = len;
     it->seq = seq;
     it->stream = stream;
+    it->tab = tab;
     it->type = type;
     it->id = *id;
     it->dead = 0;
@@ -305,7 +298,8 @@ feed_item_order(const void *a, const void *b)
  * loaded from history whose HISTORY frame is not in the ring yet (sequence
  * at or past the head) are left out: the positions cannot show them yet. */
 static int
-feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *b)
+feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, const uint8_t *rows,
+                struct feed_build *b)
 {
     struct feed_worker *fw = vh->feed;
     uint64_t now = time_now_ms();
@@ -319,8 +313,16 @@ feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_bu
         size_t needed = 0, klen;
         char key[1024];
         struct feed_item *it;
-        int rc = snaptab_read(&fw->table, i, &c, fw->buf, fw->bufsize, &needed), is_new;
+        uint32_t stream;
+        uint8_t type;
+        int rc, is_new;
 
+        /* Entries of streams the filter does not read are not copied (an
+         * entry that changes meanwhile is the patch's business). */
+        if (!snaptab_peek(&fw->table, i, &stream, &type) || stream >= SHM_MAX_STREAMS ||
+            !rows[stream])
+            continue;
+        rc = snaptab_read(&fw->table, i, &c, fw->buf, fw->bufsize, &needed);
         if (rc < 0) {
             if (feed_grow_buf(fw, needed) != 0)
                 return -1;
@@ -337,14 +339,14 @@ feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_bu
         }
         if (!sub_filter_matches(f, keys))
             continue;
-        klen = feed_key_text(c.type, &c.s[SNAPTAB_EVENT], &c.len[SNAPTAB_EVENT], key, sizeof(key));
+        klen = frame_key_text(c.type, &c.s[SNAPTAB_EVENT], &c.len[SNAPTAB_EVENT], key, sizeof(key));
         if (klen == 0)
             continue;
         if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
             return -1;
         if (!is_new && it->seq >= c.ring_seq)
             continue;
-        if (feed_item_set(it, c.ring_seq, c.stream, c.type, &c.id, c.frame, c.frame_len) != 0)
+        if (feed_item_set(it, c.ring_seq, c.stream, i, c.type, &c.id, c.frame, c.frame_len) != 0)
             return -1;
     }
     return 0;
@@ -399,13 +401,14 @@ feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *
         msgpack_zone_clear(&fw->zone);
         if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
             !sub_filter_matches(f, view.keys) ||
-            feed_frame_key(&view, key, sizeof(key), &klen) != 0)
+            frame_board_key(&view, key, sizeof(key), &klen) != 0)
             continue;
         if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
             return -1;
         if (!is_new && it->seq >= seq && !it->dead)
             continue;
-        if (feed_item_set(it, seq, meta.stream, (uint8_t)view.type, &id, fw->buf, len) != 0)
+        if (feed_item_set(it, seq, meta.stream, UINT32_MAX, (uint8_t)view.type, &id, fw->buf,
+                          len) != 0)
             return -1;
     }
     return 0;
@@ -454,6 +457,7 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
     struct feed_streams st;
     struct feed_build b;
     struct feed_snap *s = calloc(1, sizeof(*s));
+    uint8_t rows[SHM_MAX_STREAMS];
     int ok = 0;
 
     if (s == NULL)
@@ -463,6 +467,11 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
     filter_key = NULL;
     shm_epoch_get(vh->shm, s->epoch, sizeof(s->epoch));
     feed_filter_streams(vh, f, &st);
+    memset(rows, 0, sizeof(rows));
+    for (uint32_t i = 0; i < st.n; i++) {
+        if (st.rows[i] >= 0)
+            rows[st.rows[i]] = 1;
+    }
     for (int attempt = 0; attempt < FEED_SNAPSHOT_TRIES && !ok; attempt++) {
         struct streamid pos[SHM_MAX_STREAMS];
         uint64_t r = fw->reader->next, a1, a2, to;
@@ -470,7 +479,7 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
         memset(&b, 0, sizeof(b));
         memcpy(pos, fw->pos, sizeof(pos));
         a1 = fw->have_table ? feed_table_applied(fw, NULL, 0, r) : r;
-        if (fw->have_table && feed_scan_table(vh, f, &b) != 0) {
+        if (fw->have_table && feed_scan_table(vh, f, rows, &b) != 0) {
             feed_build_free(&b);
             goto fail;
         }
@@ -532,8 +541,87 @@ fail:
     return NULL;
 }
 
+/* The cached text of table entry tab's value (item), or NULL. */
+static struct feed_item_text *
+feed_item_cached(struct feed_worker *fw, const struct feed_item *it)
+{
+    struct feed_item_text *t;
+
+    if (it->tab == UINT32_MAX || it->tab >= fw->nitext)
+        return NULL;
+    t = &fw->itext[it->tab];
+    return t->text != NULL && t->seq == it->seq && streamid_cmp(&t->id, &it->id) == 0 ? t : NULL;
+}
+
+static void
+feed_item_cache_clear(struct feed_worker *fw)
+{
+    for (uint32_t i = 0; i < fw->nitext; i++)
+        free(fw->itext[i].text);
+    free(fw->itext);
+    fw->itext = NULL;
+    fw->nitext = 0;
+    fw->itext_bytes = 0;
+}
+
+/* Keep text (encode_item's, for it) for the next snapshots; 0 if the cache
+ * took it (it owns it now), -1 if not (the caller frees it). */
+static int
+feed_item_cache_put(struct feed_worker *fw, const struct feed_item *it, char *text, size_t len)
+{
+    struct feed_item_text *t;
+
+    if (it->tab == UINT32_MAX)
+        return -1;
+    if (fw->itext_bytes + len > FEED_ITEM_CACHE_BYTES)
+        feed_item_cache_clear(fw); /* crude, but bounded: a full table rarely fits */
+    if (it->tab >= fw->nitext) {
+        uint32_t n = it->tab + 1 > 2 * fw->nitext ? it->tab + 1 : 2 * fw->nitext;
+        struct feed_item_text *p = realloc(fw->itext, n * sizeof(*p));
+        if (p == NULL)
+            return -1;
+        memset(p + fw->nitext, 0, (n - fw->nitext) * sizeof(*p));
+        fw->itext = p;
+        fw->nitext = n;
+    }
+    t = &fw->itext[it->tab];
+    fw->itext_bytes -= t->len;
+    free(t->text);
+    t->text = text;
+    t->len = (uint32_t)len;
+    t->seq = it->seq;
+    t->id = it->id;
+    fw->itext_bytes += len;
+    return 0;
+}
+
+/* The text of item it of s (encode_item), malloc'd; NULL if it cannot be
+ * encoded (counted). */
+static char *
+feed_item_encode(struct wsp_vhost *vh, const struct feed_snap *s, const struct feed_item *it,
+                 size_t *len)
+{
+    struct feed_worker *fw = vh->feed;
+    struct frame_view view;
+    struct encode_origin origin;
+    char id[STREAMID_STR_MAX], err[128], *text;
+
+    msgpack_zone_clear(&fw->zone);
+    if (frame_unpack(it->frame, it->len, &fw->zone, &view, err, sizeof(err)) != 0)
+        return NULL; /* the ingest checked it: cannot happen */
+    streamid_format(&it->id, id, sizeof(id));
+    origin.stream = s->names[it->stream] != NULL ? s->names[it->stream] : "";
+    origin.id = id;
+    if ((text = encode_item(&view, &origin, len, err, sizeof(err))) == NULL)
+        WSP_STAT_ADD(vh, invalid_frames, 1);
+    return text;
+}
+
 /* Encode part k of s (with reason on a first part: that one is not
- * shared).  Returns the number of items encoded, -1 on failure. */
+ * shared).  An item's text is made once per worker per value: the next
+ * snapshots that hold the same value (a reconnect storm: many snapshots of
+ * one table) take it from the cache.  Returns the number of items encoded,
+ * -1 on failure. */
 static int
 feed_encode_part(struct wsp_vhost *vh, struct feed_snap *s, uint32_t k, const char *reason,
                  struct outq_msg **out)
@@ -544,37 +632,52 @@ feed_encode_part(struct wsp_vhost *vh, struct feed_snap *s, uint32_t k, const ch
     uint32_t n = hi > lo ? hi - lo : 0, done = 0;
     char **texts = calloc(n ? n : 1, sizeof(*texts));
     size_t *lens = calloc(n ? n : 1, sizeof(*lens));
+    char **owned = calloc(n ? n : 1, sizeof(*owned)); /* texts the cache did not take, by item */
     char *buf = NULL;
     size_t len = 0;
     int rc = -1;
 
-    if (texts == NULL || lens == NULL)
+    if (texts == NULL || lens == NULL || owned == NULL)
         goto out;
+    /* Texts are taken from the cache only after every miss is in it, so
+     * a clear (the budget) cannot free a text already collected: first the
+     * misses, then the part. */
     for (uint32_t i = lo; i < hi; i++) {
         struct feed_item *it = &s->items[i];
-        struct frame_view view;
-        struct encode_origin origin;
-        char id[STREAMID_STR_MAX], err[128];
+        size_t tlen;
+        char *text;
 
-        msgpack_zone_clear(&fw->zone);
-        if (frame_unpack(it->frame, it->len, &fw->zone, &view, err, sizeof(err)) != 0)
-            continue; /* the ingest checked it: cannot happen */
-        streamid_format(&it->id, id, sizeof(id));
-        origin.stream = s->names[it->stream] != NULL ? s->names[it->stream] : "";
-        origin.id = id;
-        if ((texts[done] = encode_item(&view, &origin, &lens[done], err, sizeof(err))) == NULL) {
-            WSP_STAT_ADD(vh, invalid_frames, 1);
+        if (feed_item_cached(fw, it) != NULL || (text = feed_item_encode(vh, s, it, &tlen)) == NULL)
             continue;
+        if (feed_item_cache_put(fw, it, text, tlen) != 0)
+            owned[i - lo] = text;
+    }
+    for (uint32_t i = lo; i < hi; i++) {
+        struct feed_item_text *t =
+            owned[i - lo] == NULL ? feed_item_cached(fw, &s->items[i]) : NULL;
+        size_t tlen;
+
+        if (owned[i - lo] == NULL && t == NULL) {
+            /* Its text went with a clear of the cache in the loop above. */
+            if ((owned[i - lo] = feed_item_encode(vh, s, &s->items[i], &tlen)) == NULL)
+                continue;
         }
-        done++;
+        if (owned[i - lo] != NULL) {
+            texts[done] = owned[i - lo];
+            lens[done++] = strlen(owned[i - lo]);
+        } else {
+            texts[done] = t->text;
+            lens[done++] = t->len;
+        }
     }
     buf = encode_snapshot_part(s->epoch, s->positions, s->positions_len, texts, lens, done,
                                k + 1 == s->nparts, reason, time_now_ms(), OUTQ_HEADROOM, &len);
     if (buf != NULL && (*out = outq_msg_adopt(buf, len)) != NULL)
         rc = (int)(hi - lo);
 out:
-    for (uint32_t i = 0; texts != NULL && i < done; i++)
-        free(texts[i]);
+    for (uint32_t i = 0; owned != NULL && i < n; i++)
+        free(owned[i]);
+    free(owned);
     free(texts);
     free(lens);
     return rc;
@@ -1040,6 +1143,38 @@ feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e, cons
 }
 
 void
+feed_note(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e,
+          const struct frame_view *view, struct outq_msg *msg)
+{
+    struct feed_recent *r = &vh->feed->recent_frames[e->seq % FEED_RECENT_FRAMES];
+    size_t used = 0;
+
+    outq_msg_unref(r->msg);
+    r->seq = e->seq;
+    r->kind = kind;
+    r->stream = e->stream;
+    r->id = e->id;
+    r->msg = msg;
+    r->keyed = view != NULL;
+    for (int d = 0; view != NULL && d < FRAME_NKEYS; d++) {
+        const struct frame_key_ref *k = &view->keys[d];
+        if (k->ptr == NULL) {
+            r->keys[d].ptr = NULL;
+            r->keys[d].len = 0;
+            continue;
+        }
+        if (used + k->len > sizeof(r->keybuf)) {
+            r->keyed = 0;
+            break;
+        }
+        memcpy(r->keybuf + used, k->ptr, k->len);
+        r->keys[d].ptr = r->keybuf + used;
+        r->keys[d].len = k->len;
+        used += k->len;
+    }
+}
+
+void
 feed_lapped(struct wsp_vhost *vh)
 {
     struct feed_worker *fw = vh->feed;
@@ -1060,12 +1195,15 @@ feed_lapped(struct wsp_vhost *vh)
 
 /* ---- moving sessions forward ---------------------------------------------- */
 
+/* Room in ss's queue for more of its snapshot or catch-up: under half its
+ * bounds, so a slow reader is never cut off (nor conflated) by its own
+ * snapshot. */
 static int
 feed_room(const struct wsp_vhost *vh, const struct wsp_session *ss)
 {
-    uint32_t limit = vh->conf->client_buffer / 2;
+    uint32_t limit = vh->conf->conflate_at / 2;
 
-    return ss->q.len < (limit > 0 ? limit : 1);
+    return ss->q.len < (limit > 0 ? limit : 1) && ss->q.bytes < vh->conf->client_buffer_bytes / 2;
 }
 
 /* Queue ss's next snapshot parts; returns the work done. */
@@ -1099,7 +1237,7 @@ feed_serve_snapshot(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budge
         }
         outbound_enqueue(vh, ss, m);
         outq_msg_unref(m);
-        work += (uint32_t)n + 1;
+        work += 4 * (uint32_t)n + 1;
         ss->feed.next_part++;
         if (ss->feed.next_part == s->nparts) {
             uint64_t at = s->at;
@@ -1138,6 +1276,37 @@ feed_serve_replay(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget)
     return work;
 }
 
+/*
+ * Frame ss->feed.rd.next for ss from what the worker noted of it, if it
+ * still has it: 1 if taken care of (sent, or not ss's), and rd moved past
+ * it; 0 if the ring must be read (a frame too old for the note, a kind that
+ * restarts the board, an update nobody has encoded yet).
+ */
+static int
+feed_catchup_recent(struct wsp_vhost *vh, struct wsp_session *ss, const struct sub_filter *f)
+{
+    uint64_t seq = ss->feed.rd.next;
+    struct feed_recent *r = &vh->feed->recent_frames[seq % FEED_RECENT_FRAMES];
+
+    if (r->seq != seq || r->kind != RING_KIND_ENTRY || r->stream >= SHM_MAX_STREAMS)
+        return 0;
+    if (ss->feed.floor != NULL && streamid_cmp(&r->id, &ss->feed.floor[r->stream]) <= 0) {
+        ss->feed.rd.next++;
+        return 1;
+    }
+    if (!r->keyed)
+        return 0;
+    if (!sub_filter_matches(f, r->keys)) {
+        ss->feed.rd.next++;
+        return 1;
+    }
+    if (r->msg == NULL)
+        return 0;
+    outbound_enqueue(vh, ss, r->msg);
+    ss->feed.rd.next++;
+    return 1;
+}
+
 /* Read the ring for ss from where its board stands; returns the work done. */
 static uint32_t
 feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget)
@@ -1167,6 +1336,8 @@ feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget
         if (!feed_room(vh, ss))
             break;
         work++;
+        if (feed_catchup_recent(vh, ss, f))
+            continue;
         if (ring_read(ring, &ss->feed.rd, fw->buf, fw->bufsize, &len, &meta) == 0)
             break;
         if (ss->feed.rd.missed > 0) {
@@ -1201,8 +1372,21 @@ feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget
         streamid_format(&e.id, id, sizeof(id));
         e.stream_name = name;
         e.id_text = id;
-        outbound_send_entry(vh, ss, &view, &e);
-        work += 2; /* an encode */
+        {
+            struct outq_msg *m = outbound_encode_entry(vh, &view, &e);
+            struct feed_recent *r = &fw->recent_frames[e.seq % FEED_RECENT_FRAMES];
+            if (m == NULL)
+                continue;
+            outbound_enqueue(vh, ss, m);
+            /* The next session catching up over this frame takes it from
+             * here. */
+            if (r->seq == e.seq && r->msg == NULL) {
+                r->msg = m;
+            } else {
+                outq_msg_unref(m);
+            }
+        }
+        work += 8; /* a read, an unpack and an encode */
     }
     return work;
 }
@@ -1255,7 +1439,11 @@ feed_init(struct wsp_vhost *vh, struct ring_reader *reader)
     memset(fw, 0, sizeof(*fw));
     fw->rl = rl;
     fw->reader = reader;
-    if (!msgpack_zone_init(&fw->zone, 4096) || feed_grow_buf(fw, vh->conf->max_entry_size) != 0) {
+    fw->recent_frames = calloc(FEED_RECENT_FRAMES, sizeof(*fw->recent_frames));
+    for (uint32_t i = 0; fw->recent_frames != NULL && i < FEED_RECENT_FRAMES; i++)
+        fw->recent_frames[i].seq = UINT64_MAX;
+    if (fw->recent_frames == NULL || !msgpack_zone_init(&fw->zone, 4096) ||
+        feed_grow_buf(fw, vh->conf->max_entry_size) != 0) {
         LOG_ERROR("out of memory at start");
         return -1;
     }
@@ -1278,6 +1466,10 @@ feed_free(struct wsp_vhost *vh)
         return;
     for (unsigned i = 0; i < FEED_RECENT; i++)
         feed_snap_unref(fw->recent[i]);
+    feed_item_cache_clear(fw);
+    for (uint32_t i = 0; fw->recent_frames != NULL && i < FEED_RECENT_FRAMES; i++)
+        outq_msg_unref(fw->recent_frames[i].msg);
+    free(fw->recent_frames);
     msgpack_zone_destroy(&fw->zone);
     free(fw->buf);
     vh->feed = NULL;

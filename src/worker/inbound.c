@@ -30,7 +30,11 @@ inbound_heartbeat(struct wsp_vhost *vh, struct wsp_session *ss)
     cJSON_AddNumberToObject(p, "messages_received", (double)ss->messages_received);
     cJSON_AddStringToObject(p, "last_message_at", last);
     cJSON_AddNumberToObject(p, "buffer_size", vh->conf->client_buffer);
-    cJSON_AddNumberToObject(p, "buffer_utilization", 100.0 * ss->q.len / vh->conf->client_buffer);
+    cJSON_AddNumberToObject(
+        p, "buffer_utilization",
+        ss->q.len >= vh->conf->client_buffer ? 100.0 : 100.0 * ss->q.len / vh->conf->client_buffer);
+    cJSON_AddBoolToObject(p, "conflated", ss->conflating);
+    cJSON_AddNumberToObject(p, "queue_bytes", (double)(ss->q.bytes + ss->held.bytes));
     outbound_send_message(vh, ss, "heartbeat", p);
 }
 
@@ -46,15 +50,41 @@ inbound_filter_values(const struct sub_filter *f)
     return n;
 }
 
+/* "conflate_ms": a number of ms from 0 (off, the default) to
+ * INBOUND_CONFLATE_MS_MAX.  0, or -1 with why. */
+#define INBOUND_CONFLATE_MS_MAX 60000
+static int
+inbound_conflate_ms(const cJSON *payload, uint32_t *ms, char *why, size_t whylen)
+{
+    const cJSON *v =
+        payload != NULL ? cJSON_GetObjectItemCaseSensitive(payload, "conflate_ms") : NULL;
+
+    *ms = 0;
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > INBOUND_CONFLATE_MS_MAX ||
+        v->valuedouble != (double)(uint32_t)v->valuedouble) {
+        snprintf(why, whylen, "conflate_ms must be a whole number of ms from 0 to %d",
+                 INBOUND_CONFLATE_MS_MAX);
+        return -1;
+    }
+    *ms = (uint32_t)v->valuedouble;
+    return 0;
+}
+
 static void
 inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *payload)
 {
     struct sub_filter filter;
     struct feed_request req;
     cJSON *ack;
-    uint32_t n;
+    uint32_t n, conflate_ms;
     char why[256];
 
+    if (inbound_conflate_ms(payload, &conflate_ms, why, sizeof(why)) != 0) {
+        outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
+        return;
+    }
     if (feed_request_parse(payload, &req, why, sizeof(why)) != 0) {
         outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
         return;
@@ -86,6 +116,9 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
         return;
     }
     feed_stop(vh, ss);
+    /* A new board: what was held for the old filter is not its business. */
+    outbound_drop_held(ss);
+    ss->conflate_ms = conflate_ms;
     sub_index_leave(vh->index, &ss->member);
     if (sub_index_join(vh->index, &ss->member, &filter) != 0) {
         feed_request_free(&req);
@@ -95,6 +128,10 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
     }
     /* The ack first, then the snapshot or the missed entries (feed_service). */
     ack = sub_filter_to_json(sub_member_filter(&ss->member));
+    /* Echoed when asked for (the ack of a client that never heard of it
+     * stays as it was). */
+    if (ack != NULL && payload != NULL && cJSON_GetObjectItemCaseSensitive(payload, "conflate_ms"))
+        cJSON_AddNumberToObject(ack, "conflate_ms", conflate_ms);
     if (feed_start(vh, ss, &req, ack) == 0)
         outbound_send_message(vh, ss, "subscribed", ack);
     feed_request_free(&req);
@@ -134,6 +171,7 @@ inbound_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *text, 
         break;
     case CMSG_UNSUBSCRIBE:
         feed_stop(vh, ss);
+        outbound_drop_held(ss);
         sub_index_leave(vh->index, &ss->member);
         (void)admit_hold_filter_values(vh, ss, 0); /* giving back never fails */
         outbound_send_message(vh, ss, "unsubscribed", NULL);

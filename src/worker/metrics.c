@@ -153,6 +153,13 @@ METRICS_SNAP(capacity_bytes)
 METRICS_SNAP(evicted_ttl)
 METRICS_SNAP(evicted_full)
 METRICS_SNAP(dropped_too_large)
+METRICS_TOTAL(conflated_clients)
+METRICS_TOTAL(conflated_updates)
+METRICS_TOTAL(slow_keys)
+METRICS_TOTAL(slow_bytes)
+METRICS_TOTAL(slow_lag)
+METRICS_TOTAL(slow_send_timeout)
+METRICS_WORKER(conflated_clients)
 METRICS_TOTAL(snapshots_sent)
 METRICS_TOTAL(snapshot_items_sent)
 METRICS_TOTAL(lapped_snapshots)
@@ -221,7 +228,8 @@ static const struct metrics_field metrics_top_fields[] = {
      metrics_total_dropped_messages},
     {"invalid_entries", METRICS_COUNTER, 0, "Malformed stream entries skipped and acknowledged.",
      metrics_ingest_invalid_entries},
-    {"slow_disconnects", METRICS_COUNTER, 0, "Clients disconnected for a full queue.",
+    {"slow_disconnects", METRICS_COUNTER, 0,
+     "Clients disconnected as too slow, for any reason (the slow_disconnects_* add up to it).",
      metrics_total_slow_disconnects},
     {"ring_missed", METRICS_COUNTER, 0, "Frames workers missed because the ring lapped them.",
      metrics_total_ring_missed},
@@ -247,6 +255,23 @@ static const struct metrics_field metrics_top_fields[] = {
     {"refused_connections", METRICS_COUNTER, 0,
      "Connections closed at accept: MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP.",
      metrics_total_refused_connections},
+    {"conflated_clients", METRICS_GAUGE, 0,
+     "Clients in conflated mode now: queue past CONFLATE_AT, latest update per key only.",
+     metrics_total_conflated_clients},
+    {"conflated_updates", METRICS_COUNTER, 0,
+     "Updates replaced in a client's queue by a newer one of the same key, never sent.",
+     metrics_total_conflated_updates},
+    {"slow_disconnects_keys", METRICS_COUNTER, 0,
+     "Slow clients cut off: more distinct keys waiting than CLIENT_BUFFER.",
+     metrics_total_slow_keys},
+    {"slow_disconnects_bytes", METRICS_COUNTER, 0,
+     "Slow clients cut off: more than CLIENT_BUFFER_BYTES queued.", metrics_total_slow_bytes},
+    {"slow_disconnects_lag", METRICS_COUNTER, 0,
+     "Slow clients cut off: oldest queued message older than CLIENT_MAX_LAG.",
+     metrics_total_slow_lag},
+    {"slow_disconnects_send_timeout", METRICS_COUNTER, 0,
+     "Slow clients cut off: socket took nothing for SEND_TIMEOUT while data waited.",
+     metrics_total_slow_send_timeout},
 };
 
 static const struct metrics_field metrics_ingest_fields[] = {
@@ -276,6 +301,8 @@ static const struct metrics_field metrics_worker_fields[] = {
      metrics_worker_restarts},
     {"open_connections", METRICS_GAUGE, 0, "TCP connections open per worker.",
      metrics_worker_open_connections},
+    {"conflated_clients", METRICS_GAUGE, 0, "Clients in conflated mode now per worker.",
+     metrics_worker_conflated_clients},
 };
 
 /* The consistent board: the ingest's table and what the workers sent. */

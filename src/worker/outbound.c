@@ -1,6 +1,7 @@
 #include "outbound.h"
 #include "encode.h"
 #include "rxguard.h"
+#include "../common/hash.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 
@@ -14,6 +15,8 @@
 #define OUTBOUND_WRITES_PER_ROUND 16
 
 static struct log_ratelimit outbound_rl = LOG_RATELIMIT_INIT(10000, 10);
+
+static void outbound_conflate_off(struct wsp_vhost *vh, struct wsp_session *ss);
 
 static void
 outbound_mark_dirty(struct wsp_vhost *vh, struct wsp_session *ss)
@@ -56,6 +59,11 @@ outbound_write(struct wsp_vhost *vh, struct wsp_session *ss)
         WSP_STAT_ADD(vh, total_messages, delivered);
     if (ss->q.len == 0)
         ss->ended_slice = 0;
+    /* Back to normal once its queue has drained below a quarter of
+     * CLIENT_BUFFER (by writing: a queue of few keys is short while it is
+     * conflated, and the socket may be as full as ever). */
+    if (ss->conflating && delivered > 0 && ss->q.len < vh->conf->client_buffer / 4)
+        outbound_conflate_off(vh, ss);
     return rc;
 }
 
@@ -81,46 +89,217 @@ outbound_send_direct(struct wsp_vhost *vh, struct wsp_session *ss)
     return 0;
 }
 
+/* Cut ss off as too slow, naming the bound it hit (counted per bound). */
+static void
+outbound_cut(struct wsp_vhost *vh, struct wsp_session *ss, _Atomic uint64_t *counter,
+             const char *reason)
+{
+    WSP_STAT_ADD(vh, slow_disconnects, 1);
+    /* What waits is never sent: the close goes first (wsp_schedule_close
+     * without flush). */
+    WSP_STAT_ADD(vh, dropped_messages, ss->q.len + ss->held.len);
+    atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
+    LOG_INFO("client %s too slow (%u messages, %llu bytes queued): %s; disconnecting",
+             ss->client_id, ss->q.len, (unsigned long long)(ss->q.bytes + ss->held.bytes), reason);
+    wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason, 0);
+}
+
+/* Whether ss is past a bound no conflation can help with: then it is cut
+ * off (1). */
+static int
+outbound_over_bounds(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    const struct conf *c = vh->conf;
+    uint64_t made = outq_head_made_ms(&ss->q);
+
+    if (outq_keys_waiting(&ss->q) > c->client_buffer ||
+        outq_keys_waiting(&ss->held) > c->client_buffer) {
+        outbound_cut(vh, ss, &vh->stats->slow_keys, "client too slow: too many keys waiting");
+        return 1;
+    }
+    if (ss->q.bytes + ss->held.bytes > c->client_buffer_bytes) {
+        outbound_cut(vh, ss, &vh->stats->slow_bytes,
+                     "client too slow: queue over CLIENT_BUFFER_BYTES");
+        return 1;
+    }
+    return made != 0 && outbound_check_lag(vh, ss, time_mono_ms());
+}
+
+int
+outbound_check_lag(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now)
+{
+    uint64_t made = outq_head_made_ms(&ss->q);
+
+    if (made == 0 || ss->close_code != 0 || now < made ||
+        now - made < (uint64_t)vh->conf->client_max_lag * 1000)
+        return 0;
+    outbound_cut(vh, ss, &vh->stats->slow_lag,
+                 "client too slow: updates older than CLIENT_MAX_LAG");
+    return 1;
+}
+
+/* Automatic conflation: from CONFLATE_AT messages queued, a newer update of
+ * a key takes the place of the one waiting. */
+static void
+outbound_conflate_on(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    if (ss->conflating || outq_index_keys(&ss->q) != 0)
+        return; /* no memory for the index: it goes on unconflated */
+    ss->conflating = 1;
+    WSP_STAT_ADD(vh, conflated_clients, 1);
+}
+
+static void
+outbound_conflate_off(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    if (!ss->conflating)
+        return;
+    outq_unindex_keys(&ss->q);
+    ss->conflating = 0;
+    WSP_STAT_SUB(vh, conflated_clients, 1);
+}
+
+/* m in place of the waiting update of its key in q, marked "conflated";
+ * 1 if it was, 0 if no update of its key waits there. */
+static int
+outbound_replace(struct wsp_vhost *vh, struct outq *q, struct outq_msg *m)
+{
+    struct outq_msg *mark = outq_msg_conflated(m), *old;
+
+    if (mark == NULL || (old = outq_replace_key(q, mark)) == NULL)
+        return 0;
+    outq_msg_unref(old);
+    WSP_STAT_ADD(vh, conflated_updates, 1);
+    return 1;
+}
+
+static void outbound_hold_tick(lws_sorted_usec_list_t *sul);
+
+#define OUTBOUND_HOLD_TICK_US (10 * LWS_US_PER_MS)
+
+/* Requested conflation: keep the latest update of each key until the
+ * session's next flush, at most one per conflate_ms. */
+static void
+outbound_hold(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *m)
+{
+    if (outbound_replace(vh, &ss->held, m))
+        return;
+    if ((ss->held.keys == NULL && outq_index_keys(&ss->held) != 0) ||
+        outq_push(&ss->held, m, UINT32_MAX) != 0) {
+        wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
+        return;
+    }
+    if (lws_dll2_is_detached(&ss->hold_link)) {
+        uint64_t due = ss->last_flush_ms + ss->conflate_ms, now = time_mono_ms();
+        ss->next_flush_ms = due > now ? due : now;
+        if (vh->holding.count == 0)
+            lws_sul_schedule(vh->ctx, 0, &vh->hold_timer, outbound_hold_tick,
+                             OUTBOUND_HOLD_TICK_US);
+        lws_dll2_add_tail(&ss->hold_link, &vh->holding);
+    }
+    (void)outbound_over_bounds(vh, ss);
+}
+
+static void outbound_queue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *m);
+
+void
+outbound_flush_held(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    struct outq held = ss->held;
+
+    if (!lws_dll2_is_detached(&ss->hold_link))
+        lws_dll2_remove(&ss->hold_link);
+    memset(&ss->held, 0, sizeof(ss->held));
+    ss->last_flush_ms = time_mono_ms();
+    outq_unindex_keys(&held);
+    for (uint32_t i = 0; i < held.len; i++)
+        outbound_queue(vh, ss, held.slots[(held.head + i) % held.cap]);
+    outq_clear(&held);
+}
+
+static void
+outbound_hold_tick(lws_sorted_usec_list_t *sul)
+{
+    struct wsp_vhost *vh = lws_container_of(sul, struct wsp_vhost, hold_timer);
+    uint64_t now = time_mono_ms();
+    uint32_t n = vh->holding.count;
+
+    while (n-- > 0 && vh->holding.head != NULL) {
+        struct wsp_session *ss = lws_container_of(vh->holding.head, struct wsp_session, hold_link);
+        lws_dll2_remove(&ss->hold_link);
+        if (ss->close_code != 0)
+            outq_clear(&ss->held);
+        else if (now >= ss->next_flush_ms)
+            outbound_flush_held(vh, ss);
+        else
+            lws_dll2_add_tail(&ss->hold_link, &vh->holding);
+    }
+    if (vh->holding.count > 0)
+        lws_sul_schedule(vh->ctx, 0, &vh->hold_timer, outbound_hold_tick, OUTBOUND_HOLD_TICK_US);
+}
+
 void
 outbound_enqueue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *m)
 {
-    uint32_t limit = vh->conf->client_buffer;
-
     if (ss->close_code != 0)
         return; /* on its way out: nothing more is sent */
-    if (outq_push(&ss->q, m, limit) != 0) {
+    if (m->key != 0 && ss->conflate_ms > 0) {
+        outbound_hold(vh, ss, m);
+        return;
+    }
+    outbound_queue(vh, ss, m);
+}
+
+/* Queue m to ss now (conflated if ss is). */
+static void
+outbound_queue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_msg *m)
+{
+    const struct conf *c = vh->conf;
+    uint32_t limit = c->client_buffer;
+
+    if (ss->close_code != 0)
+        return;
+    if (ss->conflating && m->key != 0 && outbound_replace(vh, &ss->q, m)) {
+        (void)outbound_over_bounds(vh, ss);
+        return;
+    }
+    /* Conflated, the queue is bounded by its keys, bytes and age instead. */
+    if (outq_push(&ss->q, m, ss->conflating ? UINT32_MAX : limit) != 0) {
         WSP_STAT_ADD(vh, dropped_messages, 1);
-        if (outq_full(&ss->q, limit)) {
-            WSP_STAT_ADD(vh, slow_disconnects, 1);
-            LOG_INFO("client %s too slow (%u messages queued); disconnecting", ss->client_id,
-                     ss->q.len);
-            wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                               "client too slow: send buffer full", 0);
-        } else {
+        if (outq_full(&ss->q, limit)) /* (conflation is off or had no memory) */
+            outbound_cut(vh, ss, &vh->stats->slow_keys, "client too slow: send buffer full");
+        else
             wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
-        }
         return;
     }
     ss->messages_queued++;
+    if (outbound_over_bounds(vh, ss))
+        return;
     if (ss->q.len == 1 && !lws_partial_buffered(ss->wsi))
         ss->progress_ms = time_mono_ms(); /* data starts to wait now (SEND_TIMEOUT) */
     if (!vh->batching) {
         if (ss->q.len == 1)
             lws_callback_on_writable(ss->wsi);
+        if (!ss->conflating && ss->q.len >= c->conflate_at)
+            outbound_conflate_on(vh, ss);
         return;
     }
     outbound_mark_dirty(vh, ss);
     /* A client that takes many of the slice's entries is written to as soon
-     * as its queue nears CLIENT_BUFFER (7/8 of it), so the slice can go on
-     * for the others, who get fewer, fuller writes.  If its socket is full,
-     * the slice ends here: it gets a turn of the loop to drain before
-     * anything more is queued to it (and is cut off only if it is still
-     * full when its queue overflows).  Once until its queue has been empty
-     * again: a client that reads just enough to stay near CLIENT_BUFFER
-     * must not cut every slice short for everyone else. */
-    if (ss->q.len >= limit - limit / 8 && outbound_send_direct(vh, ss) != 0 && !ss->ended_slice) {
-        ss->ended_slice = 1;
-        vh->slice_full = 1;
+     * as its queue reaches CONFLATE_AT, so the slice can go on for the
+     * others, who get fewer, fuller writes, and so that a client that keeps
+     * up is never conflated.  If its socket is full, it is conflated from
+     * here on, and the slice ends: it gets a turn of the loop to drain.
+     * Once until its queue has been empty again: a client that reads just
+     * enough to stay near the mark must not cut every slice short for
+     * everyone else. */
+    if (!ss->conflating && ss->q.len >= c->conflate_at && outbound_send_direct(vh, ss) != 0 &&
+        ss->q.len >= c->conflate_at) {
+        outbound_conflate_on(vh, ss);
+        if (!ss->ended_slice) {
+            ss->ended_slice = 1;
+            vh->slice_full = 1;
+        }
     }
 }
 
@@ -175,7 +354,21 @@ struct outbound_delivery {
     int failed;
 };
 
-static struct outq_msg *
+uint64_t
+outbound_key(const struct frame_view *view)
+{
+    char text[1024];
+    size_t len;
+    uint64_t h;
+
+    /* Opportunities are never conflated away: each is its own news. */
+    if (view->type != FRAME_ODDS_UPDATE || frame_board_key(view, text, sizeof(text), &len) != 0)
+        return 0;
+    h = hash_bytes(text, len);
+    return h != 0 ? h : 1;
+}
+
+struct outq_msg *
 outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
                       const struct feed_entry *e)
 {
@@ -191,6 +384,7 @@ outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
             LOG_WARN("cannot encode frame: %s", buf == NULL ? err : "out of memory");
         return NULL;
     }
+    m->key = outbound_key(view);
     return m;
 }
 
@@ -226,14 +420,14 @@ outbound_deliver(struct sub_member *member, void *arg)
 
 int
 outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view,
-                   const struct feed_entry *entry)
+                   const struct feed_entry *entry, struct outq_msg **encoded)
 {
     struct outbound_delivery d = {vh, view, entry, NULL, 0};
     int full;
 
     vh->slice_full = 0;
     sub_index_match(vh->index, view->keys, outbound_deliver, &d);
-    outq_msg_unref(d.msg);
+    *encoded = d.msg; /* the caller's reference now */
     full = vh->slice_full;
     vh->slice_full = 0;
     return full;
@@ -322,11 +516,23 @@ outbound_writeable(struct wsp_vhost *vh, struct wsp_session *ss)
 }
 
 void
-outbound_release(struct wsp_session *ss)
+outbound_release(struct wsp_vhost *vh, struct wsp_session *ss)
 {
     /* Not expected (batches do not reach lws), but a session freed while
      * on the dirty list would be written after it is gone. */
     if (!lws_dll2_is_detached(&ss->dirty))
         lws_dll2_remove(&ss->dirty);
+    if (!lws_dll2_is_detached(&ss->hold_link))
+        lws_dll2_remove(&ss->hold_link);
+    outbound_conflate_off(vh, ss);
+    outq_clear(&ss->held);
     outq_clear(&ss->q);
+}
+
+void
+outbound_drop_held(struct wsp_session *ss)
+{
+    if (!lws_dll2_is_detached(&ss->hold_link))
+        lws_dll2_remove(&ss->hold_link);
+    outq_clear(&ss->held);
 }

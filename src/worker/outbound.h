@@ -53,7 +53,16 @@ void outbound_batch_begin(struct wsp_vhost *vh);
  * slice and give it a turn of the loop to drain.  0 otherwise (an entry that cannot be encoded is
  * counted in invalid_frames and logged). */
 int outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view,
-                       const struct feed_entry *entry);
+                       const struct feed_entry *entry, struct outq_msg **encoded);
+
+/* The message of the entry in view (frame e), encoded once with its key:
+ * refs = 1; NULL if it cannot be encoded (counted in invalid_frames). */
+struct outq_msg *outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
+                                       const struct feed_entry *e);
+
+/* The conflation key of an entry's message: a hash of its board key, for
+ * odds updates that have one; 0 (never conflated) for the rest. */
+uint64_t outbound_key(const struct frame_view *view);
 
 /* The entry in view, encoded for ss alone (a catch-up from the ring), and
  * queued to it. */
@@ -66,7 +75,16 @@ void outbound_batch_flush(struct wsp_vhost *vh);
  * ping, then a scheduled close.  Returns -1 when lws is to close it. */
 int outbound_writeable(struct wsp_vhost *vh, struct wsp_session *ss);
 
-/* A closing session leaves the batch and frees its queue. */
-void outbound_release(struct wsp_session *ss);
+/* A closing session leaves the batch and frees its queues. */
+void outbound_release(struct wsp_vhost *vh, struct wsp_session *ss);
+
+/* Requested conflation: queue what ss holds now (its conflate_ms changed),
+ * or drop it (it unsubscribed or subscribed anew). */
+void outbound_flush_held(struct wsp_vhost *vh, struct wsp_session *ss);
+void outbound_drop_held(struct wsp_session *ss);
+
+/* Cut ss off if its oldest queued message is older than CLIENT_MAX_LAG
+ * (the sweep asks, for clients that are sent nothing new): 1 if it was. */
+int outbound_check_lag(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now);
 
 #endif

@@ -1,4 +1,5 @@
 #include "outq.h"
+#include "../common/timeutil.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -45,6 +46,9 @@ outq_msg_frame(char *buf, unsigned opcode, size_t len)
     m->refs = 1;
     m->len = (uint32_t)len;
     m->buf = buf;
+    m->key = 0;
+    m->made_ms = time_mono_ms();
+    m->conflated = NULL;
     m->frame_off = (uint32_t)(OUTQ_HEADROOM - n);
     m->frame_len = (uint32_t)(n + len);
     memcpy(m->buf + m->frame_off, hdr, n);
@@ -94,8 +98,110 @@ void
 outq_msg_unref(struct outq_msg *m)
 {
     if (m != NULL && --m->refs == 0) {
+        outq_msg_unref(m->conflated);
         free(m->buf);
         free(m);
+    }
+}
+
+struct outq_msg *
+outq_msg_conflated(struct outq_msg *m)
+{
+    static const char mark[] = ",\"conflated\":true}";
+    size_t n = sizeof(mark) - 1;
+    char *buf;
+
+    if (m->conflated != NULL)
+        return m->conflated;
+    /* The text is one JSON object: the mark goes in place of its last '}'
+     * (a copy of bytes, not another encoding). */
+    if (m->len == 0 || m->buf[OUTQ_HEADROOM + m->len - 1] != '}' ||
+        (buf = malloc(OUTQ_HEADROOM + m->len - 1 + n + 1)) == NULL)
+        return NULL;
+    memcpy(buf + OUTQ_HEADROOM, m->buf + OUTQ_HEADROOM, m->len - 1);
+    memcpy(buf + OUTQ_HEADROOM + m->len - 1, mark, n + 1);
+    if ((m->conflated = outq_msg_adopt(buf, m->len - 1 + n)) == NULL)
+        return NULL;
+    m->conflated->key = m->key;
+    m->conflated->made_ms = m->made_ms;
+    return m->conflated;
+}
+
+/* ---- the key index: open addressing, key -> absolute queue position ----- */
+
+struct outq_keys {
+    uint32_t cap; /* power of two */
+    uint32_t count;
+    struct outq_key_slot {
+        uint64_t key; /* 0: empty */
+        uint64_t pos;
+    } * slots;
+};
+
+static struct outq_key_slot *
+outq_keys_find(const struct outq_keys *k, uint64_t key)
+{
+    for (uint32_t i = (uint32_t)key & (k->cap - 1);; i = (i + 1) & (k->cap - 1)) {
+        if (k->slots[i].key == key || k->slots[i].key == 0)
+            return &k->slots[i];
+    }
+}
+
+static int
+outq_keys_grow(struct outq_keys *k)
+{
+    struct outq_key_slot *old = k->slots;
+    uint32_t oldcap = k->cap, cap = k->cap ? 2 * k->cap : 64;
+
+    if ((k->slots = calloc(cap, sizeof(*k->slots))) == NULL) {
+        k->slots = old;
+        return -1;
+    }
+    k->cap = cap;
+    for (uint32_t i = 0; i < oldcap; i++) {
+        if (old[i].key != 0)
+            *outq_keys_find(k, old[i].key) = old[i];
+    }
+    free(old);
+    return 0;
+}
+
+static int
+outq_keys_put(struct outq_keys *k, uint64_t key, uint64_t pos)
+{
+    struct outq_key_slot *s;
+
+    if ((k->count + 1) * 4 > k->cap * 3 && outq_keys_grow(k) != 0)
+        return -1;
+    s = outq_keys_find(k, key);
+    if (s->key == 0)
+        k->count++;
+    s->key = key;
+    s->pos = pos;
+    return 0;
+}
+
+/* Remove key if it maps to pos (a later update of it may have its own). */
+static void
+outq_keys_del(struct outq_keys *k, uint64_t key, uint64_t pos)
+{
+    struct outq_key_slot *s = outq_keys_find(k, key);
+    uint32_t i, j;
+
+    if (s->key == 0 || s->pos != pos)
+        return;
+    /* Backward-shift deletion: no tombstones. */
+    i = (uint32_t)(s - k->slots);
+    s->key = 0;
+    k->count--;
+    for (j = (i + 1) & (k->cap - 1); k->slots[j].key != 0; j = (j + 1) & (k->cap - 1)) {
+        uint32_t home = (uint32_t)k->slots[j].key & (k->cap - 1);
+        /* Move j back to i if its home is not in (i, j]. */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            k->slots[i] = k->slots[j];
+            k->slots[j].key = 0;
+            i = j;
+        }
     }
 }
 
@@ -119,8 +225,11 @@ outq_push(struct outq *q, struct outq_msg *m, uint32_t limit)
         q->cap = cap;
         q->head = 0;
     }
+    if (q->keys != NULL && m->key != 0 && outq_keys_put(q->keys, m->key, q->base + q->len) != 0)
+        return -1;
     q->slots[(q->head + q->len) % q->cap] = m;
     q->len++;
+    q->bytes += m->frame_len;
     outq_msg_ref(m);
     return 0;
 }
@@ -128,9 +237,73 @@ outq_push(struct outq *q, struct outq_msg *m, uint32_t limit)
 static void
 outq_pop(struct outq *q)
 {
-    outq_msg_unref(q->slots[q->head]);
+    struct outq_msg *m = q->slots[q->head];
+
+    if (q->keys != NULL && m->key != 0)
+        outq_keys_del(q->keys, m->key, q->base);
+    q->bytes -= m->frame_len;
+    outq_msg_unref(m);
     q->head = (q->head + 1) % q->cap;
     q->len--;
+    q->base++;
+}
+
+int
+outq_index_keys(struct outq *q)
+{
+    if (q->keys != NULL)
+        return 0;
+    if ((q->keys = calloc(1, sizeof(*q->keys))) == NULL || outq_keys_grow(q->keys) != 0) {
+        free(q->keys);
+        q->keys = NULL;
+        return -1;
+    }
+    for (uint32_t i = 0; i < q->len; i++) {
+        struct outq_msg *m = q->slots[(q->head + i) % q->cap];
+        if (m->key != 0 && outq_keys_put(q->keys, m->key, q->base + i) != 0) {
+            outq_unindex_keys(q);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void
+outq_unindex_keys(struct outq *q)
+{
+    if (q->keys != NULL)
+        free(q->keys->slots);
+    free(q->keys);
+    q->keys = NULL;
+}
+
+uint32_t
+outq_keys_waiting(const struct outq *q)
+{
+    return q->keys != NULL ? q->keys->count : 0;
+}
+
+struct outq_msg *
+outq_replace_key(struct outq *q, struct outq_msg *m)
+{
+    struct outq_key_slot *s;
+    struct outq_msg **slot, *old;
+    uint64_t at;
+
+    if (q->keys == NULL || m->key == 0)
+        return NULL;
+    s = outq_keys_find(q->keys, m->key);
+    if (s->key == 0 || s->pos < q->base || s->pos >= q->base + q->len)
+        return NULL;
+    at = s->pos - q->base;
+    if (at == 0 && q->head_off > 0)
+        return NULL; /* partly written: the rest must go out as it is */
+    slot = &q->slots[(q->head + at) % q->cap];
+    old = *slot;
+    *slot = m;
+    outq_msg_ref(m);
+    q->bytes = q->bytes - old->frame_len + m->frame_len;
+    return old;
 }
 
 const unsigned char *
@@ -159,6 +332,7 @@ outq_drop_head(struct outq *q)
 void
 outq_clear(struct outq *q)
 {
+    outq_unindex_keys(q);
     while (q->len > 0)
         outq_pop(q);
     free(q->slots);

@@ -41,7 +41,10 @@ struct outq_msg {
     uint32_t len;       /* bytes of text at buf + OUTQ_HEADROOM */
     uint32_t frame_off; /* the frame (header + text) starts here in buf */
     uint32_t frame_len;
-    char *buf; /* OUTQ_HEADROOM bytes of headroom, then the text */
+    char *buf;        /* OUTQ_HEADROOM bytes of headroom, then the text */
+    uint64_t key;     /* the board key of an update (a hash, never 0); 0: none, never conflated */
+    uint64_t made_ms; /* monotonic: when it was made (CLIENT_MAX_LAG) */
+    struct outq_msg *conflated; /* the same with "conflated":true (outq_msg_conflated), or NULL */
 };
 
 #define OUTQ_OP_TEXT  0x1
@@ -64,15 +67,25 @@ struct outq_msg *outq_msg_close(unsigned code, const char *reason);
 
 void outq_msg_ref(struct outq_msg *m);
 
+/* m, marked as replacing older updates of its key: its JSON object with
+ * "conflated":true added last, made once per message (m keeps it) and
+ * shared like m.  Borrowed: take a reference to keep it.  NULL on OOM. */
+struct outq_msg *outq_msg_conflated(struct outq_msg *m);
+
 /* Drop one reference; frees m with the last.  NULL is a no-op. */
 void outq_msg_unref(struct outq_msg *m);
 
 /* One client's queue: a ring of message pointers that grows on demand, so an
  * idle client costs no queue memory.  Zero-initialised is empty. */
+struct outq_keys;
+
 struct outq {
     struct outq_msg **slots;
     uint32_t cap, head, len;
-    uint32_t head_off; /* bytes of the head message's frame already written */
+    uint32_t head_off;      /* bytes of the head message's frame already written */
+    uint64_t bytes;         /* frame bytes queued (the head's in full) */
+    uint64_t base;          /* messages ever taken off the head: the head's position */
+    struct outq_keys *keys; /* while indexed: key -> position of its queued update */
 };
 
 /* Append m (a reference is taken) if fewer than limit messages are queued
@@ -102,8 +115,31 @@ const unsigned char *outq_head_rest(const struct outq *q, size_t *len);
 /* Drop the head message (the rest of its frame is someone else's now). */
 void outq_drop_head(struct outq *q);
 
-/* Drop every queued message and the ring itself. */
+/* Drop every queued message and the ring itself (and the key index). */
 void outq_clear(struct outq *q);
+
+/*
+ * Conflation (outbound.c decides when).  While q is indexed it knows, for
+ * each key, where its queued update is; a newer update of that key can then
+ * take the older one's place instead of queueing behind it.
+ * outq_index_keys starts indexing (0, or -1 on OOM); outq_unindex_keys
+ * stops it.  outq_keys_waiting: distinct keys queued (indexed queues).
+ */
+int outq_index_keys(struct outq *q);
+void outq_unindex_keys(struct outq *q);
+uint32_t outq_keys_waiting(const struct outq *q);
+
+/* If q is indexed and an update of m's key waits (and is not partly
+ * written), put m (a reference taken) in its place and return the one it
+ * replaces (the caller's reference now); else NULL and q is unchanged. */
+struct outq_msg *outq_replace_key(struct outq *q, struct outq_msg *m);
+
+/* When the head message was made (monotonic ms); 0 if q is empty. */
+static inline uint64_t
+outq_head_made_ms(const struct outq *q)
+{
+    return q->len > 0 ? q->slots[q->head]->made_ms : 0;
+}
 
 /*
  * Write what is queued to the non-blocking socket fd: at most `rounds`

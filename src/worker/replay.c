@@ -1,5 +1,6 @@
 #include "replay.h"
 #include "encode.h"
+#include "outbound.h"
 #include "sub_filter.h"
 #include "wsp.h"
 #include "../common/decode.h"
@@ -226,6 +227,7 @@ replay_entry(struct replay_req *r, const struct replay_stream *st, const redisRe
     buf = encode_update(&view, &origin, time_now_ms(), OUTQ_HEADROOM, &len, err, sizeof(err));
     if (buf == NULL || (m = outq_msg_adopt(buf, len)) == NULL)
         return -1;
+    m->key = outbound_key(&view);
     if (replay_push(r, m) != 0) {
         outq_msg_unref(m);
         return -1;

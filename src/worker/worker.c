@@ -100,6 +100,8 @@ worker_drain_ring(struct worker *w)
         struct ring_frame_meta meta;
         struct frame_view view;
         struct feed_entry e;
+        struct outq_msg *encoded;
+        int full;
         uint64_t missed = w->reader.missed;
         uint32_t len;
         char err[128], name[SHM_STREAM_NAME], id[STREAMID_STR_MAX];
@@ -118,8 +120,10 @@ worker_drain_ring(struct worker *w)
         e.stream = meta.stream;
         e.id = (struct streamid){meta.id_ms, meta.id_seq};
         feed_frame(&w->vh, meta.kind, &e, w->frame, len);
-        if (meta.kind != RING_KIND_ENTRY)
+        if (meta.kind != RING_KIND_ENTRY) {
+            feed_note(&w->vh, meta.kind, &e, NULL, NULL);
             continue;
+        }
         if (shm_stream_name(w->shm, meta.stream, name, sizeof(name)) != 0)
             name[0] = '\0';
         streamid_format(&e.id, id, sizeof(id));
@@ -128,12 +132,15 @@ worker_drain_ring(struct worker *w)
         msgpack_zone_clear(&w->zone);
         if (frame_unpack(w->frame, len, &w->zone, &view, err, sizeof(err)) != 0) {
             atomic_fetch_add_explicit(&st->invalid_frames, 1, memory_order_relaxed);
+            feed_note(&w->vh, meta.kind, &e, NULL, NULL);
             if (log_ratelimit_allow(&w->rl))
                 LOG_WARN("skipping undecodable ring frame %llu: %s",
                          (unsigned long long)(w->reader.next - 1), err);
             continue;
         }
-        if (outbound_broadcast(&w->vh, &view, &e)) {
+        full = outbound_broadcast(&w->vh, &view, &e, &encoded);
+        feed_note(&w->vh, meta.kind, &e, &view, encoded);
+        if (full) {
             budget = -1; /* a busy client's socket is full: let it drain */
             break;
         }
@@ -432,6 +439,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
         LOG_ERROR("lws_create_context() failed");
         return 1;
     }
+    w->vh.ctx = w->ctx;
     w->vhost = lws_create_vhost(w->ctx, &info);
     if (w->vhost == NULL) {
         LOG_ERROR("lws_create_vhost() failed");
@@ -467,6 +475,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     lws_sul_cancel(&w->stop_deadline);
     lws_sul_cancel(&w->liveness);
     lws_sul_cancel(&w->accept_retry);
+    lws_sul_cancel(&w->vh.hold_timer);
     replay_shutdown();
     lws_context_destroy(w->ctx);
     ev_loop_destroy(w->loop);

@@ -118,6 +118,7 @@ wsp_check_progress(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now)
     }
     if (now - ss->progress_ms >= (uint64_t)vh->conf->send_timeout * 1000) {
         WSP_STAT_ADD(vh, slow_disconnects, 1);
+        WSP_STAT_ADD(vh, slow_send_timeout, 1);
         LOG_INFO("client %s took nothing for %u s while data waited; disconnecting", ss->client_id,
                  vh->conf->send_timeout);
         wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, "client too slow: send timeout",
@@ -137,7 +138,8 @@ wsp_liveness_sweep(struct wsp_vhost *vh, unsigned part, unsigned nparts)
         /* A closing session has its own deadline (wsp_schedule_close). */
         if (ss->sweep_slot % nparts == part && ss->close_code == 0) {
             wsp_check_liveness(ss, now, interval, timeout);
-            wsp_check_progress(vh, ss, now);
+            if (ss->close_code == 0 && !outbound_check_lag(vh, ss, now))
+                wsp_check_progress(vh, ss, now);
         }
     }
     lws_end_foreach_dll(d);
@@ -196,7 +198,7 @@ wsp_closed(struct wsp_vhost *vh, struct wsp_session *ss)
     rxguard_detach(lws_get_socket_fd(ss->wsi), ss);
     feed_stop(vh, ss);
     sub_index_leave(vh->index, &ss->member);
-    outbound_release(ss);
+    outbound_release(vh, ss);
     inbound_release(ss);
     lws_dll2_remove(&ss->list);
     ss->is_ws = 0;

@@ -48,6 +48,11 @@ struct wsp_vhost {
     uint64_t batch_ms; /* wall clock at outbound_batch_begin() */
     int slice_full;    /* a client near CLIENT_BUFFER could not be written */
     struct feed_worker *feed;
+    /* Sessions holding updates for their conflate_ms (outbound.c), and the
+     * timer that flushes them. */
+    lws_dll2_owner_t holding;
+    lws_sorted_usec_list_t hold_timer;
+    struct lws_context *ctx;
     /* Ask the worker for a turn of feed_service soon (a session not live
      * has room again, or was just subscribed). */
     void (*kick)(struct wsp_vhost *vh);
@@ -77,8 +82,15 @@ struct wsp_session {
     uint64_t messages_queued; /* server messages accepted for this client */
     uint64_t progress_ms;     /* monotonic: last time its socket took bytes, or
                                * when data started to wait (SEND_TIMEOUT) */
-    int outq_bytes;           /* the kernel's send queue at the last sweep */
-    unsigned sweep_slot;      /* which part of the sweep checks it */
+    /* conflation (outbound.h) */
+    int conflating;         /* automatic: its queue passed CONFLATE_AT */
+    uint32_t conflate_ms;   /* requested: at most one update per key per this many ms */
+    struct outq held;       /* ... the latest update of each key until the next flush */
+    uint64_t next_flush_ms; /* monotonic */
+    uint64_t last_flush_ms;
+    lws_dll2_t hold_link; /* on vh->holding while held is not empty */
+    int outq_bytes;       /* the kernel's send queue at the last sweep */
+    unsigned sweep_slot;  /* which part of the sweep checks it */
 
     /* inbound */
     uint64_t messages_received;

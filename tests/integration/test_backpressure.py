@@ -94,8 +94,10 @@ class FastReader:
         self.ws.close()
 
 
-def publish_batch(r, svc, start, n):
-    publish_many(r, [(svc.stream(), odds_fields(svc.sport, event="bp", seq=str(i), pad=PAD))
+def publish_batch(r, svc, start, n, distinct=False):
+    """Entries start..start+n-1 (field seq); one key, or each its own."""
+    publish_many(r, [(svc.stream(), odds_fields(svc.sport, event=f"bp{i}" if distinct else "bp",
+                                                seq=str(i), pad=PAD))
                      for i in range(start, start + n)])
     return start + n
 
@@ -110,8 +112,10 @@ def test_slow_client_is_cut_off_with_1008(service, r):
     try:
         # publish until the slow client's queue overflows (3000 entries of
         # 2 KB normally do; up to 12000 in case the kernel buffers are large)
+        # (each entry its own key: the slow client's queue cannot be
+        # conflated, and more keys wait than CLIENT_BUFFER)
         while published < 12000:
-            published = publish_batch(r, svc, published, 1000)
+            published = publish_batch(r, svc, published, 1000, distinct=True)
             if svc.metrics()["dropped_messages"] > 0 and published >= 3000:
                 break
         m = svc.wait_metric(lambda m: m["dropped_messages"] > 0, message="dropped_messages > 0")

@@ -20,7 +20,8 @@ def test_pongs_never_split_a_half_sent_update(service, r):
     """A client with a small receive buffer pings continuously while large
     updates stream to it: every frame it reads is either a whole JSON update
     or a whole pong with its ping's payload."""
-    svc = service(WORKERS="1", CLIENT_BUFFER="100000", PING_INTERVAL="0")
+    svc = service(WORKERS="1", CLIENT_BUFFER="100000", CLIENT_BUFFER_BYTES="1073741824",
+                  PING_INTERVAL="0")
     stream = f"odds.normalized.{svc.settings['SPORTS']}"
     c = RawWS(svc.port, rcvbuf=4096)
     c.send_json({"type": "subscribe", "payload": {"snapshot": False}})

@@ -875,6 +875,23 @@ test_check(void)
     CHECK_INT(conf_set(&c, "OPPORTUNITIES_STREAM", "", err, sizeof(err)), 0);
     CHECK_INT(conf_check(&c, err, sizeof(err)), 0);
 
+    /* CONFLATE_AT: auto is half of CLIENT_BUFFER; never above it. */
+    conf_defaults(&c);
+    CHECK_INT(conf_set(&c, "CLIENT_BUFFER", "100", err, sizeof(err)), 0);
+    conf_resolve_auto(&c);
+    CHECK_INT(c.conflate_at, 50);
+    CHECK_INT(conf_check(&c, err, sizeof(err)), 0);
+    conf_defaults(&c);
+    CHECK_INT(conf_set(&c, "CLIENT_BUFFER", "1", err, sizeof(err)), 0);
+    conf_resolve_auto(&c);
+    CHECK_INT(c.conflate_at, 1);
+    conf_defaults(&c);
+    CHECK_INT(conf_set(&c, "CONFLATE_AT", "300", err, sizeof(err)), 0);
+    conf_resolve_auto(&c);
+    err[0] = '\0';
+    CHECK_INT(conf_check(&c, err, sizeof(err)), -1);
+    CHECK(starts_with(err, "CONFLATE_AT:"));
+
     /* A filter value larger than a whole message could never be sent. */
     conf_defaults(&c);
     CHECK_INT(conf_set(&c, "MAX_MESSAGE_SIZE", "256", err, sizeof(err)), 0);

@@ -571,9 +571,9 @@ test_prometheus_values(void)
     if (b.data != NULL) {
         const char *t = b.data;
         /* 18 top-level figures and 2 of the ingest, then 9 per worker. */
-        /* the top-level figures and the ingest's, 10 per worker, then the
+        /* the top-level figures and the ingest's, 11 per worker, then the
          * 14 of the snapshot table and the consistent board */
-        CHECK_INT(check_exposition(t), 22 + 10 * 2 + 14);
+        CHECK_INT(check_exposition(t), 28 + 11 * 2 + 14);
         CHECK_LINE(t, "# TYPE ws_broadcaster_active_clients gauge");
         CHECK_LINE(t, "ws_broadcaster_active_clients 5");
         CHECK_LINE(t, "# TYPE ws_broadcaster_total_connections counter");
@@ -668,7 +668,7 @@ test_prometheus_many_workers(void)
     CHECK_INT(metrics_prometheus(s, &b), 0);
     check_buf(&b);
     if (b.data != NULL) {
-        CHECK_INT(check_exposition(b.data), 22 + 10 * SHM_MAX_WORKERS + 14);
+        CHECK_INT(check_exposition(b.data), 28 + 11 * SHM_MAX_WORKERS + 14);
         for (uint32_t i = 0; i < SHM_MAX_WORKERS; i++) {
             snprintf(line, sizeof(line), "ws_broadcaster_worker_active_clients{worker=\"%u\"} %u",
                      i + 1, i * 10);

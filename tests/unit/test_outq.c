@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -191,6 +193,117 @@ broken_connection_is_reported(void)
     close(sv[0]);
 }
 
-TEST_MAIN(TEST(header_lengths), TEST(msg_frame_in_headroom), TEST(push_limit_and_refs),
+static struct outq_msg *
+keyed(const char *text, uint64_t key)
+{
+    struct outq_msg *m = outq_msg_new(text, strlen(text));
+
+    if (m != NULL)
+        m->key = key;
+    return m;
+}
+
+static const char *
+text_at(const struct outq *q, uint32_t i)
+{
+    const struct outq_msg *m = q->slots[(q->head + i) % q->cap];
+
+    return m->buf + OUTQ_HEADROOM;
+}
+
+/* Conflation: a newer update of a waiting key takes its place, marked;
+ * unkeyed messages are never replaced; bytes and the key count follow. */
+static void
+conflation_replaces_in_place(void)
+{
+    struct outq q = {0};
+    struct outq_msg *a1 = keyed("{\"k\":\"a\",\"v\":1}", 11), *b1 = keyed("{\"k\":\"b\"}", 22),
+                    *x = keyed("{\"opp\":1}", 0), *a2 = keyed("{\"k\":\"a\",\"v\":2}", 11),
+                    *a3 = keyed("{\"k\":\"a\",\"v\":3}", 11), *old, *mark;
+    uint64_t bytes;
+
+    CHECK(outq_push(&q, a1, 100) == 0 && outq_push(&q, b1, 100) == 0 && outq_push(&q, x, 100) == 0);
+    /* Not indexed: nothing is replaced. */
+    CHECK(outq_replace_key(&q, a2) == NULL);
+    CHECK_INT(outq_keys_waiting(&q), 0);
+    CHECK_INT(outq_index_keys(&q), 0);
+    CHECK_INT(outq_keys_waiting(&q), 2);
+    bytes = q.bytes;
+    mark = outq_msg_conflated(a2);
+    CHECK(mark != NULL && mark == outq_msg_conflated(a2)); /* made once */
+    CHECK_STR(mark->buf + OUTQ_HEADROOM, "{\"k\":\"a\",\"v\":2,\"conflated\":true}");
+    CHECK_INT(mark->key, 11);
+    old = outq_replace_key(&q, mark);
+    CHECK(old == a1);
+    outq_msg_unref(old);
+    CHECK_INT(q.len, 3);
+    CHECK_INT(q.bytes, bytes - a1->frame_len + mark->frame_len);
+    CHECK_STR(text_at(&q, 0), "{\"k\":\"a\",\"v\":2,\"conflated\":true}");
+    /* An unkeyed message is never replaced, and a new key is not found. */
+    CHECK(outq_replace_key(&q, x) == NULL);
+    /* The head partly written is left alone: the next goes behind it. */
+    q.head_off = 1;
+    CHECK(outq_replace_key(&q, a3) == NULL);
+    q.head_off = 0;
+    /* Once the head goes, its key no longer waits. */
+    outq_drop_head(&q);
+    CHECK_INT(outq_keys_waiting(&q), 1);
+    CHECK(outq_replace_key(&q, a3) == NULL);
+    CHECK(outq_push(&q, a3, 100) == 0);
+    CHECK_INT(outq_keys_waiting(&q), 2);
+    outq_unindex_keys(&q);
+    CHECK_INT(outq_keys_waiting(&q), 0);
+    outq_clear(&q);
+    CHECK_INT(q.bytes, 0);
+    outq_msg_unref(a1);
+    outq_msg_unref(b1);
+    outq_msg_unref(x);
+    outq_msg_unref(a2);
+    outq_msg_unref(a3);
+}
+
+/* Many keys through a small index: it grows, deletions keep every other
+ * key findable (the index is open addressing), positions stay right. */
+static void
+conflation_index_many_keys(void)
+{
+    struct outq q = {0};
+    struct outq_msg *m[600];
+    char text[32];
+
+    CHECK_INT(outq_index_keys(&q), 0);
+    for (int i = 0; i < 600; i++) {
+        snprintf(text, sizeof(text), "{\"i\":%d}", i);
+        m[i] = keyed(text, (uint64_t)(i % 300) * 64 + 1); /* colliding low bits */
+        if (i < 300)
+            CHECK(outq_push(&q, m[i], UINT32_MAX) == 0);
+    }
+    CHECK_INT(outq_keys_waiting(&q), 300);
+    for (int i = 0; i < 100; i++)
+        outq_drop_head(&q);
+    CHECK_INT(outq_keys_waiting(&q), 200);
+    for (int i = 300; i < 600; i++) {
+        struct outq_msg *old = outq_replace_key(&q, m[i]);
+        if (i % 300 < 100) {
+            CHECK(old == NULL); /* its key was sent */
+            CHECK(outq_push(&q, m[i], UINT32_MAX) == 0);
+        } else {
+            CHECK(old == m[i - 300]);
+            outq_msg_unref(old);
+        }
+    }
+    CHECK_INT(q.len, 300);
+    CHECK_INT(outq_keys_waiting(&q), 300);
+    for (uint32_t i = 0; i < q.len; i++) {
+        int v = atoi(strchr(text_at(&q, i), ':') + 1);
+        CHECK(v >= 300); /* only the newest of each key */
+    }
+    outq_clear(&q);
+    for (int i = 0; i < 600; i++)
+        outq_msg_unref(m[i]);
+}
+
+TEST_MAIN(TEST(conflation_replaces_in_place), TEST(conflation_index_many_keys),
+          TEST(header_lengths), TEST(msg_frame_in_headroom), TEST(push_limit_and_refs),
           TEST(partial_writes_resume_at_the_right_byte), TEST(close_frame),
           TEST(broken_connection_is_reported))
