@@ -1,7 +1,7 @@
 # ws-broadcaster -- GNU make.  `make help` lists the targets.
 
 CC        ?= cc
-PKGS      := libwebsockets hiredis libcjson msgpack libsystemd
+PKGS      := libwebsockets hiredis libcjson msgpack libsystemd libjwt
 PY        := /usr/bin/python3
 SAN       ?=
 FUZZ_SECONDS ?= 30
@@ -127,12 +127,13 @@ help:
 # I/O-free sources are linked: no lws, hiredis or systemd objects.
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
-FUZZ_NAMES   := fuzz_client_message fuzz_entry_decode fuzz_frame fuzz_config
+FUZZ_NAMES   := fuzz_client_message fuzz_entry_decode fuzz_frame fuzz_config fuzz_proxy_header \
+                fuzz_auth_token
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 FUZZ_SRCS    := $(wildcard src/common/*.c) src/worker/cmsg.c \
-                src/worker/sub.c src/worker/sub_filter.c src/worker/encode.c
+                src/worker/sub.c src/worker/sub_filter.c src/worker/encode.c src/worker/authtoken.c
 FUZZ_OBJS    := $(FUZZ_SRCS:%.c=$(FUZZ_BUILD)/%.o)
-FUZZ_PKGS    := libcjson msgpack
+FUZZ_PKGS    := libcjson msgpack libjwt
 # clang's -Wformat=2 adds -Wformat-nonliteral, which gcc's leaves out for
 # va_list callers and which log_vmsg (no format attribute) trips.
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 $(WARN) -Wno-format-nonliteral \

@@ -25,6 +25,7 @@
 #define CONF_INT(f)         .type = CONF_TYPE_INT, CONF_FIELD(f, int)
 #define CONF_STRING(f)      .type = CONF_TYPE_STRING, CONF_FIELD(f, char *)
 #define CONF_SECRET(f)      .type = CONF_TYPE_SECRET, CONF_FIELD(f, char *)
+#define CONF_CHOICE(f, names) .type = CONF_TYPE_CHOICE, CONF_FIELD(f, int), .choices = (names)
 #define CONF_CUSTOM(f)                                                                             \
     .type = CONF_TYPE_CUSTOM, .offset = offsetof(struct conf, f), .size = sizeof(CONF_MEMBER(f))
 
@@ -34,6 +35,8 @@
  * env.template and etc/ws-broadcaster.conf (test_conf checks that each row
  * is in all three), and the reloadable flags with what sup_reload applies.
  */
+static const char *const conf_auth_names[] = {"off", "required", "optional", NULL};
+
 const struct conf_key conf_keys[] = {
     {"SERVER_ADDR", ":8080", 0, "listen address, :PORT (all interfaces) or HOST:PORT",
      CONF_STRING(server_addr), .parse = conf_type_parse_server_addr},
@@ -114,6 +117,26 @@ const struct conf_key conf_keys[] = {
     {"MAX_FILTER_VALUES_PER_IP", "100000", 0,
      "filter values held by all the clients of one address together",
      CONF_U32(max_filter_values_per_ip, 1, 100000000)},
+    {"AUTH", "off", 0, "off, required, or optional (anonymous clients get ANONYMOUS)",
+     CONF_CHOICE(auth, conf_auth_names)},
+    {"AUTH_ALGORITHM", "auto", 0,
+     "HS256, RS256 or ES256; auto: HS256 with a secret file, else the public key's type",
+     CONF_STRING(auth_algorithm), .parse = conf_type_parse_text},
+    {"AUTH_HS256_SECRET_FILE", "", 0, "file holding the HS256 secret (re-read on SIGHUP)",
+     CONF_STRING(auth_hs256_secret_file), .parse = conf_type_parse_text},
+    {"AUTH_PUBLIC_KEY_FILE", "", 0, "PEM public key for RS256/ES256 (re-read on SIGHUP)",
+     CONF_STRING(auth_public_key_file), .parse = conf_type_parse_text},
+    {"AUTH_LEEWAY", "30", 0, "seconds of clock skew allowed for exp, nbf and iat",
+     CONF_U32(auth_leeway, 0, 3600)},
+    {"AUTH_AUDIENCE", "", 0, "required aud claim; empty: not checked", CONF_STRING(auth_audience),
+     .parse = conf_type_parse_text},
+    {"AUTH_ISSUER", "", 0, "required iss claim; empty: not checked", CONF_STRING(auth_issuer),
+     .parse = conf_type_parse_text},
+    {"AUTH_TIMEOUT", "5", 0, "seconds a client without a token in its upgrade has to send one",
+     CONF_U32(auth_timeout, 1, 3600)},
+    {"ANONYMOUS", "", 0, "entitlements of anonymous clients (AUTH=optional) as JSON claims; "
+                         "empty: nothing",
+     CONF_STRING(anonymous), .parse = conf_type_parse_text},
     {"SNAPSHOT_CHUNK", "500", 0, "items per snapshot message", CONF_U32(snapshot_chunk, 1, 100000)},
     {"SNAPSHOT_TTL", "21600", 0, "seconds an odds key stays in snapshots without an update",
      CONF_U32(snapshot_ttl, 1, 31536000)},
@@ -272,6 +295,18 @@ conf_check(const struct conf *c, char *err, size_t errlen)
                      c->opportunities_stream, c->sports[i]);
             return -1;
         }
+    }
+    if (c->auth != CONF_AUTH_OFF &&
+        (c->auth_hs256_secret_file[0] != '\0') == (c->auth_public_key_file[0] != '\0')) {
+        snprintf(err, errlen, "AUTH: needs exactly one of AUTH_HS256_SECRET_FILE and "
+                              "AUTH_PUBLIC_KEY_FILE");
+        return -1;
+    }
+    if (strcmp(c->auth_algorithm, "auto") != 0 && strcmp(c->auth_algorithm, "HS256") != 0 &&
+        strcmp(c->auth_algorithm, "RS256") != 0 && strcmp(c->auth_algorithm, "ES256") != 0) {
+        snprintf(err, errlen, "AUTH_ALGORITHM: expected auto, HS256, RS256 or ES256, got '%s'",
+                 c->auth_algorithm);
+        return -1;
     }
     if (c->conflate_at > c->client_buffer) {
         snprintf(err, errlen, "CONFLATE_AT: larger than CLIENT_BUFFER (%u)", c->client_buffer);

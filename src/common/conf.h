@@ -26,6 +26,8 @@
 #define CONF_DEFAULT_PATH "etc/ws-broadcaster.conf"
 #define CONF_ODDS_PREFIX  "odds.normalized."
 
+enum conf_auth { CONF_AUTH_OFF = 0, CONF_AUTH_REQUIRED, CONF_AUTH_OPTIONAL };
+
 struct conf {
     /* SERVER_ADDR: ":PORT" = all interfaces (host empty), or "HOST:PORT". */
     char server_addr[CONF_HOST_MAX + 8];
@@ -81,6 +83,17 @@ struct conf {
     uint32_t ipv6_prefix;            /* bits of an IPv6 address that name a client */
     uint32_t max_filter_values_per_ip;
 
+    /* Who may see what (README "Authentication"). */
+    int auth;                        /* enum conf_auth */
+    char auth_algorithm[8];          /* "auto", HS256, RS256, ES256 */
+    char auth_hs256_secret_file[512];
+    char auth_public_key_file[512];
+    uint32_t auth_leeway;            /* seconds, for exp, nbf, iat */
+    char auth_audience[256];         /* "" = not checked */
+    char auth_issuer[256];
+    uint32_t auth_timeout;           /* seconds to authenticate by message */
+    char anonymous[1024];            /* JSON claims of anonymous clients (AUTH=optional) */
+
     /* The consistent board (README "Consistency"). */
     uint32_t snapshot_chunk;     /* items per snapshot message */
     uint32_t snapshot_ttl;       /* seconds an odds key lives without an update */
@@ -105,6 +118,7 @@ enum conf_type {
     CONF_TYPE_STRING, /* char[size], NUL-terminated */
     CONF_TYPE_SECRET, /* a STRING that conf_get shows only as "(set)" or "" */
     CONF_TYPE_CUSTOM, /* parse and format given; compared by its text form */
+    CONF_TYPE_CHOICE, /* int: the index of one of the row's choices */
 };
 
 struct conf_key {
@@ -116,6 +130,8 @@ struct conf_key {
     size_t offset;     /* offsetof(struct conf, field) */
     size_t size;       /* sizeof that field */
     uint32_t min, max; /* bounds of a number (U32 rows, WORKERS) */
+    const char *const *choices; /* a CONF_TYPE_CHOICE's names, NULL-terminated: the int is the
+                                 * index */
     /* NULL: the type's own.  parse stores value, and may fill fields that
      * follow from it (SERVER_ADDR's host and port), or returns -1 with
      * "KEY: why" in err.  format writes what conf_get gives: a text parse

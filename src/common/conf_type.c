@@ -178,6 +178,9 @@ conf_type_row_ok(const struct conf_key *k)
     case CONF_TYPE_CUSTOM:
         ok = ok && k->parse != NULL && k->format != NULL;
         break;
+    case CONF_TYPE_CHOICE:
+        ok = ok && k->size == sizeof(int) && k->choices != NULL && k->choices[0] != NULL;
+        break;
     default:
         ok = 0;
         break;
@@ -193,6 +196,8 @@ conf_type_parse(struct conf *c, const struct conf_key *k, const char *value, cha
 
     if (k->parse != NULL)
         return k->parse(c, k, value, err, errlen);
+    if (k->type == CONF_TYPE_CHOICE)
+        return conf_type_parse_choice(c, k, value, err, errlen);
     if (k->type == CONF_TYPE_U32) {
         if (conf_number(k, value, &v, err, errlen) != 0)
             return -1;
@@ -210,6 +215,8 @@ conf_type_format(const struct conf *c, const struct conf_key *k, char *buf, size
 
     if (k->format != NULL)
         return k->format(c, k, buf, size);
+    if (k->type == CONF_TYPE_CHOICE)
+        return conf_type_format_choice(c, k, buf, size);
     switch (k->type) {
     case CONF_TYPE_U32:
         n = snprintf(buf, size, "%u", *(const uint32_t *)p);
@@ -238,6 +245,7 @@ conf_type_same(const struct conf *a, const struct conf *b, const struct conf_key
     case CONF_TYPE_U32:
         return *(const uint32_t *)pa == *(const uint32_t *)pb;
     case CONF_TYPE_INT:
+    case CONF_TYPE_CHOICE:
         return *(const int *)pa == *(const int *)pb;
     case CONF_TYPE_STRING:
     case CONF_TYPE_SECRET: /* the real value: conf_get's mask hides a change */
@@ -552,4 +560,37 @@ conf_type_format_log_level(const struct conf *c, const struct conf_key *k, char 
     const char *name = log_level_name(*(const int *)conf_cfield(c, k));
 
     return snprintf(buf, size, "%s", name != NULL ? name : "?") < 0 ? -1 : 0;
+}
+
+int
+conf_type_parse_choice(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                       size_t errlen)
+{
+    char names[128];
+    size_t off = 0;
+
+    for (int i = 0; k->choices[i] != NULL; i++) {
+        if (strcmp(value, k->choices[i]) == 0) {
+            *(int *)conf_field(c, k) = i;
+            return 0;
+        }
+    }
+    names[0] = '\0';
+    for (int i = 0; k->choices[i] != NULL && off < sizeof(names); i++) {
+        const char *sep = i == 0 ? "" : k->choices[i + 1] == NULL ? " or " : ", ";
+        off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s", sep, k->choices[i]);
+    }
+    return conf_error(err, errlen, k->name, "expected %s, got '%s'", names, value);
+}
+
+int
+conf_type_format_choice(const struct conf *c, const struct conf_key *k, char *buf, size_t size)
+{
+    int i = *(const int *)conf_cfield(c, k);
+
+    for (int j = 0; k->choices[j] != NULL; j++) {
+        if (j == i)
+            return snprintf(buf, size, "%s", k->choices[j]) < 0 ? -1 : 0;
+    }
+    return snprintf(buf, size, "?") < 0 ? -1 : 0;
 }

@@ -77,6 +77,11 @@ int conf_type_format_u32_auto(const struct conf *c, const struct conf_key *k, ch
 int conf_type_parse_power_of_two(struct conf *c, const struct conf_key *k, const char *value,
                                  char *err, size_t errlen);
 /* A level name of log.h (log_level_parse, log_level_name) as an int. */
+/* CONF_TYPE_CHOICE: one of the row's names, stored as its index. */
+int conf_type_parse_choice(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                           size_t errlen);
+int conf_type_format_choice(const struct conf *c, const struct conf_key *k, char *buf, size_t size);
+
 int conf_type_parse_log_level(struct conf *c, const struct conf_key *k, const char *value,
                               char *err, size_t errlen);
 int conf_type_format_log_level(const struct conf *c, const struct conf_key *k, char *buf,

@@ -2,6 +2,7 @@
  * ws-broadcaster: command line, configuration, then the supervisor.
  */
 #include "sup.h"
+#include "../worker/auth.h"
 #include "../common/conf.h"
 #include "../common/log.h"
 #include "../common/shm.h"
@@ -105,7 +106,8 @@ main(int argc, char **argv)
     }
 
     if (conf_load(&conf, path, err, sizeof(err)) != 0 ||
-        main_check_memory(&conf, err, sizeof(err)) != 0) {
+        main_check_memory(&conf, err, sizeof(err)) != 0 ||
+        auth_check_config(&conf, err, sizeof(err)) != 0) {
         fprintf(stderr, "ws-broadcaster: invalid configuration: %s\n", err);
         return SUP_EXIT_CONFIG;
     }

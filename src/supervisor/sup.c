@@ -471,6 +471,13 @@ sup_reload(struct sup *sp)
     } else {
         LOG_INFO("reload: configuration re-read");
     }
+    /* Workers read the AUTH key files again (their contents may change on a
+     * reload; their paths need a restart). */
+    for (int i = 0; i < sp->nchildren; i++) {
+        struct sup_child *ch = &sp->children[i];
+        if (ch->role == SUP_ROLE_WORKER && ch->pid > 0 && kill(ch->pid, SIGHUP) != 0)
+            LOG_WARN("kill(worker %d, SIGHUP) failed: %s", ch->index, strerror(errno));
+    }
 }
 
 /* ---- the loop --------------------------------------------------------------- */

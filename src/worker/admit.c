@@ -1,4 +1,5 @@
 #include "admit.h"
+#include "auth.h"
 #include "../common/log.h"
 
 #include <errno.h>
@@ -64,7 +65,20 @@ struct admit_conn {
     struct addrtab_key key;
     unsigned connection : 1; /* counted in ADDRTAB_CONNECTIONS */
     unsigned client : 1;     /* a client reservation ESTABLISHED has yet to take */
+    unsigned sub_counted : 1; /* claims->sub counted (max_connections) */
+    struct authtoken_claims *claims; /* the upgrade's token, for ESTABLISHED to take */
 };
+
+/* Drop the claims an upgrade brought and never handed over. */
+static void
+admit_drop_claims(struct wsp_vhost *vh, struct admit_conn *ac)
+{
+    if (ac->claims != NULL && ac->sub_counted)
+        auth_sub_release(vh, ac->claims->sub);
+    auth_claims_free(ac->claims);
+    ac->claims = NULL;
+    ac->sub_counted = 0;
+}
 
 /* Refusals because the address table was full: rare by design, and each
  * one a client turned away, so worth a line; bounded, as a flood of new
@@ -255,6 +269,34 @@ admit_unreserve_conn(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *a
     }
 }
 
+/* The token an upgrade carries, if any: a bad one is refused with 401 (no
+ * upgrade), a good one rides on the connection to ESTABLISHED.  Without
+ * one, the client authenticates by message (auth.h). */
+static int
+admit_token(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *ac, int fresh,
+            const struct addrtab_key *key)
+{
+    char token[AUTHTOKEN_MAX_TOKEN + 1], why[128], body[160];
+    size_t len;
+
+    if (!auth_enabled(vh) || (len = auth_upgrade_token(wsi, token, sizeof(token))) == 0)
+        return 0;
+    ac->claims = auth_verify(vh, token, len, why, sizeof(why));
+    if (ac->claims == NULL) {
+        admit_unreserve_conn(vh, wsi, ac, fresh);
+        snprintf(body, sizeof(body), "unauthorized: %s", why);
+        return admit_refuse(vh, wsi, key, 401, "Unauthorized", body);
+    }
+    if (auth_sub_acquire(vh, ac->claims->sub, ac->claims->max_connections) != 0) {
+        admit_drop_claims(vh, ac);
+        admit_unreserve_conn(vh, wsi, ac, fresh);
+        return admit_refuse(vh, wsi, key, 429, "Too Many Requests",
+                            "max_connections of this sub reached");
+    }
+    ac->sub_counted = ac->claims->max_connections >= 0;
+    return 0;
+}
+
 int
 admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
 {
@@ -293,7 +335,7 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
         return admit_refuse(vh, wsi, &key, 429, "Too Many Requests",
                             "too many connections from this address");
     }
-    return 0;
+    return admit_token(vh, wsi, ac, fresh, &key);
 }
 
 int
@@ -325,6 +367,10 @@ admit_take(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
     }
     ss->addr = ac->key;
     ss->reserved = 1;
+    ss->claims = ac->claims; /* auth_session_start takes it from here */
+    ss->sub_counted = ac->sub_counted;
+    ac->claims = NULL;
+    ac->sub_counted = 0;
     ac->client = 0;
     admit_conn_done(wsi, ac);
 }
@@ -347,6 +393,7 @@ admit_abandon(struct wsp_vhost *vh, struct lws *wsi)
         admit_unreserve(vh, &ac->key);
     if (ac->connection)
         admit_connection_undo(vh, &ac->key);
+    admit_drop_claims(vh, ac);
     ac->client = 0;
     ac->connection = 0;
     admit_conn_done(wsi, ac);

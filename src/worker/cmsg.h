@@ -17,7 +17,7 @@
 #include <cjson/cJSON.h>
 #include <stddef.h>
 
-enum cmsg_type { CMSG_SUBSCRIBE = 0, CMSG_UNSUBSCRIBE, CMSG_HEARTBEAT };
+enum cmsg_type { CMSG_SUBSCRIBE = 0, CMSG_UNSUBSCRIBE, CMSG_HEARTBEAT, CMSG_AUTH, CMSG_REFRESH };
 
 #define CMSG_ERR_INVALID_JSON    "invalid_json"
 #define CMSG_ERR_INVALID_MESSAGE "invalid_message"

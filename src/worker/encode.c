@@ -167,6 +167,19 @@ encode_wrap(const char *type, cJSON *payload, uint64_t now_ms, size_t headroom, 
     return encode_wrap_origin(type, payload, NULL, now_ms, headroom, len);
 }
 
+/* The basic projection: the premium fields go (at the top of the payload,
+ * where the ingest puts them). */
+static void
+encode_project(cJSON *payload, const struct encode_origin *origin)
+{
+    static const char *const premium[] = {ENCODE_PREMIUM_FIELDS};
+
+    if (origin == NULL || !origin->basic)
+        return;
+    for (size_t i = 0; i < sizeof(premium) / sizeof(premium[0]); i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(payload, premium[i]);
+}
+
 char *
 encode_update(const struct frame_view *f, const struct encode_origin *origin, uint64_t now_ms,
               size_t headroom, size_t *len, char *err, size_t errlen)
@@ -178,6 +191,7 @@ encode_update(const struct frame_view *f, const struct encode_origin *origin, ui
         snprintf(err, errlen, "payload not representable as JSON");
         return NULL;
     }
+    encode_project(payload, origin);
     buf = encode_wrap_origin(frame_type_name(f->type), payload, origin, now_ms, headroom, len);
     if (buf == NULL)
         snprintf(err, errlen, "out of memory");
@@ -195,6 +209,7 @@ encode_item(const struct frame_view *f, const struct encode_origin *origin, size
         snprintf(err, errlen, "payload not representable as JSON");
         return NULL;
     }
+    encode_project(item, origin);
     /* A payload field of the same name gives way: the client keys its board
      * by these two. */
     cJSON_DeleteItemFromObjectCaseSensitive(item, "stream");

@@ -25,7 +25,12 @@
 struct encode_origin {
     const char *stream;
     const char *id;
+    int basic; /* the "basic" projection: without ENCODE_PREMIUM_FIELDS */
 };
+
+/* The fields a client entitled to "basic" never sees (README
+ * "Authentication"). */
+#define ENCODE_PREMIUM_FIELDS "novig_probability", "fair_price", "edge"
 
 /* An odds_update / opportunity from an unpacked frame, with origin's
  * "stream" and "id" beside its payload (origin NULL: without them).  NULL

@@ -41,7 +41,8 @@ struct feed_item {
 
 struct feed_snap {
     uint32_t refs;
-    char *filter_key; /* the filter's canonical text: who may share it */
+    char *filter_key; /* the filter's canonical text and the view: who may share it */
+    int basic, no_opps; /* the view (auth.h): fields, opportunities */
     uint64_t at;      /* reflects every frame before this ring sequence */
     uint64_t made_ms; /* monotonic */
     char epoch[SHM_EPOCH_MAX];
@@ -70,7 +71,8 @@ struct feed_recent {
     int keyed; /* keys[] hold the frame's filter keys (else: read the ring) */
     struct frame_key_ref keys[FRAME_NKEYS];
     char keybuf[FEED_RECENT_KEYS];
-    struct outq_msg *msg; /* the encoded update, or NULL until needed */
+    struct outq_msg *msg[2]; /* the encoded update (full, basic), or NULL until needed */
+    int opportunity;
 };
 
 /* One table entry's value as a snapshot item's text (feed_encode_part). */
@@ -298,7 +300,7 @@ feed_item_order(const void *a, const void *b)
  * loaded from history whose HISTORY frame is not in the ring yet (sequence
  * at or past the head) are left out: the positions cannot show them yet. */
 static int
-feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, const uint8_t *rows,
+feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, const uint8_t *rows, int no_opps,
                 struct feed_build *b)
 {
     struct feed_worker *fw = vh->feed;
@@ -333,6 +335,8 @@ feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, const uint8_t 
         if (now > c.updated_ms &&
             now - c.updated_ms > (c.type == FRAME_OPPORTUNITY ? opp_ttl : odds_ttl))
             continue;
+        if (no_opps && c.type == FRAME_OPPORTUNITY)
+            continue;
         for (int d = 0; d < FRAME_NKEYS; d++) {
             keys[d].ptr = c.s[d];
             keys[d].len = c.len[d];
@@ -359,8 +363,8 @@ feed_scan_table(struct wsp_vhost *vh, const struct sub_filter *f, const uint8_t 
  * before it could be read (the caller tries again), or on OOM.
  */
 static int
-feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *b, uint64_t lo,
-           uint64_t to, uint64_t pos_from, struct streamid *pos)
+feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, int no_opps, struct feed_build *b,
+           uint64_t lo, uint64_t to, uint64_t pos_from, struct streamid *pos)
 {
     struct feed_worker *fw = vh->feed;
     struct ring *ring = shm_ring(vh->shm);
@@ -400,7 +404,7 @@ feed_patch(struct wsp_vhost *vh, const struct sub_filter *f, struct feed_build *
             continue;
         msgpack_zone_clear(&fw->zone);
         if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
-            !sub_filter_matches(f, view.keys) ||
+            !sub_filter_matches(f, view.keys) || (no_opps && view.type == FRAME_OPPORTUNITY) ||
             frame_board_key(&view, key, sizeof(key), &klen) != 0)
             continue;
         if ((it = feed_build_slot(b, key, klen, &is_new)) == NULL)
@@ -451,7 +455,8 @@ feed_filter_key(const struct sub_filter *f)
 /* A snapshot of filter f as of at least the worker's position.  NULL on OOM
  * (logged). */
 static struct feed_snap *
-feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filter_key)
+feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filter_key, int basic,
+                   int no_opps)
 {
     struct feed_worker *fw = vh->feed;
     struct feed_streams st;
@@ -464,6 +469,8 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
         goto fail;
     s->refs = 1;
     s->filter_key = filter_key;
+    s->basic = basic;
+    s->no_opps = no_opps;
     filter_key = NULL;
     shm_epoch_get(vh->shm, s->epoch, sizeof(s->epoch));
     feed_filter_streams(vh, f, &st);
@@ -479,7 +486,7 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
         memset(&b, 0, sizeof(b));
         memcpy(pos, fw->pos, sizeof(pos));
         a1 = fw->have_table ? feed_table_applied(fw, NULL, 0, r) : r;
-        if (fw->have_table && feed_scan_table(vh, f, rows, &b) != 0) {
+        if (fw->have_table && feed_scan_table(vh, f, rows, s->no_opps, &b) != 0) {
             feed_build_free(&b);
             goto fail;
         }
@@ -489,7 +496,7 @@ feed_snapshot_take(struct wsp_vhost *vh, const struct sub_filter *f, char *filte
             if (b.items[i].seq >= to)
                 to = b.items[i].seq + 1;
         }
-        if (feed_patch(vh, f, &b, a1 < r ? a1 : r, to, r, pos) != 0) {
+        if (feed_patch(vh, f, s->no_opps, &b, a1 < r ? a1 : r, to, r, pos) != 0) {
             feed_build_free(&b);
             continue;
         }
@@ -541,15 +548,24 @@ fail:
     return NULL;
 }
 
+/* Where item's text is cached: one slot per table entry and view. */
+static uint32_t
+feed_item_slot(const struct feed_item *it, int basic)
+{
+    return it->tab == UINT32_MAX || it->tab >= UINT32_MAX / 2 ? UINT32_MAX
+                                                               : 2 * it->tab + (basic ? 1 : 0);
+}
+
 /* The cached text of table entry tab's value (item), or NULL. */
 static struct feed_item_text *
-feed_item_cached(struct feed_worker *fw, const struct feed_item *it)
+feed_item_cached(struct feed_worker *fw, const struct feed_item *it, int basic)
 {
     struct feed_item_text *t;
+    uint32_t slot = feed_item_slot(it, basic);
 
-    if (it->tab == UINT32_MAX || it->tab >= fw->nitext)
+    if (slot == UINT32_MAX || slot >= fw->nitext)
         return NULL;
-    t = &fw->itext[it->tab];
+    t = &fw->itext[slot];
     return t->text != NULL && t->seq == it->seq && streamid_cmp(&t->id, &it->id) == 0 ? t : NULL;
 }
 
@@ -567,16 +583,18 @@ feed_item_cache_clear(struct feed_worker *fw)
 /* Keep text (encode_item's, for it) for the next snapshots; 0 if the cache
  * took it (it owns it now), -1 if not (the caller frees it). */
 static int
-feed_item_cache_put(struct feed_worker *fw, const struct feed_item *it, char *text, size_t len)
+feed_item_cache_put(struct feed_worker *fw, const struct feed_item *it, int basic, char *text,
+                    size_t len)
 {
     struct feed_item_text *t;
+    uint32_t slot = feed_item_slot(it, basic);
 
-    if (it->tab == UINT32_MAX)
+    if (slot == UINT32_MAX)
         return -1;
     if (fw->itext_bytes + len > FEED_ITEM_CACHE_BYTES)
         feed_item_cache_clear(fw); /* crude, but bounded: a full table rarely fits */
-    if (it->tab >= fw->nitext) {
-        uint32_t n = it->tab + 1 > 2 * fw->nitext ? it->tab + 1 : 2 * fw->nitext;
+    if (slot >= fw->nitext) {
+        uint32_t n = slot + 1 > 2 * fw->nitext ? slot + 1 : 2 * fw->nitext;
         struct feed_item_text *p = realloc(fw->itext, n * sizeof(*p));
         if (p == NULL)
             return -1;
@@ -584,7 +602,7 @@ feed_item_cache_put(struct feed_worker *fw, const struct feed_item *it, char *te
         fw->itext = p;
         fw->nitext = n;
     }
-    t = &fw->itext[it->tab];
+    t = &fw->itext[slot];
     fw->itext_bytes -= t->len;
     free(t->text);
     t->text = text;
@@ -612,6 +630,7 @@ feed_item_encode(struct wsp_vhost *vh, const struct feed_snap *s, const struct f
     streamid_format(&it->id, id, sizeof(id));
     origin.stream = s->names[it->stream] != NULL ? s->names[it->stream] : "";
     origin.id = id;
+    origin.basic = s->basic;
     if ((text = encode_item(&view, &origin, len, err, sizeof(err))) == NULL)
         WSP_STAT_ADD(vh, invalid_frames, 1);
     return text;
@@ -647,14 +666,15 @@ feed_encode_part(struct wsp_vhost *vh, struct feed_snap *s, uint32_t k, const ch
         size_t tlen;
         char *text;
 
-        if (feed_item_cached(fw, it) != NULL || (text = feed_item_encode(vh, s, it, &tlen)) == NULL)
+        if (feed_item_cached(fw, it, s->basic) != NULL ||
+            (text = feed_item_encode(vh, s, it, &tlen)) == NULL)
             continue;
-        if (feed_item_cache_put(fw, it, text, tlen) != 0)
+        if (feed_item_cache_put(fw, it, s->basic, text, tlen) != 0)
             owned[i - lo] = text;
     }
     for (uint32_t i = lo; i < hi; i++) {
         struct feed_item_text *t =
-            owned[i - lo] == NULL ? feed_item_cached(fw, &s->items[i]) : NULL;
+            owned[i - lo] == NULL ? feed_item_cached(fw, &s->items[i], s->basic) : NULL;
         size_t tlen;
 
         if (owned[i - lo] == NULL && t == NULL) {
@@ -736,9 +756,9 @@ feed_clear(struct wsp_session *ss)
     feed_clear_replay(ss);
 }
 
-/* A recent snapshot of the same filter to share, or a fresh one. */
+/* A recent snapshot of the same filter and view to share, or a fresh one. */
 static struct feed_snap *
-feed_snapshot_for(struct wsp_vhost *vh, const struct sub_filter *f)
+feed_snapshot_for(struct wsp_vhost *vh, const struct sub_filter *f, int basic, int no_opps)
 {
     struct feed_worker *fw = vh->feed;
     char *key = feed_filter_key(f);
@@ -755,14 +775,15 @@ feed_snapshot_for(struct wsp_vhost *vh, const struct sub_filter *f)
          * subscriber then gets exactly what a fresh snapshot would give
          * (an older one would be right too, followed by what changed, but
          * a new board should not start with updates it may already show). */
-        if (s != NULL && strcmp(s->filter_key, key) == 0 && strcmp(s->epoch, epoch) == 0 &&
+        if (s != NULL && strcmp(s->filter_key, key) == 0 && s->basic == basic &&
+            s->no_opps == no_opps && strcmp(s->epoch, epoch) == 0 &&
             now - s->made_ms <= FEED_SHARE_MS && s->at >= fw->reader->next) {
             free(key);
             s->refs++;
             return s;
         }
     }
-    if ((s = feed_snapshot_take(vh, f, key)) == NULL)
+    if ((s = feed_snapshot_take(vh, f, key, basic, no_opps)) == NULL)
         return NULL;
     feed_snap_unref(fw->recent[fw->recent_next]);
     fw->recent[fw->recent_next] = s;
@@ -792,7 +813,7 @@ feed_begin_snapshot(struct wsp_vhost *vh, struct wsp_session *ss, const char *re
         feed_delist(ss);
         return;
     }
-    ss->feed.snap = feed_snapshot_for(vh, f);
+    ss->feed.snap = feed_snapshot_for(vh, f, ss->basic, ss->no_opps);
     if (ss->feed.snap == NULL) {
         wsp_schedule_close(ss, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory", 1);
         return;
@@ -1086,7 +1107,7 @@ feed_start(struct wsp_vhost *vh, struct wsp_session *ss, const struct feed_reque
     }
     /* Older than the ring: Redis has them.  The ack waits for its answer
      * (it says whether the resume worked); live frames wait in the ring. */
-    ss->feed.replay = replay_start(vh, redis, nredis, &feed_replay_ops, ss);
+    ss->feed.replay = replay_start(vh, redis, nredis, ss->basic, ss->no_opps, &feed_replay_ops, ss);
     if (ss->feed.replay == NULL) {
         feed_refuse(vh, ss, "too_old", req->snapshot, ack);
         return 0;
@@ -1144,17 +1165,20 @@ feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e, cons
 
 void
 feed_note(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e,
-          const struct frame_view *view, struct outq_msg *msg)
+          const struct frame_view *view, struct outq_msg *msg[2])
 {
     struct feed_recent *r = &vh->feed->recent_frames[e->seq % FEED_RECENT_FRAMES];
     size_t used = 0;
 
-    outq_msg_unref(r->msg);
+    outq_msg_unref(r->msg[0]);
+    outq_msg_unref(r->msg[1]);
     r->seq = e->seq;
     r->kind = kind;
     r->stream = e->stream;
     r->id = e->id;
-    r->msg = msg;
+    r->msg[0] = msg != NULL ? msg[0] : NULL;
+    r->msg[1] = msg != NULL ? msg[1] : NULL;
+    r->opportunity = view != NULL && view->type == FRAME_OPPORTUNITY;
     r->keyed = view != NULL;
     for (int d = 0; view != NULL && d < FRAME_NKEYS; d++) {
         const struct frame_key_ref *k = &view->keys[d];
@@ -1296,13 +1320,13 @@ feed_catchup_recent(struct wsp_vhost *vh, struct wsp_session *ss, const struct s
     }
     if (!r->keyed)
         return 0;
-    if (!sub_filter_matches(f, r->keys)) {
+    if (!sub_filter_matches(f, r->keys) || (ss->no_opps && r->opportunity)) {
         ss->feed.rd.next++;
         return 1;
     }
-    if (r->msg == NULL)
+    if (r->msg[ss->basic] == NULL)
         return 0;
-    outbound_enqueue(vh, ss, r->msg);
+    outbound_enqueue(vh, ss, r->msg[ss->basic]);
     ss->feed.rd.next++;
     return 1;
 }
@@ -1367,21 +1391,22 @@ feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget
         msgpack_zone_clear(&fw->zone);
         if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
             !sub_filter_matches(f, view.keys) ||
+            (ss->no_opps && view.type == FRAME_OPPORTUNITY) ||
             shm_stream_name(vh->shm, e.stream, name, sizeof(name)) != 0)
             continue;
         streamid_format(&e.id, id, sizeof(id));
         e.stream_name = name;
         e.id_text = id;
         {
-            struct outq_msg *m = outbound_encode_entry(vh, &view, &e);
+            struct outq_msg *m = outbound_encode_entry(vh, &view, &e, ss->basic);
             struct feed_recent *r = &fw->recent_frames[e.seq % FEED_RECENT_FRAMES];
             if (m == NULL)
                 continue;
             outbound_enqueue(vh, ss, m);
             /* The next session catching up over this frame takes it from
              * here. */
-            if (r->seq == e.seq && r->msg == NULL) {
-                r->msg = m;
+            if (r->seq == e.seq && r->msg[ss->basic] == NULL) {
+                r->msg[ss->basic] = m;
             } else {
                 outq_msg_unref(m);
             }
@@ -1467,8 +1492,10 @@ feed_free(struct wsp_vhost *vh)
     for (unsigned i = 0; i < FEED_RECENT; i++)
         feed_snap_unref(fw->recent[i]);
     feed_item_cache_clear(fw);
-    for (uint32_t i = 0; fw->recent_frames != NULL && i < FEED_RECENT_FRAMES; i++)
-        outq_msg_unref(fw->recent_frames[i].msg);
+    for (uint32_t i = 0; fw->recent_frames != NULL && i < FEED_RECENT_FRAMES; i++) {
+        outq_msg_unref(fw->recent_frames[i].msg[0]);
+        outq_msg_unref(fw->recent_frames[i].msg[1]);
+    }
     free(fw->recent_frames);
     msgpack_zone_destroy(&fw->zone);
     free(fw->buf);

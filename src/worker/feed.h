@@ -110,12 +110,12 @@ void feed_frame(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e,
                 uint32_t len);
 
 /* The worker read frame e (of kind; view: the unpacked entry, NULL if it is
- * none or cannot be unpacked) and encoded it as msg (NULL if no live client
- * wanted it): kept for sessions that catch up over it.  Takes msg's
- * reference. */
+ * none or cannot be unpacked) and encoded it as msg[0] (full) and msg[1]
+ * (basic), each NULL if no live client wanted it (msg NULL: neither): kept
+ * for sessions that catch up over it.  Takes the references. */
 struct frame_view;
 void feed_note(struct wsp_vhost *vh, uint32_t kind, const struct feed_entry *e,
-               const struct frame_view *view, struct outq_msg *msg);
+               const struct frame_view *view, struct outq_msg *msg[2]);
 
 /* The worker was lapped: frames were lost before it read them.  Its reader
  * moves to where the snapshot table stands, and every subscribed session

@@ -1,5 +1,6 @@
 #include "inbound.h"
 #include "admit.h"
+#include "auth.h"
 #include "cmsg.h"
 #include "outbound.h"
 #include "../common/timeutil.h"
@@ -95,6 +96,14 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
         outbound_send_error(vh, ss, CMSG_ERR_INVALID_FILTER, why);
         return;
     }
+    /* What it may see: the filter in force is the subscription narrowed to
+     * its entitlements (the ack shows it). */
+    if (auth_restrict(ss->claims, &filter, why, sizeof(why)) != 0) {
+        feed_request_free(&req);
+        sub_filter_free(&filter);
+        outbound_send_error(vh, ss, "forbidden", why);
+        return;
+    }
     /* Each value costs memory and index work in every worker its clients
      * are on: an address gets MAX_FILTER_VALUES_PER_IP in all, however many
      * connections it spreads them over.  Checked and counted before the
@@ -126,6 +135,8 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
         outbound_send_error(vh, ss, "internal_error", "out of memory");
         return;
     }
+    cJSON_Delete(ss->requested);
+    ss->requested = payload != NULL ? cJSON_Duplicate(payload, 1) : NULL;
     /* The ack first, then the snapshot or the missed entries (feed_service). */
     ack = sub_filter_to_json(sub_member_filter(&ss->member));
     /* Echoed when asked for (the ack of a client that never heard of it
@@ -136,6 +147,30 @@ inbound_subscribe(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *pay
         outbound_send_message(vh, ss, "subscribed", ack);
     feed_request_free(&req);
     vh->kick(vh);
+}
+
+void
+inbound_reapply_filter(struct wsp_vhost *vh, struct wsp_session *ss)
+{
+    struct sub_filter filter;
+    char why[256];
+
+    if (sub_member_filter(&ss->member) == NULL || ss->requested == NULL)
+        return;
+    if (sub_filter_parse(ss->requested, &vh->limits, &filter, why, sizeof(why)) != 0)
+        return; /* it parsed when it came */
+    if (auth_restrict(ss->claims, &filter, why, sizeof(why)) != 0) {
+        sub_filter_free(&filter);
+        feed_stop(vh, ss);
+        sub_index_leave(vh->index, &ss->member);
+        outbound_send_error(vh, ss, "forbidden", why);
+        return;
+    }
+    /* Same values held or fewer (a narrowing): the address's count only
+     * goes down, which never fails. */
+    sub_index_leave(vh->index, &ss->member);
+    if (sub_index_join(vh->index, &ss->member, &filter) != 0)
+        outbound_send_error(vh, ss, "internal_error", "out of memory");
 }
 
 static void
@@ -165,7 +200,20 @@ inbound_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *text, 
         outbound_send_error(vh, ss, code, why);
         return;
     }
+    /* AUTH=required: a client that has not authenticated may only do so. */
+    if (auth_enabled(vh) && ss->claims == NULL && msg.type != CMSG_AUTH) {
+        outbound_send_error(vh, ss, "unauthorized", "authenticate first: {\"type\":\"auth\"}");
+        wsp_schedule_close(ss, AUTH_CLOSE_UNAUTHORIZED, "unauthorized", 1);
+        cmsg_free(&msg);
+        return;
+    }
     switch (msg.type) {
+    case CMSG_AUTH:
+        auth_message(vh, ss, msg.payload, 0);
+        break;
+    case CMSG_REFRESH:
+        auth_message(vh, ss, msg.payload, 1);
+        break;
     case CMSG_SUBSCRIBE:
         inbound_subscribe(vh, ss, msg.payload);
         break;

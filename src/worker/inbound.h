@@ -25,4 +25,8 @@ void inbound_receive(struct wsp_vhost *vh, struct wsp_session *ss, const char *i
 /* Free what a closing session holds for its messages. */
 void inbound_release(struct wsp_session *ss);
 
+/* ss's entitlements changed (auth, refresh): narrow its last subscription
+ * to them again; updates from now on follow (no new ack, no snapshot). */
+void inbound_reapply_filter(struct wsp_vhost *vh, struct wsp_session *ss);
+
 #endif

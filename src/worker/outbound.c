@@ -353,8 +353,8 @@ struct outbound_delivery {
     struct wsp_vhost *vh;
     const struct frame_view *view;
     const struct feed_entry *entry;
-    struct outq_msg *msg;
-    int failed;
+    struct outq_msg *msg[2]; /* full, basic: each encoded once, on its first match */
+    int failed[2];
 };
 
 uint64_t
@@ -373,9 +373,9 @@ outbound_key(const struct frame_view *view)
 
 struct outq_msg *
 outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
-                      const struct feed_entry *e)
+                      const struct feed_entry *e, int basic)
 {
-    struct encode_origin origin = {e->stream_name, e->id_text};
+    struct encode_origin origin = {e->stream_name, e->id_text, basic};
     struct outq_msg *m;
     char err[128];
     size_t len = 0;
@@ -395,7 +395,7 @@ void
 outbound_send_entry(struct wsp_vhost *vh, struct wsp_session *ss, const struct frame_view *view,
                     const struct feed_entry *e)
 {
-    struct outq_msg *m = outbound_encode_entry(vh, view, e);
+    struct outq_msg *m = outbound_encode_entry(vh, view, e, ss->basic);
 
     if (m == NULL)
         return;
@@ -409,28 +409,33 @@ outbound_deliver(struct sub_member *member, void *arg)
     struct outbound_delivery *d = arg;
     struct wsp_session *ss = lws_container_of(member, struct wsp_session, member);
 
-    if (d->failed || !feed_wants(&ss->feed, d->entry))
+    int p = ss->basic;
+
+    if (d->failed[p] || !feed_wants(&ss->feed, d->entry) ||
+        (ss->no_opps && d->view->type == FRAME_OPPORTUNITY))
         return;
-    if (d->msg == NULL) {
-        /* Encoded once, on the first match: entries nobody wants cost no JSON. */
-        if ((d->msg = outbound_encode_entry(d->vh, d->view, d->entry)) == NULL) {
-            d->failed = 1;
+    if (d->msg[p] == NULL) {
+        /* Encoded once per projection, on the first match: entries nobody
+         * wants cost no JSON. */
+        if ((d->msg[p] = outbound_encode_entry(d->vh, d->view, d->entry, p)) == NULL) {
+            d->failed[p] = 1;
             return;
         }
     }
-    outbound_enqueue(d->vh, ss, d->msg);
+    outbound_enqueue(d->vh, ss, d->msg[p]);
 }
 
 int
 outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view,
-                   const struct feed_entry *entry, struct outq_msg **encoded)
+                   const struct feed_entry *entry, struct outq_msg *encoded[2])
 {
-    struct outbound_delivery d = {vh, view, entry, NULL, 0};
+    struct outbound_delivery d = {vh, view, entry, {NULL, NULL}, {0, 0}};
     int full;
 
     vh->slice_full = 0;
     sub_index_match(vh->index, view->keys, outbound_deliver, &d);
-    *encoded = d.msg; /* the caller's reference now */
+    encoded[0] = d.msg[0]; /* the caller's references now */
+    encoded[1] = d.msg[1];
     full = vh->slice_full;
     vh->slice_full = 0;
     return full;

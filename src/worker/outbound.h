@@ -53,12 +53,13 @@ void outbound_batch_begin(struct wsp_vhost *vh);
  * slice and give it a turn of the loop to drain.  0 otherwise (an entry that cannot be encoded is
  * counted in invalid_frames and logged). */
 int outbound_broadcast(struct wsp_vhost *vh, const struct frame_view *view,
-                       const struct feed_entry *entry, struct outq_msg **encoded);
+                       const struct feed_entry *entry, struct outq_msg *encoded[2]);
 
-/* The message of the entry in view (frame e), encoded once with its key:
- * refs = 1; NULL if it cannot be encoded (counted in invalid_frames). */
+/* The message of the entry in view (frame e), encoded once with its key, in
+ * the full or the basic projection (auth.h): refs = 1; NULL if it cannot be
+ * encoded (counted in invalid_frames). */
 struct outq_msg *outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
-                                       const struct feed_entry *e);
+                                       const struct feed_entry *e, int basic);
 
 /* The conflation key of an entry's message: a hash of its board key, for
  * odds updates that have one; 0 (never conflated) for the rest. */

@@ -23,6 +23,7 @@ struct replay_req {
     struct replay_stream *streams;
     uint32_t nstreams, k;  /* the stream being read */
     struct streamid after; /* XRANGE's exclusive start in stream k */
+    int basic, no_opps;    /* the owner's view (auth.h) */
     int checked;           /* stream k was checked for deletions */
     int in_flight;         /* a command of ours awaits its reply */
     int finished;          /* done was called, or the owner cancelled */
@@ -212,7 +213,7 @@ replay_entry(struct replay_req *r, const struct replay_stream *st, const redisRe
 {
     const redisReply *id = e->element[0], *fields = e->element[1];
     struct frame_view view;
-    struct encode_origin origin = {st->name, id->str};
+    struct encode_origin origin = {st->name, id->str, r->basic};
     struct outq_msg *m;
     char err[128];
     size_t len = 0;
@@ -222,7 +223,7 @@ replay_entry(struct replay_req *r, const struct replay_stream *st, const redisRe
     if (decode_reply_fields(fields, st->type, st->type == FRAME_ODDS_UPDATE ? st->sport : NULL,
                             r->vh->conf->max_entry_size, &r->frame, err, sizeof(err)) != 0 ||
         frame_unpack(r->frame.data, r->frame.size, &r->zone, &view, err, sizeof(err)) != 0 ||
-        !sub_filter_matches(f, view.keys))
+        !sub_filter_matches(f, view.keys) || (r->no_opps && view.type == FRAME_OPPORTUNITY))
         return 0;
     buf = encode_update(&view, &origin, time_now_ms(), OUTQ_HEADROOM, &len, err, sizeof(err));
     if (buf == NULL || (m = outq_msg_adopt(buf, len)) == NULL)
@@ -367,8 +368,8 @@ replay_init(struct wsp_vhost *vh, struct ev_loop *loop)
 }
 
 struct replay_req *
-replay_start(struct wsp_vhost *vh, const struct replay_stream *streams, uint32_t n,
-             const struct replay_owner *ops, void *owner)
+replay_start(struct wsp_vhost *vh, const struct replay_stream *streams, uint32_t n, int basic,
+             int no_opps, const struct replay_owner *ops, void *owner)
 {
     struct replay_req *r = calloc(1, sizeof(*r));
 
@@ -382,6 +383,8 @@ replay_start(struct wsp_vhost *vh, const struct replay_stream *streams, uint32_t
     memcpy(r->streams, streams, n * sizeof(*streams));
     msgpack_sbuffer_init(&r->frame);
     r->vh = vh;
+    r->basic = basic;
+    r->no_opps = no_opps;
     r->nstreams = n;
     r->ops = ops;
     r->owner = owner;

@@ -189,3 +189,72 @@ sub_filter_matches(const struct sub_filter *f, const struct frame_key_ref keys[S
 {
     return sub_filter_matches_except(f, keys, -1);
 }
+
+/* values[0..n) as a sorted list without duplicates. */
+static int
+sub_list_from(char *const *values, uint32_t n, struct sub_list *out)
+{
+    struct sub_sort_item *items = malloc((n ? n : 1) * sizeof(*items));
+
+    memset(out, 0, sizeof(*out));
+    if (items == NULL)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        items[i].s = values[i];
+        items[i].len = (uint32_t)strlen(values[i]);
+    }
+    qsort(items, n, sizeof(*items), sub_sort_cmp);
+    out->values = calloc(n ? n : 1, sizeof(char *));
+    out->lens = calloc(n ? n : 1, sizeof(uint32_t));
+    if (out->values == NULL || out->lens == NULL)
+        goto oom;
+    for (uint32_t i = 0; i < n; i++) {
+        if (out->n > 0 && sub_value_cmp(out->values[out->n - 1], out->lens[out->n - 1], items[i].s,
+                                        items[i].len) == 0)
+            continue;
+        if ((out->values[out->n] = strdup(items[i].s)) == NULL)
+            goto oom;
+        out->lens[out->n++] = items[i].len;
+    }
+    free(items);
+    return 0;
+oom:
+    free(items);
+    sub_list_free(out);
+    return -1;
+}
+
+int
+sub_filter_restrict(struct sub_filter *f, int dim, char *const *allowed, int n)
+{
+    struct sub_list *l = &f->dims[dim], keep;
+
+    if (n < 0)
+        return 0;
+    if (n == 0)
+        return -1;
+    if (l->n == 0) {
+        /* "All" within the entitlement is the entitlement. */
+        if (sub_list_from(allowed, (uint32_t)n, &keep) != 0)
+            return -2;
+        sub_list_free(l);
+        *l = keep;
+        return 0;
+    }
+    if (sub_list_from(allowed, (uint32_t)n, &keep) != 0)
+        return -2;
+    {
+        uint32_t w = 0;
+        for (uint32_t i = 0; i < l->n; i++) {
+            if (sub_list_contains(&keep, l->values[i], l->lens[i])) {
+                l->values[w] = l->values[i];
+                l->lens[w++] = l->lens[i];
+            } else {
+                free(l->values[i]);
+            }
+        }
+        l->n = w;
+    }
+    sub_list_free(&keep);
+    return l->n > 0 ? 0 : -1;
+}

@@ -50,6 +50,13 @@ void sub_filter_free(struct sub_filter *f);
 /* {"sports":[...],"events":[...],"markets":[...],"books":[...]}; NULL on OOM. */
 cJSON *sub_filter_to_json(const struct sub_filter *f);
 
+/* Narrow dimension dim of f to the allowed values (an entitlement):
+ * n < 0 means unrestricted (f unchanged); an empty list in f (all values)
+ * becomes the allowed ones; otherwise what f names outside them is
+ * dropped.  0, -1 if nothing is left (or n == 0: nothing is allowed), -2
+ * on OOM.  On -1, f's list may have lost values: the caller discards f. */
+int sub_filter_restrict(struct sub_filter *f, int dim, char *const *allowed, int n);
+
 /* The definition of a match, without the index. */
 int sub_filter_matches(const struct sub_filter *f, const struct frame_key_ref keys[SUB_NDIMS]);
 

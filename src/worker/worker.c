@@ -1,5 +1,6 @@
 #include "worker.h"
 #include "admit.h"
+#include "auth.h"
 #include "feed.h"
 #include "outbound.h"
 #include "replay.h"
@@ -100,7 +101,7 @@ worker_drain_ring(struct worker *w)
         struct ring_frame_meta meta;
         struct frame_view view;
         struct feed_entry e;
-        struct outq_msg *encoded;
+        struct outq_msg *encoded[2];
         int full;
         uint64_t missed = w->reader.missed;
         uint32_t len;
@@ -138,7 +139,7 @@ worker_drain_ring(struct worker *w)
                          (unsigned long long)(w->reader.next - 1), err);
             continue;
         }
-        full = outbound_broadcast(&w->vh, &view, &e, &encoded);
+        full = outbound_broadcast(&w->vh, &view, &e, encoded);
         feed_note(&w->vh, meta.kind, &e, &view, encoded);
         if (full) {
             budget = -1; /* a busy client's socket is full: let it drain */
@@ -312,6 +313,8 @@ worker_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             while (read(w->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
                 if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
                     worker_begin_stop(w);
+                else if (si.ssi_signo == SIGHUP)
+                    auth_reload(&w->vh); /* the key files (the supervisor's reload) */
             }
         }
         break;
@@ -387,17 +390,19 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
         return 1;
     }
     w->vh.kick = worker_kick;
+    if (auth_init(&w->vh) != 0)
+        return 78; /* EX_CONFIG: the key cannot be read; a restart cannot help */
     wsp_bind(&w->vh);
 
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
     if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0 ||
         (w->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
         LOG_ERROR("signalfd() failed: %s", strerror(errno));
         return 1;
     }
-    signal(SIGHUP, SIG_IGN); /* reloads are the supervisor's and the ingest's business */
 
     lws_set_log_level(LLL_ERR | LLL_WARN, log_lws_emit);
     memset(&info, 0, sizeof(info));
@@ -480,6 +485,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     lws_context_destroy(w->ctx);
     ev_loop_destroy(w->loop);
     feed_free(&w->vh);
+    auth_free(&w->vh);
     sub_index_free(w->vh.index);
     msgpack_zone_destroy(&w->zone);
     free(w->frame);

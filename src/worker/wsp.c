@@ -1,5 +1,6 @@
 #include "wsp.h"
 #include "admit.h"
+#include "auth.h"
 #include "http.h"
 #include "inbound.h"
 #include "outbound.h"
@@ -187,6 +188,7 @@ wsp_established(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
     wsp_new_client_id(ss->client_id);
     lws_dll2_add_head(&ss->list, &vh->sessions);
     rxguard_established(lws_get_socket_fd(wsi), ss);
+    auth_session_start(vh, ss);
     WSP_STAT_ADD(vh, total_connections, 1);
     LOG_DEBUG("client %s connected", ss->client_id);
 }
@@ -198,6 +200,9 @@ wsp_closed(struct wsp_vhost *vh, struct wsp_session *ss)
     rxguard_detach(lws_get_socket_fd(ss->wsi), ss);
     feed_stop(vh, ss);
     sub_index_leave(vh->index, &ss->member);
+    auth_session_end(vh, ss);
+    cJSON_Delete(ss->requested);
+    ss->requested = NULL;
     outbound_release(vh, ss);
     inbound_release(ss);
     lws_dll2_remove(&ss->list);

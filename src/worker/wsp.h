@@ -122,6 +122,16 @@ struct wsp_session {
     char close_reason[96];
     lws_sorted_usec_list_t close_deadline; /* CLOSE_TIMEOUT: reset */
 
+    /* auth (auth.h) */
+    struct wsp_vhost *vh;
+    struct authtoken_claims *claims; /* NULL: AUTH off, or no token yet */
+    int anonymous;                   /* claims are ANONYMOUS's (AUTH=optional) */
+    int no_opps;                     /* opportunities are not sent to it */
+    int basic;                       /* fields: basic (no novig_probability, fair_price, edge) */
+    int sub_counted;                 /* counted under claims->sub (max_connections) */
+    lws_sorted_usec_list_t auth_timer; /* AUTH_TIMEOUT, then exp */
+    cJSON *requested;                /* the last subscribe's payload, to narrow again */
+
     char *http_body; /* plain HTTP: LWS_PRE, then http_len bytes */
     size_t http_len;
 };

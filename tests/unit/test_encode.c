@@ -986,7 +986,7 @@ static void
 test_update_with_origin(void)
 {
     struct built b;
-    struct encode_origin origin = {"odds.normalized.basketball_nba", "1764750000000-7"};
+    struct encode_origin origin = {"odds.normalized.basketball_nba", "1764750000000-7", 0};
     char err[128];
     size_t len = 0;
     char *buf;
@@ -1019,7 +1019,7 @@ static void
 test_item_adds_stream_and_id(void)
 {
     struct built b;
-    struct encode_origin origin = {"opportunities", "5-0"};
+    struct encode_origin origin = {"opportunities", "5-0", 0};
     char err[128];
     size_t len = 0;
     char *text;
