@@ -11,7 +11,7 @@ FROM debian:12-slim AS build
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         build-essential pkg-config \
-        libhiredis-dev libwebsockets-dev libev-dev libmsgpack-dev libcjson-dev libsystemd-dev \
+        libhiredis-dev libwebsockets-dev libev-dev libmsgpack-dev libcjson-dev libsystemd-dev libjwt-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile VERSION ./
@@ -33,7 +33,7 @@ FROM debian:12-slim
 # Runtime halves of the -dev packages above; curl is for the health check.
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libhiredis0.14 libwebsockets17 libwebsockets-evlib-ev libev4 libmsgpackc2 libcjson1 libsystemd0 curl \
+        libhiredis0.14 libwebsockets17 libwebsockets-evlib-ev libev4 libmsgpackc2 libcjson1 libjwt0 libsystemd0 curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin ws-broadcaster

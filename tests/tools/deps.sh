@@ -9,8 +9,8 @@
 set -eu
 
 PACKAGES="build-essential pkg-config libhiredis-dev libwebsockets-dev libev-dev libmsgpack-dev
-libcjson-dev libsystemd-dev redis-server redis-tools python3 python3-pytest
-python3-websockets python3-redis curl"
+libcjson-dev libsystemd-dev libjwt-dev redis-server redis-tools python3 python3-pytest
+python3-websockets python3-redis python3-jwt python3-cryptography openssl curl"
 
 check_only=0
 case "${1:-}" in
