@@ -127,7 +127,8 @@ help:
 # I/O-free sources are linked: no lws, hiredis or systemd objects.
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
-FUZZ_NAMES   := fuzz_client_message fuzz_entry_decode fuzz_frame fuzz_config fuzz_proxy_header
+FUZZ_NAMES   := fuzz_client_message fuzz_entry_decode fuzz_frame fuzz_config fuzz_proxy_header \
+                fuzz_forwarded
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 FUZZ_SRCS    := $(wildcard src/common/*.c) src/worker/cmsg.c \
                 src/worker/sub.c src/worker/sub_filter.c src/worker/encode.c
