@@ -128,7 +128,7 @@ help:
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := build/fuzz
 FUZZ_NAMES   := fuzz_client_message fuzz_entry_decode fuzz_frame fuzz_config fuzz_proxy_header \
-                fuzz_auth_token
+                fuzz_auth_token fuzz_forwarded
 FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/%)
 FUZZ_SRCS    := $(wildcard src/common/*.c) src/worker/cmsg.c \
                 src/worker/sub.c src/worker/sub_filter.c src/worker/encode.c src/worker/authtoken.c
