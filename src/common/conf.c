@@ -1,6 +1,7 @@
 #include "conf.h"
 #include "conf_type.h"
 #include "log.h"
+#include "proxies.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -21,10 +22,10 @@
 #define CONF_FIELD(f, ctype) .offset = _Generic(CONF_MEMBER(f), ctype: offsetof(struct conf, f)), \
                              .size = sizeof(CONF_MEMBER(f))
 /* clang-format on */
-#define CONF_U32(f, lo, hi) .type = CONF_TYPE_U32, CONF_FIELD(f, uint32_t), .min = (lo), .max = (hi)
-#define CONF_INT(f)         .type = CONF_TYPE_INT, CONF_FIELD(f, int)
-#define CONF_STRING(f)      .type = CONF_TYPE_STRING, CONF_FIELD(f, char *)
-#define CONF_SECRET(f)      .type = CONF_TYPE_SECRET, CONF_FIELD(f, char *)
+#define CONF_U32(f, lo, hi)   .type = CONF_TYPE_U32, CONF_FIELD(f, uint32_t), .min = (lo), .max = (hi)
+#define CONF_INT(f)           .type = CONF_TYPE_INT, CONF_FIELD(f, int)
+#define CONF_STRING(f)        .type = CONF_TYPE_STRING, CONF_FIELD(f, char *)
+#define CONF_SECRET(f)        .type = CONF_TYPE_SECRET, CONF_FIELD(f, char *)
 #define CONF_CHOICE(f, names) .type = CONF_TYPE_CHOICE, CONF_FIELD(f, int), .choices = (names)
 #define CONF_CUSTOM(f)                                                                             \
     .type = CONF_TYPE_CUSTOM, .offset = offsetof(struct conf, f), .size = sizeof(CONF_MEMBER(f))
@@ -36,6 +37,7 @@
  * is in all three), and the reloadable flags with what sup_reload applies.
  */
 static const char *const conf_auth_names[] = {"off", "required", "optional", NULL};
+static const char *const conf_off_on[] = {"off", "on", NULL};
 
 const struct conf_key conf_keys[] = {
     {"SERVER_ADDR", ":8080", 0, "listen address, :PORT (all interfaces) or HOST:PORT",
@@ -134,9 +136,17 @@ const struct conf_key conf_keys[] = {
      .parse = conf_type_parse_text},
     {"AUTH_TIMEOUT", "5", 0, "seconds a client without a token in its upgrade has to send one",
      CONF_U32(auth_timeout, 1, 3600)},
-    {"ANONYMOUS", "", 0, "entitlements of anonymous clients (AUTH=optional) as JSON claims; "
-                         "empty: nothing",
+    {"ANONYMOUS", "", 0,
+     "entitlements of anonymous clients (AUTH=optional) as JSON claims; "
+     "empty: nothing",
      CONF_STRING(anonymous), .parse = conf_type_parse_text},
+    {"TRUSTED_PROXIES", "", 0,
+     "comma list of proxy addresses and CIDRs whose X-Forwarded-For, Forwarded or PROXY header "
+     "names the client",
+     CONF_STRING(trusted_proxies), .parse = conf_type_parse_text},
+    {"PROXY_PROTOCOL", "off", 0,
+     "on: every connection from TRUSTED_PROXIES starts with a PROXY protocol v1/v2 header",
+     CONF_CHOICE(proxy_protocol, conf_off_on)},
     {"SNAPSHOT_CHUNK", "500", 0, "items per snapshot message", CONF_U32(snapshot_chunk, 1, 100000)},
     {"SNAPSHOT_TTL", "21600", 0, "seconds an odds key stays in snapshots without an update",
      CONF_U32(snapshot_ttl, 1, 31536000)},
@@ -298,8 +308,9 @@ conf_check(const struct conf *c, char *err, size_t errlen)
     }
     if (c->auth != CONF_AUTH_OFF &&
         (c->auth_hs256_secret_file[0] != '\0') == (c->auth_public_key_file[0] != '\0')) {
-        snprintf(err, errlen, "AUTH: needs exactly one of AUTH_HS256_SECRET_FILE and "
-                              "AUTH_PUBLIC_KEY_FILE");
+        snprintf(err, errlen,
+                 "AUTH: needs exactly one of AUTH_HS256_SECRET_FILE and "
+                 "AUTH_PUBLIC_KEY_FILE");
         return -1;
     }
     if (strcmp(c->auth_algorithm, "auto") != 0 && strcmp(c->auth_algorithm, "HS256") != 0 &&
@@ -307,6 +318,15 @@ conf_check(const struct conf *c, char *err, size_t errlen)
         snprintf(err, errlen, "AUTH_ALGORITHM: expected auto, HS256, RS256 or ES256, got '%s'",
                  c->auth_algorithm);
         return -1;
+    }
+    {
+        struct proxies p;
+        if (proxies_parse(&p, c->trusted_proxies, err, errlen) != 0)
+            return -1;
+        if (c->proxy_protocol && p.n == 0) {
+            snprintf(err, errlen, "PROXY_PROTOCOL: on, but TRUSTED_PROXIES names no proxy");
+            return -1;
+        }
     }
     if (c->conflate_at > c->client_buffer) {
         snprintf(err, errlen, "CONFLATE_AT: larger than CLIENT_BUFFER (%u)", c->client_buffer);

@@ -84,15 +84,17 @@ struct conf {
     uint32_t max_filter_values_per_ip;
 
     /* Who may see what (README "Authentication"). */
-    int auth;                        /* enum conf_auth */
-    char auth_algorithm[8];          /* "auto", HS256, RS256, ES256 */
+    int auth;               /* enum conf_auth */
+    char auth_algorithm[8]; /* "auto", HS256, RS256, ES256 */
     char auth_hs256_secret_file[512];
     char auth_public_key_file[512];
-    uint32_t auth_leeway;            /* seconds, for exp, nbf, iat */
-    char auth_audience[256];         /* "" = not checked */
+    uint32_t auth_leeway;    /* seconds, for exp, nbf, iat */
+    char auth_audience[256]; /* "" = not checked */
     char auth_issuer[256];
-    uint32_t auth_timeout;           /* seconds to authenticate by message */
-    char anonymous[1024];            /* JSON claims of anonymous clients (AUTH=optional) */
+    uint32_t auth_timeout;      /* seconds to authenticate by message */
+    char anonymous[1024];       /* JSON claims of anonymous clients (AUTH=optional) */
+    char trusted_proxies[1024]; /* comma list of addresses and CIDRs (proxies.h) */
+    int proxy_protocol;         /* 0 off, 1 on */
 
     /* The consistent board (README "Consistency"). */
     uint32_t snapshot_chunk;     /* items per snapshot message */
@@ -127,9 +129,9 @@ struct conf_key {
     int reloadable; /* 1: SIGHUP applies it (sup_reload); 0: needs a restart */
     const char *help;
     enum conf_type type;
-    size_t offset;     /* offsetof(struct conf, field) */
-    size_t size;       /* sizeof that field */
-    uint32_t min, max; /* bounds of a number (U32 rows, WORKERS) */
+    size_t offset;              /* offsetof(struct conf, field) */
+    size_t size;                /* sizeof that field */
+    uint32_t min, max;          /* bounds of a number (U32 rows, WORKERS) */
     const char *const *choices; /* a CONF_TYPE_CHOICE's names, NULL-terminated: the int is the
                                  * index */
     /* NULL: the type's own.  parse stores value, and may fill fields that

@@ -1,5 +1,6 @@
 #include "admit.h"
 #include "auth.h"
+#include "../common/proxies.h"
 #include "../common/log.h"
 
 #include <errno.h>
@@ -62,10 +63,12 @@ admit_origin_allowed(struct wsp_vhost *vh, struct lws *wsi)
 /* What rides on a connection (lws's opaque user data of its wsi) until
  * WSI_DESTROY, or until ESTABLISHED if it only carried a reservation. */
 struct admit_conn {
-    struct addrtab_key key;
-    unsigned connection : 1; /* counted in ADDRTAB_CONNECTIONS */
-    unsigned client : 1;     /* a client reservation ESTABLISHED has yet to take */
-    unsigned sub_counted : 1; /* claims->sub counted (max_connections) */
+    struct addrtab_key key;          /* the peer's (or the PROXY header's) address: connections */
+    struct addrtab_key client_key;   /* the client's: key, or from X-Forwarded-For (upgrade) */
+    unsigned proxied : 1;            /* key came from a PROXY protocol header */
+    unsigned connection : 1;         /* counted in ADDRTAB_CONNECTIONS */
+    unsigned client : 1;             /* a client reservation ESTABLISHED has yet to take */
+    unsigned sub_counted : 1;        /* claims->sub counted (max_connections) */
     struct authtoken_claims *claims; /* the upgrade's token, for ESTABLISHED to take */
 };
 
@@ -157,7 +160,8 @@ admit_conn_done(struct lws *wsi, struct admit_conn *ac)
 }
 
 int
-admit_connection(struct wsp_vhost *vh, const struct addrtab_key *key, const char **limit)
+admit_connection(struct wsp_vhost *vh, const struct addrtab_key *key, int per_address,
+                 const char **limit)
 {
     struct shm_totals t;
 
@@ -174,7 +178,8 @@ admit_connection(struct wsp_vhost *vh, const struct addrtab_key *key, const char
     shm_totals(vh->shm, &t);
     if (t.open_connections > vh->conf->max_connections)
         *limit = "MAX_CONNECTIONS";
-    else if (shm_addr_count(vh->shm, key, ADDRTAB_CONNECTIONS) > vh->conf->max_connections_per_ip)
+    else if (per_address &&
+             shm_addr_count(vh->shm, key, ADDRTAB_CONNECTIONS) > vh->conf->max_connections_per_ip)
         *limit = "MAX_CONNECTIONS_PER_IP";
     else
         return 0;
@@ -192,7 +197,7 @@ admit_connection_undo(struct wsp_vhost *vh, const struct addrtab_key *key)
 }
 
 int
-admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key)
+admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key, int proxied)
 {
     struct admit_conn *ac = calloc(1, sizeof(*ac));
 
@@ -202,6 +207,8 @@ admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_ke
         return -1;
     }
     ac->key = *key;
+    ac->client_key = *key;
+    ac->proxied = proxied != 0;
     ac->connection = 1;
     lws_set_opaque_user_data(wsi, ac);
     return 0;
@@ -211,7 +218,7 @@ admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_ke
 static int
 admit_reserve(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *ac)
 {
-    if (admit_table_add(vh, &ac->key, ADDRTAB_CLIENTS, +1) != 0)
+    if (admit_table_add(vh, &ac->client_key, ADDRTAB_CLIENTS, +1) != 0)
         return -1;
     ac->client = 1;
     WSP_STAT_ADD(vh, active_clients, 1);
@@ -261,12 +268,41 @@ admit_refuse(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *ke
 static void
 admit_unreserve_conn(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *ac, int fresh)
 {
-    admit_unreserve(vh, &ac->key);
+    admit_unreserve(vh, &ac->client_key);
     ac->client = 0;
     if (fresh) {
         lws_set_opaque_user_data(wsi, NULL);
         free(ac);
     }
+}
+
+/* The client's address for the per-address limits: the peer's, unless the
+ * peer is a trusted proxy (TRUSTED_PROXIES) that says whose request this is
+ * in X-Forwarded-For or Forwarded (proxies.h); a PROXY protocol header,
+ * read at accept, has said it already. */
+static void
+admit_client_key(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *ac)
+{
+    struct sockaddr_storage peer, client;
+    socklen_t plen = sizeof(peer), clen = sizeof(client);
+    char xff[2048], fwd[2048];
+    int fd = lws_get_socket_fd(wsi), n;
+
+    ac->client_key = ac->key;
+    if (ac->proxied || vh->proxies.n == 0 || fd < 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &plen) != 0 ||
+        !proxies_trusted(&vh->proxies, (struct sockaddr *)&peer, plen))
+        return;
+    n = lws_hdr_copy(wsi, xff, sizeof(xff), WSI_TOKEN_X_FORWARDED_FOR);
+    if (n < 0)
+        xff[0] = '\0';
+    n = lws_hdr_custom_copy(wsi, fwd, sizeof(fwd), "forwarded:", 10);
+    if (n < 0)
+        fwd[0] = '\0';
+    if (proxies_client_address(&vh->proxies, (struct sockaddr *)&peer, plen, xff[0] ? xff : NULL,
+                               fwd[0] ? fwd : NULL, &client, &clen) == 0)
+        (void)addrtab_key_from_sockaddr((struct sockaddr *)&client, clen, vh->conf->ipv6_prefix,
+                                        &ac->client_key);
 }
 
 /* The token an upgrade carries, if any: a bad one is refused with 401 (no
@@ -316,7 +352,8 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
         return -1;  /* logged; the peer is gone or memory is out: just hang up */
     if (ac->client) /* a second upgrade on one connection: lws never does this */
         return 0;
-    key = ac->key;
+    admit_client_key(vh, wsi, ac);
+    key = ac->client_key;
     if (admit_reserve(vh, wsi, ac) != 0) {
         if (fresh)
             free(ac);
@@ -358,14 +395,14 @@ admit_take(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
         if (ac == NULL || admit_reserve(vh, wsi, ac) != 0) {
             LOG_WARN("a client established without an upgrade check could not be counted");
             if (ac != NULL) {
-                ss->addr = ac->key;
+                ss->addr = ac->client_key;
                 if (fresh)
                     free(ac);
             }
             return;
         }
     }
-    ss->addr = ac->key;
+    ss->addr = ac->client_key;
     ss->reserved = 1;
     ss->claims = ac->claims; /* auth_session_start takes it from here */
     ss->sub_counted = ac->sub_counted;
@@ -390,7 +427,7 @@ admit_abandon(struct wsp_vhost *vh, struct lws *wsi)
     if (ac == NULL)
         return;
     if (ac->client)
-        admit_unreserve(vh, &ac->key);
+        admit_unreserve(vh, &ac->client_key);
     if (ac->connection)
         admit_connection_undo(vh, &ac->key);
     admit_drop_claims(vh, ac);

@@ -54,16 +54,20 @@ void admit_abandon(struct wsp_vhost *vh, struct lws *wsi);
 void admit_release(struct wsp_vhost *vh, struct wsp_session *ss);
 
 /* The accept path: count a new TCP connection from key (ADDRTAB_CONNECTIONS
- * and open_connections), then check MAX_CONNECTIONS and
- * MAX_CONNECTIONS_PER_IP.  0 if it fits (counted: attach it with
- * admit_conn_attach, or undo with admit_connection_undo), or -1 with *limit
- * naming what it hit (nothing counted): close it unread. */
-int admit_connection(struct wsp_vhost *vh, const struct addrtab_key *key, const char **limit);
+ * and open_connections), then check MAX_CONNECTIONS and, if per_address
+ * (not a trusted proxy's own address), MAX_CONNECTIONS_PER_IP.  0 if it fits (counted: attach it
+ * with admit_conn_attach, or undo with admit_connection_undo), or -1 with *limit naming what it hit
+ * (nothing counted): close it unread. */
+int admit_connection(struct wsp_vhost *vh, const struct addrtab_key *key, int per_address,
+                     const char **limit);
 void admit_connection_undo(struct wsp_vhost *vh, const struct addrtab_key *key);
 
 /* The connection counted by admit_connection is wsi: its count is released
- * at WSI_DESTROY (admit_abandon).  0, or -1 on OOM (count undone: close it). */
-int admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key);
+ * at WSI_DESTROY (admit_abandon).  proxied: key came from a PROXY protocol
+ * header (X-Forwarded-For is not looked at then).  0, or -1 on OOM (count
+ * undone: close it). */
+int admit_conn_attach(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key,
+                      int proxied);
 
 /* Whether ss may hold n filter values in place of those it holds now:
  * always if n is no more, else if its address's clients (on every worker)

@@ -30,8 +30,8 @@ auth_enabled(const struct wsp_vhost *vh)
 static int
 auth_load(const struct conf *c, struct authtoken_conf *tok, char *err, size_t errlen)
 {
-    const char *path = c->auth_hs256_secret_file[0] != '\0' ? c->auth_hs256_secret_file
-                                                           : c->auth_public_key_file;
+    const char *path =
+        c->auth_hs256_secret_file[0] != '\0' ? c->auth_hs256_secret_file : c->auth_public_key_file;
 
     tok->leeway_s = c->auth_leeway;
     snprintf(tok->audience, sizeof(tok->audience), "%s", c->auth_audience);
@@ -147,9 +147,8 @@ auth_verify(struct wsp_vhost *vh, const char *token, size_t len, char *why, size
         snprintf(why, whylen, "out of memory");
         return NULL;
     }
-    if (!auth.loaded ||
-        authtoken_verify(&auth.tok, token, len, (int64_t)(time_now_ms() / 1000), c, why, whylen) !=
-            0) {
+    if (!auth.loaded || authtoken_verify(&auth.tok, token, len, (int64_t)(time_now_ms() / 1000), c,
+                                         why, whylen) != 0) {
         if (!auth.loaded)
             snprintf(why, whylen, "authentication is not configured");
         free(c);
@@ -224,7 +223,8 @@ auth_restrict(const struct authtoken_claims *c, struct sub_filter *f, char *why,
     static const struct {
         int dim;
         const char *name;
-    } dims[] = {{FRAME_KEY_SPORT, "sports"}, {FRAME_KEY_MARKET, "markets"}, {FRAME_KEY_BOOK, "books"}};
+    } dims[] = {
+        {FRAME_KEY_SPORT, "sports"}, {FRAME_KEY_MARKET, "markets"}, {FRAME_KEY_BOOK, "books"}};
 
     if (c == NULL)
         return 0;
@@ -401,7 +401,8 @@ auth_message(struct wsp_vhost *vh, struct wsp_session *ss, const cJSON *payload,
     if (refresh) {
         /* A refresh must come from an authenticated client, for the same
          * subject; a bad one leaves the old token (and its expiry) in force. */
-        if (c != NULL && (ss->claims == NULL || ss->anonymous || strcmp(c->sub, ss->claims->sub) != 0)) {
+        if (c != NULL &&
+            (ss->claims == NULL || ss->anonymous || strcmp(c->sub, ss->claims->sub) != 0)) {
             snprintf(why, sizeof(why), "a refresh must be for the same sub");
             auth_claims_free(c);
             c = NULL;

@@ -52,8 +52,8 @@ size_t auth_upgrade_token(struct lws *wsi, char *buf, size_t size);
 
 /* Verify token: a new claims object (auth_claims_free), or NULL with a
  * client-safe reason in why. */
-struct authtoken_claims *auth_verify(struct wsp_vhost *vh, const char *token, size_t len,
-                                     char *why, size_t whylen);
+struct authtoken_claims *auth_verify(struct wsp_vhost *vh, const char *token, size_t len, char *why,
+                                     size_t whylen);
 void auth_claims_free(struct authtoken_claims *c);
 
 /* The anonymous entitlements (AUTH=optional), as a new claims object. */
@@ -65,7 +65,8 @@ int auth_restrict(const struct authtoken_claims *c, struct sub_filter *f, char *
 
 /* ss now holds claims (owned; NULL: AUTH off): its view of the data
  * (opportunities, fields) and its expiry follow. */
-void auth_session_set(struct wsp_vhost *vh, struct wsp_session *ss, struct authtoken_claims *claims);
+void auth_session_set(struct wsp_vhost *vh, struct wsp_session *ss,
+                      struct authtoken_claims *claims);
 
 /* ss has just been established: start waiting for an auth message if it
  * has no claims (AUTH_TIMEOUT), else arm its expiry. */

@@ -46,7 +46,8 @@ cmsg_parse(const char *text, size_t len, struct cmsg *out, const char **code, ch
          * echo what is not UTF-8 (cJSON decodes \ud800 escapes as is). */
         if (!utf8_valid(t, tlen))
             t = "?", tlen = 1;
-        snprintf(msg, msglen, "unknown type \"%.*s\" (subscribe, unsubscribe, heartbeat, auth, refresh)",
+        snprintf(msg, msglen,
+                 "unknown type \"%.*s\" (subscribe, unsubscribe, heartbeat, auth, refresh)",
                  (int)utf8_prefix(t, tlen, 64), t);
         goto fail;
     }

@@ -41,10 +41,10 @@ struct feed_item {
 
 struct feed_snap {
     uint32_t refs;
-    char *filter_key; /* the filter's canonical text and the view: who may share it */
+    char *filter_key;   /* the filter's canonical text and the view: who may share it */
     int basic, no_opps; /* the view (auth.h): fields, opportunities */
-    uint64_t at;      /* reflects every frame before this ring sequence */
-    uint64_t made_ms; /* monotonic */
+    uint64_t at;        /* reflects every frame before this ring sequence */
+    uint64_t made_ms;   /* monotonic */
     char epoch[SHM_EPOCH_MAX];
     char *positions; /* JSON text, the same in every part */
     size_t positions_len;
@@ -553,7 +553,7 @@ static uint32_t
 feed_item_slot(const struct feed_item *it, int basic)
 {
     return it->tab == UINT32_MAX || it->tab >= UINT32_MAX / 2 ? UINT32_MAX
-                                                               : 2 * it->tab + (basic ? 1 : 0);
+                                                              : 2 * it->tab + (basic ? 1 : 0);
 }
 
 /* The cached text of table entry tab's value (item), or NULL. */
@@ -1390,8 +1390,7 @@ feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget
             continue;
         msgpack_zone_clear(&fw->zone);
         if (frame_unpack(fw->buf, len, &fw->zone, &view, err, sizeof(err)) != 0 ||
-            !sub_filter_matches(f, view.keys) ||
-            (ss->no_opps && view.type == FRAME_OPPORTUNITY) ||
+            !sub_filter_matches(f, view.keys) || (ss->no_opps && view.type == FRAME_OPPORTUNITY) ||
             shm_stream_name(vh->shm, e.stream, name, sizeof(name)) != 0)
             continue;
         streamid_format(&e.id, id, sizeof(id));

@@ -58,8 +58,8 @@ void replay_init(struct wsp_vhost *vh, struct ev_loop *loop);
  * done is called exactly once, later, from the loop (never from here),
  * unless replay_cancel comes first. */
 struct replay_req *replay_start(struct wsp_vhost *vh, const struct replay_stream *streams,
-                                uint32_t n, int basic, int no_opps,
-                                const struct replay_owner *ops, void *owner);
+                                uint32_t n, int basic, int no_opps, const struct replay_owner *ops,
+                                void *owner);
 
 /* The owner is gone or no longer wants the answer: done is never called. */
 void replay_cancel(struct replay_req *r);

@@ -8,6 +8,8 @@
 #include "sub.h"
 #include "wsp.h"
 #include "../common/addrtab.h"
+#include "../common/proxies.h"
+#include "../common/proxyproto.h"
 #include "../common/frame.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
@@ -177,11 +179,11 @@ worker_accept_resume(lws_sorted_usec_list_t *sul)
  * connections could use up the worker's file descriptors, and accepts
  * would pause for everyone. */
 static int
-worker_connection_fits(struct worker *w, const struct addrtab_key *key)
+worker_connection_fits(struct worker *w, const struct addrtab_key *key, int per_address)
 {
     const char *limit;
 
-    if (admit_connection(&w->vh, key, &limit) == 0)
+    if (admit_connection(&w->vh, key, per_address, &limit) == 0)
         return 1;
     atomic_fetch_add_explicit(&w->vh.stats->refused_connections, 1, memory_order_relaxed);
     if (log_ratelimit_allow(&w->refused_rl)) {
@@ -192,15 +194,154 @@ worker_connection_fits(struct worker *w, const struct addrtab_key *key)
     return 0;
 }
 
+/* Hand an accepted connection, counted under key, to lws. */
+static void
+worker_handoff(struct worker *w, int fd, const struct addrtab_key *key, int proxied)
+{
+    int one = 1;
+    struct lws *wsi;
+
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
+        LOG_DEBUG("setsockopt(TCP_NODELAY) failed: %s", strerror(errno));
+    /* From its first byte: what a client pipelines with its upgrade
+     * request is checked too. */
+    rxguard_accept(fd, w->conf.max_message_size);
+    /* On failure lws closes fd itself. */
+    wsi = lws_adopt_socket_vhost(w->vhost, fd);
+    if (wsi == NULL) {
+        admit_connection_undo(&w->vh, key);
+        if (log_ratelimit_allow(&w->rl))
+            LOG_WARN("lws_adopt_socket_vhost(fd %d) failed", fd);
+        return;
+    }
+    /* Counted until lws destroys the connection (admit_abandon). */
+    if (admit_conn_attach(&w->vh, wsi, key, proxied) != 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+}
+
+/*
+ * A connection from a trusted proxy with PROXY_PROTOCOL on: nothing of it
+ * reaches lws until its PROXY header (v1 or v2) is read whole, within
+ * HANDSHAKE_TIMEOUT; the header names the client, whose address the
+ * connection is counted and limited under.  No header, a bad one, or none
+ * in time: closed (counted in refused_connections).
+ */
+struct worker_proxy_conn {
+    ev_io io;
+    ev_timer timer;
+    int fd;
+};
+
+static void
+worker_proxy_done(struct worker *w, struct worker_proxy_conn *pc, const char *why)
+{
+    ev_io_stop(w->loop, &pc->io);
+    ev_timer_stop(w->loop, &pc->timer);
+    if (why != NULL) {
+        atomic_fetch_add_explicit(&w->vh.stats->refused_connections, 1, memory_order_relaxed);
+        if (log_ratelimit_allow(&w->refused_rl))
+            LOG_INFO("connection from a trusted proxy closed: %s", why);
+        close(pc->fd);
+    }
+    free(pc);
+}
+
+static void
+worker_proxy_readable(struct ev_loop *loop, ev_io *io, int revents)
+{
+    struct worker *w = &worker;
+    struct worker_proxy_conn *pc = (struct worker_proxy_conn *)io;
+    unsigned char buf[PROXYPROTO_MAX_HEADER];
+    struct proxyproto_header h;
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    struct addrtab_key key;
+    char err[128];
+    ssize_t n;
+    int fd = pc->fd;
+
+    (void)loop;
+    (void)revents;
+    n = recvfrom(fd, buf, sizeof(buf), MSG_PEEK, NULL, NULL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        worker_proxy_done(w, pc, "closed before its PROXY header");
+        return;
+    }
+    switch (proxyproto_parse(buf, (size_t)n, &h, err, sizeof(err))) {
+    case PROXYPROTO_NEED_MORE:
+        if ((size_t)n < sizeof(buf))
+            return;
+        worker_proxy_done(w, pc, "PROXY header too long");
+        return;
+    case PROXYPROTO_INVALID:
+        worker_proxy_done(w, pc, err);
+        return;
+    case PROXYPROTO_OK:
+        break;
+    }
+    /* Take exactly the header: the request behind it is lws's.  recvfrom,
+     * not recv: the process's recv is rxguard's (recv_override.h), for
+     * connections lws owns, and this one is not lws's yet. */
+    if (recvfrom(fd, buf, h.header_len, 0, NULL, NULL) != (ssize_t)h.header_len) {
+        worker_proxy_done(w, pc, "reading its PROXY header failed");
+        return;
+    }
+    if (h.local) { /* the proxy's own connection (a health check): its address */
+        if (getpeername(fd, (struct sockaddr *)&peer, &plen) != 0) {
+            worker_proxy_done(w, pc, "no peer address");
+            return;
+        }
+    } else {
+        peer = h.src;
+        plen = h.src_len;
+    }
+    if (addrtab_key_from_sockaddr((struct sockaddr *)&peer, plen, w->conf.ipv6_prefix, &key) != 0 ||
+        !worker_connection_fits(w, &key, 1)) {
+        worker_proxy_done(w, pc, NULL);
+        close(fd);
+        return;
+    }
+    worker_proxy_done(w, pc, NULL);
+    worker_handoff(w, fd, &key, 1);
+}
+
+static void
+worker_proxy_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct worker_proxy_conn *pc =
+        (struct worker_proxy_conn *)((char *)t - offsetof(struct worker_proxy_conn, timer));
+
+    (void)loop;
+    (void)revents;
+    worker_proxy_done(&worker, pc, "no PROXY header within HANDSHAKE_TIMEOUT");
+}
+
+static void
+worker_proxy_wait(struct worker *w, int fd)
+{
+    struct worker_proxy_conn *pc = calloc(1, sizeof(*pc));
+
+    if (pc == NULL) {
+        close(fd);
+        return;
+    }
+    pc->fd = fd;
+    ev_io_init(&pc->io, worker_proxy_readable, fd, EV_READ);
+    ev_timer_init(&pc->timer, worker_proxy_timeout, (double)w->conf.handshake_timeout, 0.);
+    ev_io_start(w->loop, &pc->io);
+    ev_timer_start(w->loop, &pc->timer);
+}
+
 static void
 worker_accept(struct worker *w)
 {
     for (int i = 0; i < WORKER_ACCEPTS_PER_WAKE; i++) {
-        int one = 1;
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof(peer);
         struct addrtab_key key;
-        struct lws *wsi;
+        int trusted;
         int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peer_len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
 
@@ -220,29 +361,23 @@ worker_accept(struct worker *w)
             /* ECONNABORTED and friends: that one connection is gone. */
             continue;
         }
-        /* Refused before anything is read from it. */
+        trusted = w->vh.proxies.n > 0 &&
+                  proxies_trusted(&w->vh.proxies, (struct sockaddr *)&peer, peer_len);
+        if (trusted && w->conf.proxy_protocol) {
+            /* The client's address comes first, in a PROXY header. */
+            worker_proxy_wait(w, fd);
+            continue;
+        }
+        /* Refused before anything is read from it.  A trusted proxy carries
+         * many clients: its own address is not held to the per-address
+         * limit (the clients are, at their upgrade: X-Forwarded-For). */
         if (addrtab_key_from_sockaddr((struct sockaddr *)&peer, peer_len, w->conf.ipv6_prefix,
                                       &key) != 0 ||
-            !worker_connection_fits(w, &key)) {
+            !worker_connection_fits(w, &key, !trusted)) {
             close(fd);
             continue;
         }
-        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0)
-            LOG_DEBUG("setsockopt(TCP_NODELAY) failed: %s", strerror(errno));
-        /* From its first byte: what a client pipelines with its upgrade
-         * request is checked too. */
-        rxguard_accept(fd, w->conf.max_message_size);
-        /* On failure lws closes fd itself. */
-        wsi = lws_adopt_socket_vhost(w->vhost, fd);
-        if (wsi == NULL) {
-            admit_connection_undo(&w->vh, &key);
-            if (log_ratelimit_allow(&w->rl))
-                LOG_WARN("lws_adopt_socket_vhost(fd %d) failed", fd);
-            continue;
-        }
-        /* Counted until lws destroys the connection (admit_abandon). */
-        if (admit_conn_attach(&w->vh, wsi, &key) != 0)
-            lws_set_timeout(wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        worker_handoff(w, fd, &key, 0);
     }
 }
 
@@ -383,6 +518,13 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->vh.conf = &w->conf;
     w->vh.limits.max_values = c->max_filter_values;
     w->vh.limits.max_value_len = c->max_filter_value_len;
+    {
+        char err[256];
+        if (proxies_parse(&w->vh.proxies, c->trusted_proxies, err, sizeof(err)) != 0) {
+            LOG_ERROR("%s", err); /* conf_check refused it already: cannot happen */
+            return 78;
+        }
+    }
     w->vh.index = sub_index_new();
     w->frame = malloc(c->max_entry_size);
     if (w->vh.index == NULL || w->frame == NULL || !msgpack_zone_init(&w->zone, 4096)) {

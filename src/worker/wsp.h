@@ -25,6 +25,7 @@
 #include "sub.h"
 #include "tokenbucket.h"
 #include "../common/conf.h"
+#include "../common/proxies.h"
 #include "../common/shm.h"
 
 #include <libwebsockets.h>
@@ -39,6 +40,7 @@ struct wsp_vhost {
     const struct conf *conf;
     struct sub_index *index;
     struct sub_limits limits;
+    struct proxies proxies;    /* TRUSTED_PROXIES */
     lws_dll2_owner_t sessions; /* established WebSocket sessions; .count */
     int stopping;
     /* Between outbound_batch_begin() and outbound_batch_flush(): sessions
@@ -124,13 +126,13 @@ struct wsp_session {
 
     /* auth (auth.h) */
     struct wsp_vhost *vh;
-    struct authtoken_claims *claims; /* NULL: AUTH off, or no token yet */
-    int anonymous;                   /* claims are ANONYMOUS's (AUTH=optional) */
-    int no_opps;                     /* opportunities are not sent to it */
-    int basic;                       /* fields: basic (no novig_probability, fair_price, edge) */
-    int sub_counted;                 /* counted under claims->sub (max_connections) */
+    struct authtoken_claims *claims;   /* NULL: AUTH off, or no token yet */
+    int anonymous;                     /* claims are ANONYMOUS's (AUTH=optional) */
+    int no_opps;                       /* opportunities are not sent to it */
+    int basic;                         /* fields: basic (no novig_probability, fair_price, edge) */
+    int sub_counted;                   /* counted under claims->sub (max_connections) */
     lws_sorted_usec_list_t auth_timer; /* AUTH_TIMEOUT, then exp */
-    cJSON *requested;                /* the last subscribe's payload, to narrow again */
+    cJSON *requested;                  /* the last subscribe's payload, to narrow again */
 
     char *http_body; /* plain HTTP: LWS_PRE, then http_len bytes */
     size_t http_len;
