@@ -88,6 +88,17 @@ wsp_check_liveness(struct wsp_session *ss, uint64_t now, uint64_t interval, uint
 {
     if (ss->ping_sent_ms != 0) {
         if (now - ss->ping_sent_ms >= timeout) {
+            int unsent = 0;
+            /* A slow reader's ping waits behind its data (ours, lws's, the
+             * kernel's), and so does its pong: it is not dead, it is slow,
+             * and the slow bounds judge it (SEND_TIMEOUT: its socket takes
+             * nothing; CLIENT_MAX_LAG).  Only a peer with nothing waiting
+             * for it that does not answer is dead. */
+            if (ss->q.len > 0 || lws_partial_buffered(ss->wsi) ||
+                (ioctl(lws_get_socket_fd(ss->wsi), SIOCOUTQ, &unsent) == 0 && unsent > 0)) {
+                ss->ping_sent_ms = now;
+                return;
+            }
             /* A dead peer will not read a close frame: just hang up. */
             LOG_DEBUG("client %s did not answer a ping; dropping", ss->client_id);
             wsp_reset(ss);
