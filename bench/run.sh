@@ -559,8 +559,10 @@ EOF
     fi
     [ -n "$rload_pid" ] && rload_cpu=$(awk -v a="$rcpu0" -v b="$rcpu1" -v t0="$t0" -v t1="$t1" \
         -v k="$CLK" 'BEGIN {printf "%.3f", (b - a) / k / (t1 - t0)}')
+    # null if it had ended before the window did (all its clients cut):
+    # a process that is gone has no CPU time to read.
     [ -n "$sload_pid" ] && sload_cpu=$(awk -v a="$scpu0" -v b="$scpu1" -v t0="$t0" -v t1="$t1" \
-        -v k="$CLK" 'BEGIN {printf "%.3f", (b - a) / k / (t1 - t0)}')
+        -v k="$CLK" 'BEGIN {if (b < a) print "null"; else printf "%.3f", (b - a) / k / (t1 - t0)}')
     local per_conn_kb
     per_conn_kb=$(awk -v p="$peak_rss" -v b="$base_rss" -v n="$subscribed" \
         'BEGIN {printf "%.2f", (n > 0 ? (p - b) / n : 0)}')
