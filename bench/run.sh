@@ -40,6 +40,20 @@ RECONNECT_FILTER=${RECONNECT_FILTER:-'{"sports":["basketball_nba"]}'}
 RECONNECT_EVENTS=${RECONNECT_EVENTS:-167}
 RECONNECT_AT=${RECONNECT_AT:-$(awk -v d="$DURATION" 'BEGIN {print d / 2}')}
 RESUME_SHARE=${RESUME_SHARE:-0.5}
+# The slow scenarios: a second wsb-load of SLOW_CLIENTS clients that read at
+# most SLOW_READ_RATE bytes/s each (SO_RCVBUF SLOW_RCVBUF, advertised MSS
+# SLOW_MSS, 0 = the kernel's), subscribed to everything, checked against
+# Redis after a drain of at most SLOW_DRAIN s that ends once they have all
+# read nothing for SLOW_QUIET s.  The publisher makes SLOW_EVENTS events per
+# sport: 3 sports x 2 events x 5 books x 3 markets x 2 outcomes = 180 keys,
+# few enough that a conflated queue stays under CLIENT_BUFFER (256) keys.
+SLOW_CLIENTS=${SLOW_CLIENTS:-100}
+SLOW_READ_RATE=${SLOW_READ_RATE:-50000}
+SLOW_RCVBUF=${SLOW_RCVBUF:-16384}
+SLOW_MSS=${SLOW_MSS:-1460}
+SLOW_EVENTS=${SLOW_EVENTS:-2}
+SLOW_DRAIN=${SLOW_DRAIN:-120}
+SLOW_QUIET=${SLOW_QUIET:-1}
 
 BIN_SVC=bin/ws-broadcaster
 BIN_LOAD=bin/wsb-load
@@ -65,9 +79,11 @@ fi
 # underscores, e.g. CLIENTS_seed_10k=5000), or for all with CLIENTS / RATE.
 # board: the reconnect scenarios (prefilled board, a second wsb-load of
 # reconnecting clients; storm 1 with the reconnects, 0 without).  `reconnect`
-# runs both, each round: the one without is its baseline.
+# runs both, each round: the one without is its baseline.  slow: the slow
+# scenarios (SLOW_EVENTS events; slowc 1 with the slow clients, 0 without);
+# `slow` runs both, each round, like `reconnect`.
 scenario() {
-    local name=$1 clients rate filters="" idle=0 board=0 storm=0 var
+    local name=$1 clients rate filters="" idle=0 board=0 storm=0 slow=0 slowc=0 var
     case $name in
     seed-1k) clients=1000 rate=10 ;;
     seed-10k) clients=10000 rate=10 ;;
@@ -77,7 +93,9 @@ scenario() {
     idle) clients=15000 rate=0 idle=1 ;;
     reconnect) clients=10000 rate=1000 filters=bench/filters-mixed.txt board=1 storm=1 ;;
     reconnect-base) clients=10000 rate=1000 filters=bench/filters-mixed.txt board=1 ;;
-    *) die "unknown scenario '$name' (seed-1k seed-10k burst mixed ingest idle reconnect reconnect-base)" ;;
+    slow) clients=1000 rate=1000 slow=1 slowc=1 ;;
+    slow-base) clients=1000 rate=1000 slow=1 ;;
+    *) die "unknown scenario '$name' (seed-1k seed-10k burst mixed ingest idle reconnect reconnect-base slow slow-base)" ;;
     esac
     # The baseline takes the settings of the scenario it is the baseline of.
     local key=${name%-base}
@@ -87,7 +105,7 @@ scenario() {
     rate=${!var:-${RATE:-$rate}}
     [ "$idle" = 1 ] && rate=0
     SC_CLIENTS=$clients SC_RATE=$rate SC_FILTERS=$filters SC_IDLE=$idle
-    SC_BOARD=$board SC_STORM=$storm
+    SC_BOARD=$board SC_STORM=$storm SC_SLOW=$slow SC_SLOWC=$slowc
 }
 
 # ---- processes we own ---------------------------------------------------------
@@ -307,6 +325,10 @@ TSV="$TMP/runs.tsv"
 : >"$TSV"
 STORM_TSV="$TMP/storm.tsv"
 : >"$STORM_TSV"
+SLOW_TSV="$TMP/slow.tsv"
+: >"$SLOW_TSV"
+# The streams the slow clients' final state is checked against.
+SLOW_STREAMS=$(tr ',' '\n' <<<"$SPORTS" | sed 's/^/odds.normalized./' | paste -sd, -)
 HOSTDESC="$(nproc) CPUs, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r)"
 CLK=$(getconf CLK_TCK)
 SESSION=$(date -u +%Y%m%dT%H%M%SZ)
@@ -322,6 +344,10 @@ run_one() { # scenario target run
     local workers="" ready_timeout i cpu0 cpu1 lcpu0 lcpu1 t0 t1 hbusy0 hbusy1 hsirq0 hsirq1 metrics="" load_json pub_json="{}"
     if [ "$SC_BOARD" = 1 ] && [ "${tgt#ceil-}" != "$tgt" ]; then
         echo "bench: $sc: $tgt skipped (the probe has no snapshots and no resume)" >&2
+        return 0
+    fi
+    if [ "$SC_SLOW" = 1 ] && [ "${tgt#ceil-}" != "$tgt" ]; then
+        echo "bench: $sc: $tgt skipped (the probe does not conflate: it buffers up to CEIL_MAX_BUFFER)" >&2
         return 0
     fi
     mkdir -p "$dir"
@@ -377,6 +403,8 @@ EOF
     read -r base_rss _ _ <<<"$(tree_mem_kb "$tgt_pid")"
 
     local pub_events=() rload_pid="" rload_json=null prefill_json=null rcpu0=0 rcpu1=0 rload_cpu=0
+    local sload_pid="" sload_json=null scpu0=0 scpu1=0 sload_cpu=0 sendq="0 0"
+    [ "$SC_SLOW" = 1 ] && pub_events=(--events "$SLOW_EVENTS")
     if [ "$SC_BOARD" = 1 ]; then
         # Every key once, before any client: the board the reconnecting
         # clients load is complete from the start.
@@ -403,6 +431,7 @@ EOF
     # 1,650 keys each on average, would be 7 GB of setup): live updates only.
     # Both wsb-loads start their clocks when the go file appears.
     [ "$SC_BOARD" = 1 ] && load_args+=(--no-snapshot --go-file "$dir/go")
+    [ "$SC_SLOW" = 1 ] && load_args+=(--go-file "$dir/go")
     "${GEN_PREFIX[@]}" "$BIN_LOAD" "${load_args[@]}" >"$dir/load.out" 2>&1 &
     load_pid=$!
     OWNED+=("$load_pid")
@@ -427,6 +456,25 @@ EOF
         fi
         touch "$dir/go"
     fi
+    if [ "$SC_SLOW" = 1 ]; then
+        if [ "$SC_SLOWC" = 1 ]; then
+            # Its own process: its paced reading never delays the fast
+            # clients' thread, and theirs never eats its budget.
+            "${GEN_PREFIX[@]}" "$BIN_LOAD" -u "ws://127.0.0.1:$port/ws" -c "$SLOW_CLIENTS" -r "$RAMP" \
+                --read-rate "$SLOW_READ_RATE" --rcvbuf "$SLOW_RCVBUF" --mss "$SLOW_MSS" \
+                --final-check "127.0.0.1:$rport" --final-streams "$SLOW_STREAMS" \
+                --warmup "$WARMUP" --duration "$DURATION" --drain "$SLOW_DRAIN" \
+                --drain-quiet "$SLOW_QUIET" --go-file "$dir/go" --ready-file "$dir/sready" \
+                --json "$dir/sload.json" --label "$sc/$tgt/$run/slow" -q >"$dir/sload.out" 2>&1 &
+            sload_pid=$!
+            OWNED+=("$sload_pid")
+            if ! wait_file "$dir/sready" "$sload_pid" $((SLOW_CLIENTS / RAMP + 60)); then
+                fail_run "the slow wsb-load never got ready: $(tail -3 "$dir/sload.out" 2>/dev/null)"
+                return 1
+            fi
+        fi
+        touch "$dir/go"
+    fi
 
     mem_sampler "$tgt_pid" "$dir/mem" "$dir/mem.stop" &
     sampler_pid=$!
@@ -445,18 +493,32 @@ EOF
     cpu0=$(tree_cpu_ticks "$tgt_pid")
     lcpu0=$(tree_cpu_ticks "$load_pid")
     [ -n "$rload_pid" ] && rcpu0=$(tree_cpu_ticks "$rload_pid")
+    [ -n "$sload_pid" ] && scpu0=$(tree_cpu_ticks "$sload_pid")
     read -r hbusy0 hsirq0 <<<"$(host_ticks)"
     t0=$(now_s)
     sleep "$DURATION"
     cpu1=$(tree_cpu_ticks "$tgt_pid")
     lcpu1=$(tree_cpu_ticks "$load_pid")
     [ -n "$rload_pid" ] && rcpu1=$(tree_cpu_ticks "$rload_pid")
+    [ -n "$sload_pid" ] && scpu1=$(tree_cpu_ticks "$sload_pid")
+    # What waits for the slow clients in the target's kernel, beyond any
+    # conflation: the send queues of its SLOW_CLIENTS fullest sockets at the
+    # end of the window (the fast clients' are near empty), median and max.
+    if [ -n "$sload_pid" ] && command -v ss >/dev/null; then
+        sendq=$(ss -tnH state established "( sport = :$port )" 2>/dev/null | awk '{print $2}' |
+            sort -rn | head -n "$SLOW_CLIENTS" |
+            awk '{a[NR] = $1} END {if (NR == 0) print "0 0"; else print a[int((NR + 1) / 2)], a[1]}')
+    fi
     read -r hbusy1 hsirq1 <<<"$(host_ticks)"
     t1=$(now_s)
     [ -n "$pub_pid" ] && { wait "$pub_pid" || echo "bench: wsb-publish failed, see $dir/publish.out" >&2; }
     wait "$load_pid" || echo "bench: wsb-load exited non-zero, see $dir/load.out" >&2
     if [ -n "$rload_pid" ]; then
         wait "$rload_pid" || echo "bench: the reconnecting wsb-load exited non-zero, see $dir/rload.out" >&2
+    fi
+    # The slow clients read their backlog to the end, then compare with Redis.
+    if [ -n "$sload_pid" ]; then
+        wait "$sload_pid" || echo "bench: the slow wsb-load exited non-zero, see $dir/sload.out" >&2
     fi
     case $tgt in svc* | base*) metrics=$(http_get "$port" /metrics | tail -1) ;; esac
     [[ $metrics == "{"*"}" ]] || metrics=""
@@ -470,6 +532,7 @@ EOF
     [ -s "$dir/publish.json" ] && pub_json=$(tail -1 "$dir/publish.json")
     [ -s "$dir/ceiling.json" ] && metrics=$(tail -1 "$dir/ceiling.json")
     [ -s "$dir/rload.json" ] && rload_json=$(tail -1 "$dir/rload.json")
+    [ -s "$dir/sload.json" ] && sload_json=$(tail -1 "$dir/sload.json")
     local peak_rss peak_pss hwm cpu_per_s load_cpu host_busy host_sirq rss_mb pss_mb subscribed published expected ratio_recv
     read -r peak_rss peak_pss hwm <<<"$(cat "$dir/mem" 2>/dev/null || echo "0 0 0")"
     cpu_per_s=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" -v k="$CLK" \
@@ -496,6 +559,10 @@ EOF
     fi
     [ -n "$rload_pid" ] && rload_cpu=$(awk -v a="$rcpu0" -v b="$rcpu1" -v t0="$t0" -v t1="$t1" \
         -v k="$CLK" 'BEGIN {printf "%.3f", (b - a) / k / (t1 - t0)}')
+    # null if it had ended before the window did (all its clients cut):
+    # a process that is gone has no CPU time to read.
+    [ -n "$sload_pid" ] && sload_cpu=$(awk -v a="$scpu0" -v b="$scpu1" -v t0="$t0" -v t1="$t1" \
+        -v k="$CLK" 'BEGIN {if (b < a) print "null"; else printf "%.3f", (b - a) / k / (t1 - t0)}')
     local per_conn_kb
     per_conn_kb=$(awk -v p="$peak_rss" -v b="$base_rss" -v n="$subscribed" \
         'BEGIN {printf "%.2f", (n > 0 ? (p - b) / n : 0)}')
@@ -517,6 +584,13 @@ EOF
             printf '"reconnect_at_s":%s,"reconnect_load_cpu_s_per_s":%s,' \
                 "$([ "$SC_STORM" = 1 ] && echo "$RECONNECT_AT" || echo null)" "$rload_cpu"
             printf '"prefill":%s,"reconnect_load":%s,' "$prefill_json" "$rload_json"
+        fi
+        if [ "$SC_SLOW" = 1 ]; then
+            printf '"events":%d,"slow_clients":%d,"slow_read_rate":%d,"slow_rcvbuf":%d,"slow_mss":%d,' \
+                "$SLOW_EVENTS" "$([ "$SC_SLOWC" = 1 ] && echo "$SLOW_CLIENTS" || echo 0)" \
+                "$SLOW_READ_RATE" "$SLOW_RCVBUF" "$SLOW_MSS"
+            printf '"slow_sendq_median_bytes":%d,"slow_sendq_max_bytes":%d,' ${sendq}
+            printf '"slow_load_cpu_s_per_s":%s,"slow_load":%s,' "$sload_cpu" "$sload_json"
         fi
         printf '"load":%s,"publish":%s,"metrics":%s}\n' "$load_json" "$pub_json" "${metrics:-null}"
     } >>"$RESULTS"
@@ -543,6 +617,33 @@ EOF
         fi
     fi
 
+    if [ "$SC_SLOW" = 1 ]; then
+        # Fast clients (load.json) and, with them, the slow ones (sload.json).
+        local fin m=$metrics
+        fin=$(grep -o '"final":{.*' <<<"$sload_json" || true)
+        printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+            "$sc" "$tgt" "$run" "$(jnum "$load_json" lat_p99_us)" "$SC_SLOWC" \
+            "$(jnum "$sload_json" subscribed)" "$(jnum "$sload_json" closed_by_server)" \
+            "$(jnum "$fin" checked)" "$(jnum "$fin" all_right)" "$(jnum "$fin" correct)" \
+            "$(jnum "$fin" stale)" "$(jnum "$fin" wrong)" "$(jnum "$fin" missing)" \
+            "$(jnum "$sload_json" age_p50_us)" "$(jnum "$sload_json" age_p99_us)" \
+            "$(jnum "$sload_json" conflated_rcvd)" "$(jnum "$m" conflated_updates)" \
+            "$(jnum "$m" slow_disconnects_keys)" "$(jnum "$m" slow_disconnects_bytes)" \
+            "$(jnum "$m" slow_disconnects_lag)" "$(jnum "$m" slow_disconnects_send_timeout)" \
+            "$(jnum "$fin" drain_s)" "$(jflat "$sload_json" close_codes)" \
+            "$(jnum "$load_json" conflated_rcvd)" "$(jnum "$sload_json" key_regress)" \
+            "$(jnum "$fin" truth_keys)" "$sload_cpu" "$(jnum "$sload_json" age_max_us)" \
+            ${sendq} >>"$SLOW_TSV"
+        if [ "$SC_SLOWC" = 1 ]; then
+            printf 'bench: %-14s %-13s run %d: slow clients %s: cut %s %s; final state: %s of %s checked all right (keys right %s stale %s wrong %s missing %s of %s each) after a drain of %s s; age p50 %s us p99 %s us; conflated %s received\n' \
+                "$sc" "$tgt" "$run" "$(jnum "$sload_json" subscribed)" "$(jnum "$sload_json" closed_by_server)" \
+                "$(jflat "$sload_json" close_codes)" "$(jnum "$fin" all_right)" "$(jnum "$fin" checked)" \
+                "$(jnum "$fin" correct)" "$(jnum "$fin" stale)" "$(jnum "$fin" wrong)" "$(jnum "$fin" missing)" \
+                "$(jnum "$fin" truth_keys)" "$(jnum "$fin" drain_s)" "$(jnum "$sload_json" age_p50_us)" \
+                "$(jnum "$sload_json" age_p99_us)" "$(jnum "$sload_json" conflated_rcvd)" >&2
+        fi
+    fi
+
     printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$tgt" "$run" \
         "$(jnum "$load_json" deliveries_per_s)" "$(jnum "$load_json" lat_p50_us)" \
         "$(jnum "$load_json" lat_p90_us)" "$(jnum "$load_json" lat_p99_us)" \
@@ -564,12 +665,18 @@ for sc in $SCENARIOS; do
     # reconnect runs with its baseline, in the same rounds.
     variants=$sc
     [ "$sc" = reconnect ] && variants="reconnect reconnect-base"
+    [ "$sc" = slow ] && variants="slow slow-base"
     scenario "$sc"
     echo "bench: $sc: $SC_CLIENTS clients, $SC_RATE entries/s${SC_FILTERS:+, filters $SC_FILTERS}" >&2
     if [ "$SC_BOARD" = 1 ]; then
         echo "bench: $sc: and $RECONNECT_CLIENTS clients with $RECONNECT_FILTER," \
             "$RECONNECT_EVENTS events per sport (board prefilled), steady clients without" \
             "snapshot; storm at ${RECONNECT_AT}s into the window, resume share $RESUME_SHARE" >&2
+    fi
+    if [ "$SC_SLOW" = 1 ]; then
+        echo "bench: $sc: and $SLOW_CLIENTS clients reading $SLOW_READ_RATE B/s each (rcvbuf" \
+            "$SLOW_RCVBUF, mss $SLOW_MSS), $SLOW_EVENTS events per sport; baseline slow-base" \
+            "without them" >&2
     fi
     for ((run = 1; run <= RUNS; run++)); do
         for tgt in $TARGETS; do
@@ -689,6 +796,67 @@ END {
     print "Per run:"
     for (i = 1; i <= ntg; i++) printf "%s", notes[order[i]]
 }' "$STORM_TSV"
+fi
+# Slow clients, per target: medians of the runs with them, the fast clients'
+# p99 against the runs without (slow-base).
+if [ -s "$SLOW_TSV" ]; then
+    echo
+    awk -F'\t' '
+function med(arr, n,    i, j, t, a) {
+    for (i = 1; i <= n; i++) a[i] = arr[i] + 0
+    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function ms(us) { return sprintf("%.2f", us / 1000) }
+{
+    tg = $2
+    if (!(tg in seen)) { seen[tg] = 1; order[++ntg] = tg }
+    if ($5 == 1) {
+        n = ++ns[tg]
+        for (c = 4; c <= 30; c++) if (c != 23) v[tg, n, c] = $c
+        notes[tg] = notes[tg] sprintf("  %s run %d: slow clients %s, close codes %s, checked %s, all right %s, truth %s keys, key id regressions %s, fast clients conflated %s, slow wsb-load cpu %s s/s, age max %s ms, kernel send queue median %.0f KB max %.0f KB\n",
+            tg, $3, $6, $23, $8, $9, $26, $25, $24, $27, ms($28), $29 / 1024, $30 / 1024)
+    } else {
+        n = ++nb[tg]; base99[tg, n] = $4
+    }
+}
+END {
+    printf "%-13s %4s %9s %9s %6s %5s %5s %11s %7s %6s %6s %7s %8s %8s %9s %9s %5s %5s %5s %5s %7s %6s\n",
+        "target", "runs", "fast p99", "base p99", "ratio", "slow", "cut", "all right", "right",
+        "stale", "wrong", "missing", "age p50", "age p99", "confl rx", "svc confl", "keys", "bytes",
+        "lag", "sndto", "drain s", "kq KB"
+    for (i = 1; i <= ntg; i++) {
+        tg = order[i]; n = ns[tg] + 0; m = nb[tg] + 0
+        for (k = 1; k <= m; k++) b[k] = base99[tg, k]
+        bm = m > 0 ? med(b, m) : 0
+        if (n == 0) {
+            printf "%-13s %4d %9s %9s\n", tg, 0, "-", (m > 0 ? ms(bm) : "-")
+            continue
+        }
+        for (c = 4; c <= 29; c++) {
+            if (c == 23) continue
+            for (k = 1; k <= n; k++) a[k] = v[tg, k, c]
+            md[c] = med(a, n)
+        }
+        printf "%-13s %4d %9s %9s %6s %5d %5d %11s %7d %6d %6d %7d %8s %8s %9d %9d %5d %5d %5d %5d %7.2f %6.0f\n",
+            tg, n, ms(md[4]), (m > 0 ? ms(bm) : "-"), (m > 0 && bm > 0 ? sprintf("%.2f", md[4] / bm) : "-"),
+            md[6], md[7], sprintf("%d/%d", md[9], md[8]), md[10], md[11], md[12], md[13],
+            ms(md[14]), ms(md[15]), md[16], md[17], md[18], md[19], md[20], md[21], md[22],
+            md[29] / 1024
+    }
+    print "fast p99: delivery p99 of the fast clients (ms) in the runs with slow clients; base p99:"
+    print "the same in the runs without them (slow-base); ratio = fast / base (medians).  slow: slow"
+    print "clients subscribed; cut: closed by the server; all right: clients with every key right /"
+    print "clients checked (connected to the end); right, stale, wrong, missing: keys summed over the"
+    print "checked clients, against the last entry per key in Redis after the drain; age: receive"
+    print "time - bench_ts of every update the slow clients got, window start to end of drain (ms);"
+    print "confl rx: updates marked conflated they received; svc confl: conflated_updates of the"
+    print "service (replaced, never sent); keys, bytes, lag, sndto: its slow_disconnects_keys,"
+    print "_bytes, _lag, _send_timeout; drain s: window end to the slow clients going quiet; kq KB:"
+    print "median over the slow clients of the target kernel send queue at the window end (KB)."
+    print "Per run:"
+    for (i = 1; i <= ntg; i++) printf "%s", notes[order[i]]
+}' "$SLOW_TSV"
 fi
 echo "bench: one JSON line per run appended to $RESULTS" >&2
 if [ "$FAILED_RUNS" -gt 0 ]; then

@@ -34,6 +34,29 @@
  * client gets there through the replayed entries and the first live entry
  * after t0; a snapshot taken after t0 gets there at its last part.
  *
+ * Slow readers (--read-rate BYTES): each client reads at most that many bytes
+ * per second (a token bucket per client; an empty bucket takes the socket
+ * out of EPOLLIN until it holds half its depth again), with a small
+ * SO_RCVBUF (--rcvbuf) so that what it does not read backs up into the
+ * server, and optionally a small advertised MSS (--mss): Linux sizes a
+ * socket's send buffer from the peer's MSS, so on loopback (MSS 65,483) the
+ * server's kernel may hold up to tcp_wmem's maximum (4 MB by default), 80 s
+ * of data at 50 KB/s that no queue policy in the server can reach; a real
+ * network path's MSS (1,460) keeps it several times smaller.  --drain-quiet
+ * S ends the drain once every open client has read nothing for S seconds,
+ * so slow clients read their backlog to the end.
+ *
+ * Final state (--final-check REDIS): each client keeps, per odds key
+ * (event_id, market_key, book_key, outcome_name), the id and price of the
+ * last update or snapshot item it received.  After the drain, the truth,
+ * the last entry per key in --final-streams, is read from Redis with XRANGE
+ * and every client that is still connected is compared with it: keys right,
+ * stale (an older id), wrong (same id, another price; or a key Redis does
+ * not have) and missing.  It assumes the clients' filters take every key of
+ * those streams.  Every update's age (receive time - bench_ts) from the
+ * window's start to the end of the drain, and those marked "conflated":true,
+ * are counted in every run.
+ *
  * It never trusts the server: every frame is length-checked, oddities are
  * counted, and a frame it cannot make sense of closes that one connection.
  */
@@ -43,6 +66,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <hiredis.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -69,6 +93,9 @@
 #define LOAD_EPOCH_MAX     64
 #define LOAD_MAX_REASONS   8
 #define LOAD_REASON_MAX    32
+#define LOAD_MAX_STREAMS   16 /* --final-streams */
+#define LOAD_XRANGE_COUNT  10000
+#define LOAD_CONFLATED     "\"conflated\":true"
 
 enum load_state {
     ST_IDLE = 0,    /* not started yet */
@@ -118,19 +145,42 @@ struct load_board {
     uint64_t t0_ms;              /* the same moment, CLOCK_REALTIME ms (Redis ids) */
 };
 
+/* One odds key's last value (--final-check): the key (event_id, market_key,
+ * book_key, outcome_name) as a 64-bit hash, never 0; the id and price of the
+ * last update or snapshot item of that key. */
+struct load_kv {
+    uint64_t h; /* 0: an empty slot */
+    uint64_t ms, seq;
+    double price;
+    int has_price;
+};
+
+/* Open addressing, linear probing, at most half full. */
+struct load_keys {
+    struct load_kv *slots;
+    uint32_t cap, n;
+};
+
 struct load_client {
     int fd;
     unsigned char state;
-    unsigned char settled;   /* counted in the ready tally */
-    unsigned char got_close; /* a close frame arrived */
-    unsigned char frag_text; /* a fragmented text message is being assembled */
-    unsigned char frag_drop; /* ... and it was too large: drop it */
+    unsigned char settled;        /* counted in the ready tally */
+    unsigned char got_close;      /* a close frame arrived */
+    unsigned char frag_text;      /* a fragmented text message is being assembled */
+    unsigned char frag_drop;      /* ... and it was too large: drop it */
+    unsigned char paused;         /* --read-rate: out of EPOLLIN until t_resume */
+    unsigned char was_subscribed; /* its subscribe was acked once */
+    unsigned char cut;            /* the server closed it once subscribed */
     unsigned short close_code;
     int id;
     int source;
     int filter;
-    int64_t t_connect; /* monotonic ns */
-    uint64_t skip;     /* payload bytes of an oversized frame still to skip */
+    int64_t t_connect;   /* monotonic ns */
+    int64_t t_last_byte; /* monotonic ns of its last read of data (--drain-quiet) */
+    int64_t t_refill;    /* --read-rate: the bucket was last filled then */
+    int64_t t_resume;    /* ... and, paused, reads again from then */
+    double tokens;       /* ... bytes it may read now */
+    uint64_t skip;       /* payload bytes of an oversized frame still to skip */
     char key[BENCH_KEY_LEN + 1];
     char *in; /* bytes of an incomplete frame or HTTP response */
     size_t in_len, in_cap;
@@ -140,6 +190,7 @@ struct load_client {
     size_t frag_len, frag_cap;
     uint64_t deliveries, win_deliveries;
     struct load_board *board; /* NULL without --board */
+    struct load_keys *keys;   /* NULL without --final-check */
 };
 
 struct load_stats {
@@ -165,6 +216,11 @@ struct load_stats {
     uint64_t snap_parts, snap_bytes, snap_last; /* snapshot messages; those with last:true */
     uint64_t id_regress;     /* --board: an update at or before its stream's position */
     uint64_t no_origin;      /* --board: an update without a readable stream and id */
+    uint64_t conflated;      /* updates marked "conflated":true */
+    uint64_t key_regress;    /* --final-check: an update at or before its key's last id */
+    uint64_t key_unparsed;   /* --final-check: an update or item without a readable key or id */
+    uint64_t rate_pauses;    /* --read-rate: times a client's bucket ran dry */
+    struct bench_hist age;   /* publish -> receipt, us, from the window's start to the end */
     struct bench_hist lat;   /* publish -> receipt, us, in the window */
     struct bench_hist setup; /* connect() -> subscribed ack, us */
     /* The storm (--reconnect-at). */
@@ -197,6 +253,13 @@ struct load_thread {
     char *rbuf;
     size_t rbuf_cap;
     int stormed; /* this thread's clients were dropped and reconnected */
+    int npaused; /* clients out of EPOLLIN (--read-rate) */
+    int64_t last_quiet_check;
+    /* --drain-quiet: 1 once, after the window, every open client of this
+     * thread has read nothing for that long.  Written by the thread, read
+     * by the controller; relaxed: a late read only ends the drain a round
+     * of the controller's loop later. */
+    atomic_int quiet;
     struct bench_rng rng;
     struct load_stats st;
 };
@@ -227,6 +290,14 @@ static struct {
     int board;
     double reconnect_at; /* < 0: no storm */
     double resume_share;
+    double read_rate;   /* bytes/s per client; 0: no limit */
+    double read_depth;  /* bytes the bucket holds at most */
+    long rcvbuf;        /* SO_RCVBUF; 0: the kernel's */
+    long mss;           /* TCP_MAXSEG; 0: the kernel's */
+    double drain_quiet; /* s; 0: the drain lasts --drain */
+    const char *check_redis;
+    char *check_streams[LOAD_MAX_STREAMS];
+    int ncheck_streams;
 } cfg;
 
 /* Shared between the threads and main: relaxed atomics, each read on its own;
@@ -271,6 +342,17 @@ load_usage(FILE *f)
                "                          connection and reconnects at once (implies --board)\n"
                "      --resume-share F    share of them that resume, 0..1 (default 0.5); the\n"
                "                          others subscribe fresh and take a snapshot\n"
+               "      --read-rate BYTES   each client reads at most BYTES per second\n"
+               "      --rcvbuf BYTES      SO_RCVBUF of each socket (default: 16384 with\n"
+               "                          --read-rate, else the kernel's; 0 = the kernel's)\n"
+               "      --mss BYTES         TCP_MAXSEG, the MSS each client advertises (default:\n"
+               "                          the kernel's; 1460 is a real network path's)\n"
+               "      --drain-quiet S     end the drain once every open client has read\n"
+               "                          nothing for S seconds (--drain is then the most)\n"
+               "      --final-check ADDR  after the drain, compare each connected client's\n"
+               "                          last value per odds key with the last entry per key\n"
+               "                          in Redis at ADDR (host:port or a socket path)\n"
+               "      --final-streams L   comma list of the streams to read for it\n"
                "      --label TEXT        copied into the JSON line\n"
                "  -q, --quiet             no progress lines\n");
 }
@@ -307,6 +389,14 @@ load_epoll_mod(struct load_thread *t, struct load_client *c, uint32_t events)
     }
 }
 
+/* The events a client waits for: input unless its read budget is spent,
+ * output while it has bytes the socket did not take. */
+static uint32_t
+load_events(const struct load_client *c)
+{
+    return (c->paused ? 0 : EPOLLIN) | (c->out_len > 0 ? EPOLLOUT : 0);
+}
+
 /* Writes what it can now and keeps the rest for EPOLLOUT.  Returns -1 if the
  * connection is broken (the caller closes it). */
 static int
@@ -327,7 +417,7 @@ load_send(struct load_thread *t, struct load_client *c, const char *p, size_t n)
             return 0;
         if (load_out_append(c, p, n) != 0)
             return -1;
-        load_epoll_mod(t, c, EPOLLIN | EPOLLOUT);
+        load_epoll_mod(t, c, load_events(c));
         return 0;
     }
     return load_out_append(c, p, n);
@@ -349,7 +439,7 @@ load_flush(struct load_thread *t, struct load_client *c)
         memmove(c->out, c->out + w, c->out_len - (size_t)w);
         c->out_len -= (size_t)w;
     }
-    load_epoll_mod(t, c, EPOLLIN);
+    load_epoll_mod(t, c, load_events(c));
     return 0;
 }
 
@@ -435,6 +525,7 @@ static void
 load_server_closed(struct load_thread *t, struct load_client *c)
 {
     if (c->state == ST_SUBSCRIBED) {
+        c->cut = 1;
         t->st.closed_by_server++;
         if (c->board != NULL && c->board->t0_mono != 0)
             t->st.rc_closed++;
@@ -461,6 +552,10 @@ load_close(struct load_thread *t, struct load_client *c)
     }
     c->state = ST_CLOSED;
     t->open--;
+    if (c->paused) {
+        c->paused = 0;
+        t->npaused--;
+    }
     free(c->in);
     free(c->out);
     free(c->frag);
@@ -476,6 +571,8 @@ load_start(struct load_thread *t, struct load_client *c)
     int fd, one = 1;
 
     c->t_connect = bench_mono_ns();
+    c->t_last_byte = c->t_refill = c->t_connect;
+    c->tokens = cfg.read_depth;
     c->state = ST_CONNECTING;
     t->open++;
     for (int attempt = 0; attempt < cfg.nsources; attempt++) {
@@ -487,6 +584,20 @@ load_start(struct load_thread *t, struct load_client *c)
             return;
         }
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* best effort */
+        /* Both before connect(): the window scale and the MSS go out in
+         * the SYN.  A client that cannot set them would measure something
+         * else than asked, so it fails. */
+        if ((cfg.rcvbuf > 0 &&
+             setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int){(int)cfg.rcvbuf}, sizeof(int)) != 0) ||
+            (cfg.mss > 0 &&
+             setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &(int){(int)cfg.mss}, sizeof(int)) != 0)) {
+            fprintf(stderr, "wsb-load: setsockopt(SO_RCVBUF %ld / TCP_MAXSEG %ld) failed: %s\n",
+                    cfg.rcvbuf, cfg.mss, strerror(errno));
+            close(fd);
+            c->fd = -1;
+            load_fail(t, c, F_SOCKET);
+            return;
+        }
         if (cfg.nsources > 1) {
             /* Pick the port at connect() time, from the 4-tuple: a bound port
              * would be reserved for every destination. */
@@ -543,7 +654,7 @@ load_send_request(struct load_thread *t, struct load_client *c)
                  "\r\n",
                  cfg.path, cfg.hostheader, c->key);
     c->state = ST_HANDSHAKE;
-    load_epoll_mod(t, c, EPOLLIN);
+    load_epoll_mod(t, c, load_events(c));
     if (load_send(t, c, req, (size_t)n) != 0)
         load_fail(t, c, F_EOF_HANDSHAKE);
 }
@@ -855,6 +966,177 @@ load_board_ack(struct load_thread *t, struct load_client *c, const char *msg, si
     }
 }
 
+/* ---- last value per key (--final-check) ------------------------------------ */
+
+/* FNV-1a over the four parts of an odds key, a 0 byte after each (so that
+ * "ab"+"c" and "a"+"bc" differ); never 0, the empty slot's mark. */
+static uint64_t
+load_key_hash(const char *const part[4], const size_t len[4])
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (int i = 0; i < 4; i++) {
+        for (size_t k = 0; k < len[i]; k++)
+            h = (h ^ (unsigned char)part[i][k]) * 1099511628211ULL;
+        h *= 1099511628211ULL; /* the 0 byte: h ^ 0 is h */
+    }
+    return h != 0 ? h : 1;
+}
+
+/* The slot of key h in k: its own, or with insert the empty one it gets
+ * (n counts it once its h is set by the caller).  NULL if absent (or, with
+ * insert, out of memory). */
+static struct load_kv *
+load_keys_slot(struct load_keys *k, uint64_t h, int insert)
+{
+    uint32_t i;
+
+    if (insert && (k->n + 1) * 2 > k->cap) {
+        uint32_t cap = k->cap ? k->cap * 2 : 256;
+        struct load_kv *old = k->slots, *nslots = calloc(cap, sizeof(*nslots));
+        if (nslots == NULL)
+            return NULL;
+        for (uint32_t j = 0; j < k->cap; j++) {
+            if (old[j].h == 0)
+                continue;
+            for (i = (uint32_t)old[j].h & (cap - 1); nslots[i].h != 0; i = (i + 1) & (cap - 1))
+                ;
+            nslots[i] = old[j];
+        }
+        free(old);
+        k->slots = nslots;
+        k->cap = cap;
+    }
+    if (k->cap == 0)
+        return NULL;
+    for (i = (uint32_t)h & (k->cap - 1); k->slots[i].h != 0; i = (i + 1) & (k->cap - 1)) {
+        if (k->slots[i].h == h)
+            return &k->slots[i];
+    }
+    return insert ? &k->slots[i] : NULL;
+}
+
+/* The value of member "name" in the flat JSON object text o[0..len): a
+ * string's bytes without its quotes, or a scalar's token.  Escaped strings
+ * are not expected (odds keys are plain text) and count as absent.
+ * Returns 0, or -1 if absent. */
+static int
+load_member(const char *o, size_t len, const char *name, const char **v, size_t *vlen)
+{
+    char pat[40];
+    int plen = snprintf(pat, sizeof(pat), "\"%s\":", name);
+    const char *p = load_find(o, len, pat, (size_t)plen), *end = o + len, *q;
+
+    if (p == NULL)
+        return -1;
+    p += plen;
+    if (p < end && *p == '"') {
+        p++;
+        for (q = p; q < end && *q != '"' && *q != '\\'; q++)
+            ;
+        if (q >= end || *q != '"')
+            return -1;
+    } else {
+        for (q = p; q < end && *q != ',' && *q != '}' && *q != ']'; q++)
+            ;
+        if (q == p)
+            return -1;
+    }
+    *v = p;
+    *vlen = (size_t)(q - p);
+    return 0;
+}
+
+/* A price as text (a JSON number, or Redis's string of one) to a double:
+ * the service may write 1.590 as 1.59, so values are compared, not text. */
+static int
+load_price(const char *v, size_t len, double *out)
+{
+    char tmp[48], *end;
+
+    if (len == 0 || len >= sizeof(tmp))
+        return -1;
+    memcpy(tmp, v, len);
+    tmp[len] = '\0';
+    *out = strtod(tmp, &end);
+    return *end == '\0' ? 0 : -1;
+}
+
+/* Notes the odds key in the flat object o[0..len) (an update's whole text,
+ * whose top-level "id" follows its payload, or a snapshot item) with its id
+ * and price.  An id at or before the key's last one is counted: per key,
+ * ids only increase, conflated or not. */
+static void
+load_keys_note(struct load_thread *t, struct load_keys *k, const char *o, size_t len)
+{
+    static const char *const names[4] = {"event_id", "market_key", "book_key", "outcome_name"};
+    const char *part[4], *idv, *pv;
+    size_t plen[4], idlen, pvlen;
+    uint64_t ms, seq;
+    struct load_kv *kv;
+    uint64_t h;
+
+    for (int i = 0; i < 4; i++) {
+        if (load_member(o, len, names[i], &part[i], &plen[i]) != 0) {
+            t->st.key_unparsed++;
+            return;
+        }
+    }
+    /* The id's closing quote is inside o: load_parse_id stops on it. */
+    if (load_member(o, len, "id", &idv, &idlen) != 0 ||
+        load_parse_id(idv, idv + idlen + 1, &ms, &seq) == NULL) {
+        t->st.key_unparsed++;
+        return;
+    }
+    h = load_key_hash(part, plen);
+    if ((kv = load_keys_slot(k, h, 1)) == NULL) {
+        t->st.key_unparsed++; /* out of memory: the check will show it missing */
+        return;
+    }
+    if (kv->h == 0) {
+        kv->h = h;
+        k->n++;
+    } else if (ms < kv->ms || (ms == kv->ms && seq <= kv->seq)) {
+        t->st.key_regress++;
+        return;
+    }
+    kv->ms = ms;
+    kv->seq = seq;
+    kv->has_price =
+        load_member(o, len, "price", &pv, &pvlen) == 0 && load_price(pv, pvlen, &kv->price) == 0;
+}
+
+/* Each item of a snapshot part ("items":[{...},...]), flat objects. */
+static void
+load_keys_snapshot(struct load_thread *t, struct load_keys *k, const char *msg, size_t len)
+{
+    static const char key[] = "\"items\":[";
+    const char *p = load_find(msg, len, key, sizeof(key) - 1), *end = msg + len;
+
+    if (p == NULL)
+        return;
+    p += sizeof(key) - 1;
+    while (p < end && *p == '{') {
+        const char *q = p + 1;
+        int in_str = 0;
+        /* The item ends at the first brace outside a string. */
+        for (; q < end && (in_str || *q != '}'); q++) {
+            if (*q == '\\' && in_str)
+                q++;
+            else if (*q == '"')
+                in_str = !in_str;
+        }
+        if (q >= end) {
+            t->st.key_unparsed++;
+            return;
+        }
+        load_keys_note(t, k, p, (size_t)(q + 1 - p));
+        p = q + 1;
+        if (p < end && *p == ',')
+            p++;
+    }
+}
+
 /* ---- messages ------------------------------------------------------------- */
 
 static void
@@ -870,6 +1152,7 @@ load_on_text(struct load_thread *t, struct load_client *c, const char *msg, size
             c->state = ST_SUBSCRIBED;
             if (b != NULL)
                 load_board_ack(t, c, msg, len, now_mono);
+            c->was_subscribed = 1;
             if (b == NULL || b->t0_mono == 0) {
                 t->st.subscribed++;
                 bench_hist_record(&t->st.setup, (now_mono - c->t_connect) / 1000);
@@ -900,6 +1183,8 @@ load_on_text(struct load_thread *t, struct load_client *c, const char *msg, size
                 load_board_check(t, c, now_mono);
             }
         }
+        if (c->keys != NULL)
+            load_keys_snapshot(t, c->keys, msg, len);
         return;
     }
     /* The stamp is the last payload field in the service's order (extras come
@@ -924,15 +1209,25 @@ load_on_text(struct load_thread *t, struct load_client *c, const char *msg, size
         }
         c->deliveries++;
         t->st.deliveries++;
-        if (now_mono >= atomic_load_explicit(&t_measure_start, memory_order_relaxed) &&
-            now_mono < atomic_load_explicit(&t_measure_end, memory_order_relaxed)) {
+        /* The mark is the message's last member (outq_msg_conflated). */
+        if (len >= sizeof(LOAD_CONFLATED) &&
+            memcmp(msg + len - sizeof(LOAD_CONFLATED), LOAD_CONFLATED "}",
+                   sizeof(LOAD_CONFLATED)) == 0)
+            t->st.conflated++;
+        if (now_mono >= atomic_load_explicit(&t_measure_start, memory_order_relaxed)) {
             int64_t lat = now_real - ts;
-            if (lat < 0)
-                t->st.negative++;
-            c->win_deliveries++;
-            t->st.win_deliveries++;
-            bench_hist_record(&t->st.lat, lat / 1000);
+            /* Age: also after the window, while a backlog drains. */
+            bench_hist_record(&t->st.age, lat / 1000);
+            if (now_mono < atomic_load_explicit(&t_measure_end, memory_order_relaxed)) {
+                if (lat < 0)
+                    t->st.negative++;
+                c->win_deliveries++;
+                t->st.win_deliveries++;
+                bench_hist_record(&t->st.lat, lat / 1000);
+            }
         }
+        if (c->keys != NULL)
+            load_keys_note(t, c->keys, msg, len);
         if (b != NULL) {
             uint64_t ms = load_board_update(t, b, msg, len);
             if (b->t0_mono != 0 && ms != 0 && ms < b->t0_ms)
@@ -1148,14 +1443,72 @@ load_parse(struct load_thread *t, struct load_client *c, char *buf, size_t len, 
     return 0;
 }
 
+/* --read-rate: the bucket gains read_rate bytes a second, up to its depth. */
+static void
+load_refill(struct load_client *c, int64_t now)
+{
+    c->tokens += cfg.read_rate * (double)(now - c->t_refill) / 1e9;
+    if (c->tokens > cfg.read_depth)
+        c->tokens = cfg.read_depth;
+    c->t_refill = now;
+}
+
+/* The bucket is dry: stop reading (the kernel's receive buffer fills, then
+ * the window closes, then the server's send buffer and its queue fill) until
+ * it holds half its depth, so reads stay few and large. */
+static void
+load_pause(struct load_thread *t, struct load_client *c, int64_t now)
+{
+    if (c->paused)
+        return;
+    c->paused = 1;
+    t->npaused++;
+    t->st.rate_pauses++;
+    c->t_resume = now + (int64_t)((cfg.read_depth / 2 - c->tokens) / cfg.read_rate * 1e9);
+    load_epoll_mod(t, c, load_events(c));
+}
+
+/* Paused clients whose time has come read again; returns the earliest
+ * resume time still ahead (INT64_MAX if none). */
+static int64_t
+load_resume_due(struct load_thread *t, int64_t now)
+{
+    int64_t next = INT64_MAX;
+
+    for (int i = 0; i < t->started && t->npaused > 0; i++) {
+        struct load_client *c = &t->clients[i];
+        if (!c->paused)
+            continue;
+        if (c->t_resume <= now) {
+            c->paused = 0;
+            t->npaused--;
+            load_refill(c, now);
+            load_epoll_mod(t, c, load_events(c));
+        } else if (c->t_resume < next) {
+            next = c->t_resume;
+        }
+    }
+    return next;
+}
+
 static void
 load_on_readable(struct load_thread *t, struct load_client *c)
 {
-    size_t off = c->in_len;
+    size_t off = c->in_len, want = LOAD_READ_CHUNK;
     ssize_t n;
     int64_t now_real, now_mono;
     char *buf = t->rbuf;
 
+    if (cfg.read_rate > 0) {
+        now_mono = bench_mono_ns();
+        load_refill(c, now_mono);
+        if (c->tokens < 1) {
+            load_pause(t, c, now_mono);
+            return;
+        }
+        if ((double)want > c->tokens)
+            want = (size_t)c->tokens;
+    }
     if (off > 0 && c->state != ST_HANDSHAKE) {
         /* A frame is still incomplete: read on after it, in c->in, so a
          * large frame (a snapshot part of 200 KB comes in several reads) is
@@ -1177,7 +1530,7 @@ load_on_readable(struct load_thread *t, struct load_client *c)
         /* The tail of the last read goes first, then new bytes after it. */
         memcpy(buf, c->in, off);
     }
-    n = read(c->fd, buf + off, LOAD_READ_CHUNK);
+    n = read(c->fd, buf + off, want);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
@@ -1192,6 +1545,12 @@ load_on_readable(struct load_thread *t, struct load_client *c)
     now_mono = bench_mono_ns();
     t->st.reads++;
     t->st.bytes_in += (uint64_t)n;
+    c->t_last_byte = now_mono;
+    if (cfg.read_rate > 0) {
+        c->tokens -= (double)n;
+        if (c->tokens < 1)
+            load_pause(t, c, now_mono); /* before parsing, which may close c */
+    }
     if (c->state == ST_HANDSHAKE) {
         size_t total = off + (size_t)n;
         const char *end = memmem(buf, total, "\r\n\r\n", 4);
@@ -1259,6 +1618,12 @@ load_on_event(struct load_thread *t, struct load_client *c, uint32_t ev)
             return;
         }
     }
+    /* A paused client is told only of errors (a reset): nothing is left
+     * to read then, and waiting for its budget would spin on the event. */
+    if (c->paused && (ev & (EPOLLERR | EPOLLHUP))) {
+        load_server_closed(t, c);
+        return;
+    }
     if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP))
         load_on_readable(t, c);
 }
@@ -1321,6 +1686,21 @@ load_storm(struct load_thread *t)
     }
 }
 
+/* --drain-quiet: whether every open client of t has read nothing for that
+ * long.  A paused client read just before it paused, so it is never quiet. */
+static int
+load_quiet(struct load_thread *t, int64_t now)
+{
+    int64_t gap = (int64_t)(cfg.drain_quiet * 1e9);
+
+    for (int i = 0; i < t->started; i++) {
+        const struct load_client *c = &t->clients[i];
+        if (c->state != ST_CLOSED && c->state != ST_IDLE && now - c->t_last_byte < gap)
+            return 0;
+    }
+    return 1;
+}
+
 static void *
 load_thread_main(void *arg)
 {
@@ -1351,6 +1731,17 @@ load_thread_main(void *arg)
         if (now - last_timeout_check > 500000000LL) {
             load_check_timeouts(t, now);
             last_timeout_check = now;
+        }
+        if (t->npaused > 0) {
+            int64_t next = load_resume_due(t, now);
+            if (next != INT64_MAX && (next - now) / 1000000 < timeout_ms)
+                timeout_ms = (int)((next - now) / 1000000) + 1;
+        }
+        if (cfg.drain_quiet > 0 &&
+            now >= atomic_load_explicit(&t_measure_end, memory_order_relaxed) &&
+            now - t->last_quiet_check >= 100000000LL) {
+            atomic_store_explicit(&t->quiet, load_quiet(t, now), memory_order_relaxed);
+            t->last_quiet_check = now;
         }
         n = epoll_wait(t->ep, evs, LOAD_EVENTS, timeout_ms);
         if (n < 0) {
@@ -1500,6 +1891,11 @@ load_merge(struct load_stats *dst, const struct load_stats *src)
     dst->snap_last += src->snap_last;
     dst->id_regress += src->id_regress;
     dst->no_origin += src->no_origin;
+    dst->conflated += src->conflated;
+    dst->key_regress += src->key_regress;
+    dst->key_unparsed += src->key_unparsed;
+    dst->rate_pauses += src->rate_pauses;
+    bench_hist_merge(&dst->age, &src->age);
     bench_hist_merge(&dst->lat, &src->lat);
     bench_hist_merge(&dst->setup, &src->setup);
     dst->rc_dropped += src->rc_dropped;
@@ -1527,6 +1923,283 @@ load_merge(struct load_stats *dst, const struct load_stats *src)
     bench_hist_merge(&dst->rc_board, &src->rc_board);
     bench_hist_merge(&dst->rc_board_res, &src->rc_board_res);
     bench_hist_merge(&dst->rc_board_snap, &src->rc_board_snap);
+}
+
+/* ---- final state (--final-check) -------------------------------------------- */
+
+#define LOAD_NOT_RIGHT_MAX 100 /* clients listed by id when not all right */
+
+/* The check's outcome: over the clients connected to the end ("checked"),
+ * keys right, stale (an older id than Redis's last), wrong (same id and
+ * another price, an id Redis does not have as the key's last but newer, or
+ * a key Redis does not have) and missing. */
+struct load_final {
+    int ran;         /* the truth was read */
+    char error[200]; /* why not */
+    double drain_s;  /* window end -> end of the drain */
+    uint64_t truth_entries, truth_keys, truth_unparsed;
+    uint64_t checked, all_right, cut, never_subscribed;
+    uint64_t correct, stale, wrong, missing;
+    uint64_t min_correct;
+    int nnot_right;
+    struct {
+        int id;
+        uint64_t correct, stale, wrong, missing;
+    } not_right[LOAD_NOT_RIGHT_MAX];
+};
+
+static redisContext *
+load_redis_connect(const char *addr, char *err, size_t errlen)
+{
+    struct timeval tv = {5, 0};
+    redisContext *rc;
+    char host[256];
+    int port;
+
+    if (addr[0] == '/' || strncmp(addr, "unix:", 5) == 0) {
+        rc = redisConnectUnixWithTimeout(addr[0] == '/' ? addr : addr + 5, tv);
+    } else {
+        if (bench_split_hostport(addr, host, sizeof(host), &port) != 0) {
+            snprintf(err, errlen, "bad Redis address %s", addr);
+            return NULL;
+        }
+        rc = redisConnectWithTimeout(host, port, tv);
+    }
+    if (rc == NULL || rc->err) {
+        snprintf(err, errlen, "cannot connect to Redis at %s: %s", addr,
+                 rc ? rc->errstr : "out of memory");
+        if (rc)
+            redisFree(rc);
+        return NULL;
+    }
+    return rc;
+}
+
+/* One XRANGE entry ([id, [field, value, ...]]) into the truth: the key's
+ * last entry wins (XRANGE gives them in order). */
+static void
+load_truth_entry(struct load_keys *truth, struct load_final *f, const redisReply *e)
+{
+    static const char *const names[4] = {"event_id", "market_key", "book_key", "outcome_name"};
+    const char *part[4] = {NULL, NULL, NULL, NULL}, *price = NULL;
+    size_t plen[4] = {0, 0, 0, 0}, pricelen = 0;
+    const redisReply *fv;
+    struct load_kv *kv;
+    uint64_t ms, seq, h;
+    char idbuf[64];
+
+    f->truth_entries++;
+    if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+        e->element[0]->type != REDIS_REPLY_STRING || e->element[0]->len + 2 > sizeof(idbuf) ||
+        e->element[1]->type != REDIS_REPLY_ARRAY) {
+        f->truth_unparsed++;
+        return;
+    }
+    /* load_parse_id wants the closing quote of the JSON it usually reads. */
+    snprintf(idbuf, sizeof(idbuf), "%s\"", e->element[0]->str);
+    if (load_parse_id(idbuf, idbuf + strlen(idbuf), &ms, &seq) == NULL) {
+        f->truth_unparsed++;
+        return;
+    }
+    fv = e->element[1];
+    for (size_t i = 0; i + 1 < fv->elements; i += 2) {
+        const redisReply *k = fv->element[i], *v = fv->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+            continue;
+        for (int n = 0; n < 4; n++) {
+            if (strcmp(k->str, names[n]) == 0) {
+                part[n] = v->str;
+                plen[n] = v->len;
+            }
+        }
+        if (strcmp(k->str, "price") == 0) {
+            price = v->str;
+            pricelen = v->len;
+        }
+    }
+    for (int n = 0; n < 4; n++) {
+        if (part[n] == NULL) {
+            f->truth_unparsed++; /* no key: in no board, never compared */
+            return;
+        }
+    }
+    h = load_key_hash(part, plen);
+    if ((kv = load_keys_slot(truth, h, 1)) == NULL) {
+        f->truth_unparsed++;
+        return;
+    }
+    if (kv->h == 0) {
+        kv->h = h;
+        truth->n++;
+    }
+    kv->ms = ms;
+    kv->seq = seq;
+    kv->has_price = price != NULL && load_price(price, pricelen, &kv->price) == 0;
+}
+
+/* Reads the truth from Redis: every entry of each stream, in pages.
+ * Returns 0, or -1 with f->error set. */
+static int
+load_truth_read(struct load_keys *truth, struct load_final *f)
+{
+    redisContext *rc = load_redis_connect(cfg.check_redis, f->error, sizeof(f->error));
+
+    if (rc == NULL)
+        return -1;
+    for (int s = 0; s < cfg.ncheck_streams; s++) {
+        char start[64] = "-";
+        for (;;) {
+            redisReply *r = redisCommand(rc, "XRANGE %s %s + COUNT %d", cfg.check_streams[s], start,
+                                         LOAD_XRANGE_COUNT);
+            size_t n;
+            if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+                snprintf(f->error, sizeof(f->error), "XRANGE %s failed: %s", cfg.check_streams[s],
+                         r == NULL                      ? rc->errstr
+                         : r->type == REDIS_REPLY_ERROR ? r->str
+                                                        : "not an array");
+                if (r != NULL)
+                    freeReplyObject(r);
+                redisFree(rc);
+                return -1;
+            }
+            n = r->elements;
+            for (size_t i = 0; i < n; i++)
+                load_truth_entry(truth, f, r->element[i]);
+            /* The next page starts after the last id ("(" excludes it). */
+            if (n == LOAD_XRANGE_COUNT && r->element[n - 1]->type == REDIS_REPLY_ARRAY &&
+                r->element[n - 1]->elements == 2 &&
+                r->element[n - 1]->element[0]->type == REDIS_REPLY_STRING)
+                snprintf(start, sizeof(start), "(%s", r->element[n - 1]->element[0]->str);
+            else
+                n = 0;
+            freeReplyObject(r);
+            if (n == 0)
+                break;
+        }
+    }
+    redisFree(rc);
+    return 0;
+}
+
+/* Compares every connected client's last values with the truth. */
+static void
+load_final_check(struct load_thread *threads, struct load_final *f)
+{
+    struct load_keys truth = {NULL, 0, 0};
+
+    if (load_truth_read(&truth, f) != 0) {
+        free(truth.slots);
+        return;
+    }
+    f->ran = 1;
+    f->truth_keys = truth.n;
+    f->min_correct = UINT64_MAX;
+    for (int k = 0; k < cfg.threads; k++) {
+        for (int i = 0; i < threads[k].nclients; i++) {
+            const struct load_client *c = &threads[k].clients[i];
+            uint64_t correct = 0, stale = 0, wrong = 0, missing = 0;
+            if (c->keys == NULL)
+                continue;
+            if (!c->was_subscribed) {
+                f->never_subscribed++;
+                continue;
+            }
+            if (c->cut) {
+                f->cut++;
+                continue;
+            }
+            for (uint32_t s = 0; s < truth.cap; s++) {
+                const struct load_kv *want = &truth.slots[s], *got;
+                if (want->h == 0)
+                    continue;
+                got = load_keys_slot(c->keys, want->h, 0);
+                if (got == NULL)
+                    missing++;
+                else if (got->ms < want->ms || (got->ms == want->ms && got->seq < want->seq))
+                    stale++;
+                else if (got->ms == want->ms && got->seq == want->seq &&
+                         got->has_price == want->has_price &&
+                         (!got->has_price || got->price == want->price))
+                    correct++;
+                else
+                    wrong++;
+            }
+            for (uint32_t s = 0; s < c->keys->cap; s++) {
+                if (c->keys->slots[s].h != 0 &&
+                    load_keys_slot(&truth, c->keys->slots[s].h, 0) == NULL)
+                    wrong++; /* a key Redis does not have */
+            }
+            f->checked++;
+            f->correct += correct;
+            f->stale += stale;
+            f->wrong += wrong;
+            f->missing += missing;
+            if (correct < f->min_correct)
+                f->min_correct = correct;
+            if (stale == 0 && wrong == 0 && missing == 0) {
+                f->all_right++;
+            } else if (f->nnot_right < LOAD_NOT_RIGHT_MAX) {
+                f->not_right[f->nnot_right].id = c->id;
+                f->not_right[f->nnot_right].correct = correct;
+                f->not_right[f->nnot_right].stale = stale;
+                f->not_right[f->nnot_right].wrong = wrong;
+                f->not_right[f->nnot_right].missing = missing;
+                f->nnot_right++;
+            }
+        }
+    }
+    if (f->checked == 0)
+        f->min_correct = 0;
+    free(truth.slots);
+}
+
+static void
+load_print_final(const struct load_final *f)
+{
+    if (!f->ran) {
+        printf("  final check failed: %s\n", f->error);
+        return;
+    }
+    printf("  final state after a drain of %.2f s: truth %llu keys (%llu entries, %llu without a "
+           "key);  clients checked %llu, all keys right %llu, cut %llu, never subscribed %llu\n",
+           f->drain_s, (unsigned long long)f->truth_keys, (unsigned long long)f->truth_entries,
+           (unsigned long long)f->truth_unparsed, (unsigned long long)f->checked,
+           (unsigned long long)f->all_right, (unsigned long long)f->cut,
+           (unsigned long long)f->never_subscribed);
+    printf("    keys over the checked clients: right %llu  stale %llu  wrong %llu  missing %llu  "
+           "(fewest right in one client %llu)\n",
+           (unsigned long long)f->correct, (unsigned long long)f->stale,
+           (unsigned long long)f->wrong, (unsigned long long)f->missing,
+           (unsigned long long)f->min_correct);
+    for (int i = 0; i < f->nnot_right && i < 10; i++)
+        printf("    client %d: right %llu stale %llu wrong %llu missing %llu\n", f->not_right[i].id,
+               (unsigned long long)f->not_right[i].correct,
+               (unsigned long long)f->not_right[i].stale, (unsigned long long)f->not_right[i].wrong,
+               (unsigned long long)f->not_right[i].missing);
+}
+
+static void
+load_json_final(FILE *out, const struct load_final *f)
+{
+    fprintf(out, ",\"final\":{\"ran\":%s,\"error\":", f->ran ? "true" : "false");
+    bench_json_str(out, f->error);
+    fprintf(out,
+            ",\"drain_s\":%.3f,\"truth_keys\":%llu,\"truth_entries\":%llu,"
+            "\"truth_unparsed\":%llu,\"checked\":%llu,\"all_right\":%llu,\"cut\":%llu,"
+            "\"never_subscribed\":%llu,\"correct\":%llu,\"stale\":%llu,\"wrong\":%llu,"
+            "\"missing\":%llu,\"min_correct\":%llu,\"not_right\":[",
+            f->drain_s, (unsigned long long)f->truth_keys, (unsigned long long)f->truth_entries,
+            (unsigned long long)f->truth_unparsed, (unsigned long long)f->checked,
+            (unsigned long long)f->all_right, (unsigned long long)f->cut,
+            (unsigned long long)f->never_subscribed, (unsigned long long)f->correct,
+            (unsigned long long)f->stale, (unsigned long long)f->wrong,
+            (unsigned long long)f->missing, (unsigned long long)f->min_correct);
+    for (int i = 0; i < f->nnot_right; i++)
+        fprintf(
+            out, "%s[%d,%llu,%llu,%llu,%llu]", i ? "," : "", f->not_right[i].id,
+            (unsigned long long)f->not_right[i].correct, (unsigned long long)f->not_right[i].stale,
+            (unsigned long long)f->not_right[i].wrong, (unsigned long long)f->not_right[i].missing);
+    fprintf(out, "]}");
 }
 
 /* Text lines on the storm (--reconnect-at). */
@@ -1628,7 +2301,8 @@ load_json_storm(FILE *out, const struct load_stats *st, uint64_t incomplete, dou
 }
 
 static void
-load_report(struct load_stats *st, struct load_thread *threads, double ready_s, double window_s)
+load_report(struct load_stats *st, struct load_thread *threads, double ready_s, double window_s,
+            double drain_s, const struct load_final *final)
 {
     uint64_t *per = malloc((size_t)cfg.clients * sizeof(*per));
     uint64_t failed = 0, pmin = 0, pmed = 0, pmax = 0, nper = 0, incomplete = 0;
@@ -1711,6 +2385,24 @@ load_report(struct load_stats *st, struct load_thread *threads, double ready_s, 
             printf("  board: ids at or before the position %llu, updates without stream/id %llu",
                    (unsigned long long)st->id_regress, (unsigned long long)st->no_origin);
         printf("\n");
+        if (!cfg.idle) {
+            printf("  age us (window start to end of drain): p50 %lld  p90 %lld  p99 %lld  max %lld"
+                   "  (n=%llu);  conflated updates %llu;  drain %.2f s\n",
+                   (long long)bench_hist_percentile(&st->age, 50),
+                   (long long)bench_hist_percentile(&st->age, 90),
+                   (long long)bench_hist_percentile(&st->age, 99),
+                   (long long)(st->age.total ? st->age.max : 0), (unsigned long long)st->age.total,
+                   (unsigned long long)st->conflated, drain_s);
+        }
+        if (cfg.read_rate > 0)
+            printf("  read rate %.0f B/s per client (rcvbuf %ld, mss %ld): budget ran dry %llu "
+                   "times\n",
+                   cfg.read_rate, cfg.rcvbuf, cfg.mss, (unsigned long long)st->rate_pauses);
+        if (cfg.check_redis != NULL) {
+            printf("  keys: ids at or before the key's last %llu, without key or id %llu\n",
+                   (unsigned long long)st->key_regress, (unsigned long long)st->key_unparsed);
+            load_print_final(final);
+        }
         if (cfg.reconnect_at >= 0)
             load_print_storm(st, incomplete, storm_s);
         fflush(stdout);
@@ -1781,6 +2473,22 @@ load_report(struct load_stats *st, struct load_thread *threads, double ready_s, 
     if (cfg.board)
         fprintf(out, ",\"board_id_regress\":%llu,\"board_no_origin\":%llu",
                 (unsigned long long)st->id_regress, (unsigned long long)st->no_origin);
+    fprintf(out,
+            ",\"conflated_rcvd\":%llu,\"age_n\":%llu,\"age_p50_us\":%lld,\"age_p90_us\":%lld,"
+            "\"age_p99_us\":%lld,\"age_max_us\":%lld,\"drain_s\":%.3f",
+            (unsigned long long)st->conflated, (unsigned long long)st->age.total,
+            (long long)bench_hist_percentile(&st->age, 50),
+            (long long)bench_hist_percentile(&st->age, 90),
+            (long long)bench_hist_percentile(&st->age, 99),
+            (long long)(st->age.total ? st->age.max : 0), drain_s);
+    if (cfg.read_rate > 0)
+        fprintf(out, ",\"read_rate\":%.0f,\"rcvbuf\":%ld,\"mss\":%ld,\"rate_pauses\":%llu",
+                cfg.read_rate, cfg.rcvbuf, cfg.mss, (unsigned long long)st->rate_pauses);
+    if (cfg.check_redis != NULL) {
+        fprintf(out, ",\"key_regress\":%llu,\"key_unparsed\":%llu",
+                (unsigned long long)st->key_regress, (unsigned long long)st->key_unparsed);
+        load_json_final(out, final);
+    }
     if (cfg.reconnect_at >= 0)
         load_json_storm(out, st, incomplete, storm_s);
     fprintf(out, "}\n");
@@ -1845,6 +2553,12 @@ main(int argc, char **argv)
                                          {"board", no_argument, NULL, 'B'},
                                          {"reconnect-at", required_argument, NULL, 'C'},
                                          {"resume-share", required_argument, NULL, 'E'},
+                                         {"read-rate", required_argument, NULL, 'Z'},
+                                         {"rcvbuf", required_argument, NULL, 'V'},
+                                         {"mss", required_argument, NULL, 'm'},
+                                         {"drain-quiet", required_argument, NULL, 'Q'},
+                                         {"final-check", required_argument, NULL, 'K'},
+                                         {"final-streams", required_argument, NULL, 'F'},
                                          {"quiet", no_argument, NULL, 'q'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -1852,9 +2566,11 @@ main(int argc, char **argv)
     struct load_stats total;
     long v, nofile, sources = 0;
     int opt, per, rem, ready_reported = 0, clock_started = 0, last_settled = -1;
-    int64_t t_ready = 0, t_ms = 0, t_me = 0, last_progress;
-    double window_s = 0;
+    int64_t t_ready = 0, t_ms = 0, t_me = 0, t_done = 0, last_progress;
+    double window_s = 0, drain_s = -1;
     struct sigaction sa;
+    static struct load_final final; /* large-ish: not on the stack */
+    long rcvbuf = -1;
 
     snprintf(cfg.host, sizeof(cfg.host), "127.0.0.1");
     cfg.port = 8080;
@@ -1964,6 +2680,45 @@ main(int argc, char **argv)
                 goto bad;
             cfg.resume_share = s;
             break;
+        case 'Z':
+            if (bench_parse_long(optarg, 1, 1L << 40, &v) != 0)
+                goto bad;
+            cfg.read_rate = (double)v;
+            break;
+        case 'V':
+            if (bench_parse_long(optarg, 0, 1L << 30, &rcvbuf) != 0)
+                goto bad;
+            break;
+        case 'm':
+            /* TCP refuses an MSS below 88 bytes; above 65,535 is not one. */
+            if (bench_parse_long(optarg, 0, 65535, &cfg.mss) != 0 || (cfg.mss > 0 && cfg.mss < 88))
+                goto bad;
+            break;
+        case 'Q':
+            if ((s = bench_parse_seconds(optarg)) < 0)
+                goto bad;
+            cfg.drain_quiet = s;
+            break;
+        case 'K':
+            cfg.check_redis = optarg;
+            break;
+        case 'F': {
+            char *copy = strdup(optarg), *save = NULL;
+            if (copy == NULL)
+                return 1;
+            for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (*tok == '\0')
+                    continue;
+                if (cfg.ncheck_streams == LOAD_MAX_STREAMS ||
+                    (cfg.check_streams[cfg.ncheck_streams] = strdup(tok)) == NULL) {
+                    free(copy);
+                    goto bad;
+                }
+                cfg.ncheck_streams++;
+            }
+            free(copy);
+            break;
+        }
         case 'q':
             cfg.quiet = 1;
             break;
@@ -1990,6 +2745,18 @@ main(int argc, char **argv)
                         "(not --no-snapshot, not --idle)\n");
         return 2;
     }
+    if ((cfg.check_redis != NULL) != (cfg.ncheck_streams > 0) ||
+        (cfg.check_redis != NULL && cfg.idle)) {
+        fprintf(stderr, "wsb-load: --final-check and --final-streams go together, not with "
+                        "--idle\n");
+        return 2;
+    }
+    /* A small receive buffer makes a slow reader felt by the server at once
+     * rather than after the kernel's default (128 KB here, autotuned up). */
+    cfg.rcvbuf = rcvbuf >= 0 ? rcvbuf : cfg.read_rate > 0 ? 16384 : 0;
+    /* A tenth of a second of reading at most in one go; at least a frame
+     * header and some, so that a read is never pointless. */
+    cfg.read_depth = cfg.read_rate / 10 > 1024 ? cfg.read_rate / 10 : 1024;
 
     memset(&cfg.dst, 0, sizeof(cfg.dst));
     cfg.dst.sin_family = AF_INET;
@@ -2051,6 +2818,7 @@ main(int argc, char **argv)
         bench_rng_seed(&t->rng);
         bench_hist_init(&t->st.lat);
         bench_hist_init(&t->st.setup);
+        bench_hist_init(&t->st.age);
         bench_hist_init(&t->st.rc_ack);
         bench_hist_init(&t->st.rc_board);
         bench_hist_init(&t->st.rc_board_res);
@@ -2071,6 +2839,10 @@ main(int argc, char **argv)
                  * and threads): id resumes when floor(share * id) steps. */
                 c->board->resume =
                     (int64_t)(cfg.resume_share * (id + 1)) > (int64_t)(cfg.resume_share * id);
+            }
+            if (cfg.check_redis != NULL && (c->keys = calloc(1, sizeof(*c->keys))) == NULL) {
+                fprintf(stderr, "wsb-load: out of memory\n");
+                return 1;
             }
         }
     }
@@ -2122,8 +2894,18 @@ main(int argc, char **argv)
         }
         if (clock_started && now >= atomic_load(&t_stop))
             break;
+        if (clock_started && cfg.drain_quiet > 0 && !cfg.idle && now >= t_me) {
+            int quiet = 0;
+            for (int k = 0; k < cfg.threads; k++)
+                quiet += atomic_load_explicit(&threads[k].quiet, memory_order_relaxed);
+            if (quiet == cfg.threads)
+                break;
+        }
         usleep(10000);
     }
+    t_done = bench_mono_ns();
+    if (clock_started && !cfg.idle)
+        drain_s = t_done > t_me ? (double)(t_done - t_me) / 1e9 : 0;
     atomic_store(&stop_now, 1);
     for (int k = 0; k < cfg.threads; k++)
         pthread_join(threads[k].tid, NULL);
@@ -2131,6 +2913,7 @@ main(int argc, char **argv)
     memset(&total, 0, sizeof(total));
     bench_hist_init(&total.lat);
     bench_hist_init(&total.setup);
+    bench_hist_init(&total.age);
     bench_hist_init(&total.rc_ack);
     bench_hist_init(&total.rc_board);
     bench_hist_init(&total.rc_board_res);
@@ -2143,10 +2926,20 @@ main(int argc, char **argv)
             end = t_me;
         window_s = end > t_ms ? (double)(end - t_ms) / 1e9 : 0;
     }
-    load_report(&total, threads, ready_reported ? (double)(t_ready - t_begin) / 1e9 : -1, window_s);
+    final.drain_s = drain_s;
+    if (cfg.check_redis != NULL && clock_started)
+        load_final_check(threads, &final);
+    else if (cfg.check_redis != NULL)
+        snprintf(final.error, sizeof(final.error), "the clients never got ready");
+    load_report(&total, threads, ready_reported ? (double)(t_ready - t_begin) / 1e9 : -1, window_s,
+                drain_s, &final);
     for (int k = 0; k < cfg.threads; k++) {
-        for (int i = 0; i < threads[k].nclients; i++)
+        for (int i = 0; i < threads[k].nclients; i++) {
             free(threads[k].clients[i].board);
+            if (threads[k].clients[i].keys != NULL)
+                free(threads[k].clients[i].keys->slots);
+            free(threads[k].clients[i].keys);
+        }
         free(threads[k].clients);
         free(threads[k].rbuf);
         close(threads[k].ep);
@@ -2155,5 +2948,7 @@ main(int argc, char **argv)
     for (int i = 0; i < cfg.nfilters; i++)
         free(cfg.filters[i]);
     free(cfg.filters);
+    for (int i = 0; i < cfg.ncheck_streams; i++)
+        free(cfg.check_streams[i]);
     return ready_reported ? 0 : 1;
 }
