@@ -113,9 +113,8 @@ outbound_over_bounds(struct wsp_vhost *vh, struct wsp_session *ss)
 
     /* Keys are counted only while conflated (or holding): a client that
      * keeps up pays one comparison per message here. */
-    if ((ss->conflating || ss->held.len > 0) &&
-        (outq_keys_waiting(&ss->q) > c->client_buffer ||
-         outq_keys_waiting(&ss->held) > c->client_buffer)) {
+    if ((ss->conflating || ss->held.len > 0) && (outq_keys_waiting(&ss->q) > c->client_buffer ||
+                                                 outq_keys_waiting(&ss->held) > c->client_buffer)) {
         outbound_cut(vh, ss, &vh->stats->slow_keys, "client too slow: too many keys waiting");
         return 1;
     }

@@ -63,13 +63,48 @@ sub_sort_cmp(const void *a, const void *b)
     return sub_value_cmp(x->s, x->len, y->s, y->len);
 }
 
+/* values[0..n) as a sorted list without duplicates. */
+static int
+sub_list_from(char *const *values, uint32_t n, struct sub_list *out)
+{
+    struct sub_sort_item *items = malloc((n ? n : 1) * sizeof(*items));
+
+    memset(out, 0, sizeof(*out));
+    if (items == NULL)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        items[i].s = values[i];
+        items[i].len = (uint32_t)strlen(values[i]);
+    }
+    qsort(items, n, sizeof(*items), sub_sort_cmp);
+    out->values = calloc(n ? n : 1, sizeof(char *));
+    out->lens = calloc(n ? n : 1, sizeof(uint32_t));
+    if (out->values == NULL || out->lens == NULL)
+        goto oom;
+    for (uint32_t i = 0; i < n; i++) {
+        if (out->n > 0 && sub_value_cmp(out->values[out->n - 1], out->lens[out->n - 1], items[i].s,
+                                        items[i].len) == 0)
+            continue;
+        if ((out->values[out->n] = strdup(items[i].s)) == NULL)
+            goto oom;
+        out->lens[out->n++] = items[i].len;
+    }
+    free(items);
+    return 0;
+oom:
+    free(items);
+    sub_list_free(out);
+    return -1;
+}
+
 static int
 sub_list_parse(const cJSON *arr, const char *name, const struct sub_limits *limits,
                struct sub_list *out, char *err, size_t errlen)
 {
-    struct sub_sort_item *items;
+    char **values;
     const cJSON *v;
     uint32_t n = 0, k = 0;
+    int rc;
 
     memset(out, 0, sizeof(*out));
     if (arr == NULL || cJSON_IsNull(arr))
@@ -96,38 +131,17 @@ sub_list_parse(const cJSON *arr, const char *name, const struct sub_limits *limi
     }
     if (n == 0)
         return 0;
-    items = malloc(n * sizeof(*items));
-    if (items == NULL) {
+    values = malloc(n * sizeof(*values));
+    if (values == NULL) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    cJSON_ArrayForEach(v, arr)
-    {
-        items[k].s = v->valuestring;
-        items[k].len = (uint32_t)strlen(v->valuestring);
-        k++;
-    }
-    qsort(items, n, sizeof(*items), sub_sort_cmp);
-    out->values = calloc(n, sizeof(char *));
-    out->lens = calloc(n, sizeof(uint32_t));
-    if (out->values == NULL || out->lens == NULL)
-        goto oom;
-    for (uint32_t i = 0; i < n; i++) {
-        if (out->n > 0 && sub_value_cmp(out->values[out->n - 1], out->lens[out->n - 1], items[i].s,
-                                        items[i].len) == 0)
-            continue; /* duplicates would make a member match twice */
-        out->values[out->n] = strdup(items[i].s);
-        if (out->values[out->n] == NULL)
-            goto oom;
-        out->lens[out->n++] = items[i].len;
-    }
-    free(items);
-    return 0;
-oom:
-    free(items);
-    sub_list_free(out);
-    snprintf(err, errlen, "out of memory");
-    return -1;
+    cJSON_ArrayForEach(v, arr) values[k++] = v->valuestring;
+    rc = sub_list_from(values, n, out);
+    free(values);
+    if (rc != 0)
+        snprintf(err, errlen, "out of memory");
+    return rc;
 }
 
 int
@@ -188,40 +202,6 @@ int
 sub_filter_matches(const struct sub_filter *f, const struct frame_key_ref keys[SUB_NDIMS])
 {
     return sub_filter_matches_except(f, keys, -1);
-}
-
-/* values[0..n) as a sorted list without duplicates. */
-static int
-sub_list_from(char *const *values, uint32_t n, struct sub_list *out)
-{
-    struct sub_sort_item *items = malloc((n ? n : 1) * sizeof(*items));
-
-    memset(out, 0, sizeof(*out));
-    if (items == NULL)
-        return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        items[i].s = values[i];
-        items[i].len = (uint32_t)strlen(values[i]);
-    }
-    qsort(items, n, sizeof(*items), sub_sort_cmp);
-    out->values = calloc(n ? n : 1, sizeof(char *));
-    out->lens = calloc(n ? n : 1, sizeof(uint32_t));
-    if (out->values == NULL || out->lens == NULL)
-        goto oom;
-    for (uint32_t i = 0; i < n; i++) {
-        if (out->n > 0 && sub_value_cmp(out->values[out->n - 1], out->lens[out->n - 1], items[i].s,
-                                        items[i].len) == 0)
-            continue;
-        if ((out->values[out->n] = strdup(items[i].s)) == NULL)
-            goto oom;
-        out->lens[out->n++] = items[i].len;
-    }
-    free(items);
-    return 0;
-oom:
-    free(items);
-    sub_list_free(out);
-    return -1;
 }
 
 int
