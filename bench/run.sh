@@ -361,13 +361,30 @@ run_one() { # scenario target run
 
     port=$(free_port)
     case $tgt in
-    svc | svc-w1 | base | base-w1)
+    svc | svc-w1 | base | base-w1 | svc-auth | svc-auth-w1)
         local bin=$BIN_SVC
         if [ "${tgt#base}" != "$tgt" ]; then
             [ -x "$BASE_BIN" ] || { fail_run "target $tgt needs BASE_BIN (an executable)"; return 1; }
             bin=$BASE_BIN
         fi
         workers=$([ "${tgt%-w1}" != "$tgt" ] && echo 1 || echo auto)
+        local auth_lines=""
+        if [ "${tgt#svc-auth}" != "$tgt" ]; then
+            # AUTH=required, every client with a token; half of them "basic"
+            # (the service encodes each entry twice: full and basic).
+            head -c 48 /dev/urandom | base64 -w0 >"$dir/hs256.secret"
+            if ! /usr/bin/python3 -c 'import sys, time, jwt
+key = open(sys.argv[1]).read().strip()
+exp = int(time.time()) + 24 * 3600
+for fields in ("full", "basic"):
+    print(jwt.encode({"sub": "bench-" + fields, "exp": exp, "opportunities": True,
+                      "fields": fields}, key, algorithm="HS256"))' "$dir/hs256.secret" >"$dir/tokens"; then
+                fail_run "cannot make tokens (python3-jwt)"
+                return 1
+            fi
+            auth_lines="AUTH=required
+AUTH_HS256_SECRET_FILE=$dir/hs256.secret"
+        fi
         cat >"$dir/ws-broadcaster.conf" <<EOF
 SERVER_ADDR=127.0.0.1:$port
 REDIS_URL=127.0.0.1:$rport
@@ -379,6 +396,7 @@ MAX_CLIENTS_PER_IP=1000000
 MAX_CLIENTS=1000000
 RATE_LIMIT=1000000
 RATE_BURST=1000000
+$auth_lines
 EOF
         for kv in $SVC_SETTINGS; do echo "$kv"; done >>"$dir/ws-broadcaster.conf"
         "${TGT_PREFIX[@]}" "$bin" -c "$dir/ws-broadcaster.conf" >"$dir/target.log" 2>&1 &
@@ -388,7 +406,7 @@ EOF
             --sports "$SPORTS" --mode "${tgt#ceil-}" --max-buffer "$CEIL_MAX_BUFFER" --json "$dir/ceiling.json" >"$dir/target.log" 2>&1 &
         ;;
     *)
-        fail_run "unknown target '$tgt' (svc-w1 svc base-w1 base ceil-each ceil-coalesce)"
+        fail_run "unknown target '$tgt' (svc-w1 svc svc-auth-w1 svc-auth base-w1 base ceil-each ceil-coalesce)"
         return 1
         ;;
     esac
@@ -399,7 +417,7 @@ EOF
         return 1
     fi
     sleep 0.5 # let every worker settle
-    case $tgt in svc | base) workers=$(($(tree_pids "$tgt_pid" | wc -l) - 2)) ;; esac
+    case $tgt in svc | base | svc-auth) workers=$(($(tree_pids "$tgt_pid" | wc -l) - 2)) ;; esac
     read -r base_rss _ _ <<<"$(tree_mem_kb "$tgt_pid")"
 
     local pub_events=() rload_pid="" rload_json=null prefill_json=null rcpu0=0 rcpu1=0 rload_cpu=0
@@ -432,6 +450,7 @@ EOF
     # Both wsb-loads start their clocks when the go file appears.
     [ "$SC_BOARD" = 1 ] && load_args+=(--no-snapshot --go-file "$dir/go")
     [ "$SC_SLOW" = 1 ] && load_args+=(--go-file "$dir/go")
+    [ -s "$dir/tokens" ] && load_args+=(--tokens "$dir/tokens")
     "${GEN_PREFIX[@]}" "$BIN_LOAD" "${load_args[@]}" >"$dir/load.out" 2>&1 &
     load_pid=$!
     OWNED+=("$load_pid")

@@ -300,6 +300,12 @@ static struct {
     int ncheck_streams;
 } cfg;
 
+/* --tokens: one token per line; client i presents line i mod n as the
+ * `token` query parameter of its upgrade (AUTH=required services). */
+static char **load_tokens;
+static int load_ntokens;
+
+
 /* Shared between the threads and main: relaxed atomics, each read on its own;
  * a window bound read a loop round late only moves it by that round. */
 static atomic_int settled_count;
@@ -317,6 +323,8 @@ load_usage(FILE *f)
     fprintf(f, "usage: wsb-load [options]\n"
                "  -u, --url URL           ws://HOST:PORT/PATH (default ws://127.0.0.1:8080/ws)\n"
                "      --host H --port P --path /ws   the same, piecewise\n"
+               "      --tokens FILE        one token per line; client i presents line i mod n\n"
+               "                          as ?token= in its upgrade (AUTH=required)\n"
                "  -c, --clients N         WebSocket clients (default 1000)\n"
                "  -t, --threads N         epoll threads (default 1)\n"
                "  -f, --filters FILE      one subscribe payload (JSON object) per line, given\n"
@@ -635,7 +643,7 @@ static void
 load_send_request(struct load_thread *t, struct load_client *c)
 {
     unsigned char nonce[16];
-    char req[1024];
+    char req[4096];
     int n;
 
     for (int i = 0; i < 16; i += 8) {
@@ -644,7 +652,7 @@ load_send_request(struct load_thread *t, struct load_client *c)
     }
     bench_base64(nonce, sizeof(nonce), c->key);
     n = snprintf(req, sizeof(req),
-                 "GET %s HTTP/1.1\r\n"
+                 "GET %s%s%s HTTP/1.1\r\n"
                  "Host: %s\r\n"
                  "Upgrade: websocket\r\n"
                  "Connection: Upgrade\r\n"
@@ -652,7 +660,8 @@ load_send_request(struct load_thread *t, struct load_client *c)
                  "Sec-WebSocket-Version: 13\r\n"
                  "User-Agent: wsb-load\r\n"
                  "\r\n",
-                 cfg.path, cfg.hostheader, c->key);
+                 cfg.path, load_ntokens > 0 ? "?token=" : "",
+                 load_ntokens > 0 ? load_tokens[c->id % load_ntokens] : "", cfg.hostheader, c->key);
     c->state = ST_HANDSHAKE;
     load_epoll_mod(t, c, load_events(c));
     if (load_send(t, c, req, (size_t)n) != 0)
@@ -1801,6 +1810,38 @@ load_parse_url(const char *url)
     return 0;
 }
 
+
+static int
+load_read_tokens(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL, **nt;
+    size_t cap = 0;
+    ssize_t n;
+
+    if (f == NULL) {
+        fprintf(stderr, "wsb-load: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        nt = realloc(load_tokens, (size_t)(load_ntokens + 1) * sizeof(*nt));
+        if (nt == NULL || (nt[load_ntokens] = strdup(line)) == NULL) {
+            fclose(f);
+            free(line);
+            return -1;
+        }
+        load_tokens = nt;
+        load_ntokens++;
+    }
+    free(line);
+    fclose(f);
+    return load_ntokens > 0 ? 0 : -1;
+}
+
 static int
 load_read_filters(const char *path)
 {
@@ -2554,6 +2595,7 @@ main(int argc, char **argv)
                                          {"reconnect-at", required_argument, NULL, 'C'},
                                          {"resume-share", required_argument, NULL, 'E'},
                                          {"read-rate", required_argument, NULL, 'Z'},
+                                         {"tokens", required_argument, NULL, 'J'},
                                          {"rcvbuf", required_argument, NULL, 'V'},
                                          {"mss", required_argument, NULL, 'm'},
                                          {"drain-quiet", required_argument, NULL, 'Q'},
@@ -2684,6 +2726,10 @@ main(int argc, char **argv)
             if (bench_parse_long(optarg, 1, 1L << 40, &v) != 0)
                 goto bad;
             cfg.read_rate = (double)v;
+            break;
+        case 'J':
+            if (load_read_tokens(optarg) != 0)
+                return 2;
             break;
         case 'V':
             if (bench_parse_long(optarg, 0, 1L << 30, &rcvbuf) != 0)

@@ -329,3 +329,27 @@ def test_optional_gives_anonymous_entitlements(service, secret_file, r):
         await anon.close()
 
     run(go())
+
+
+def test_key_file_is_read_again_on_sighup(service, secret_file):
+    import signal
+
+    svc = auth_service(service, secret_file, WORKERS="1")
+    old = token()
+    assert upgrade_status(svc.port, f"/ws?token={old}") == 101
+    new_secret = "n" * 40
+    with open(secret_file, "w") as f:
+        f.write(new_secret + "\n")
+    os.kill(svc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while upgrade_status(svc.port, f"/ws?token={old}") != 401:
+        assert time.monotonic() < deadline, "the old key is still accepted after SIGHUP"
+        time.sleep(0.1)
+    assert upgrade_status(svc.port, f"/ws?token={token(secret=new_secret)}") == 101
+    # a bad file keeps the key in use
+    with open(secret_file, "w") as f:
+        f.write("short\n")
+    os.kill(svc.pid, signal.SIGHUP)
+    time.sleep(0.5)
+    assert upgrade_status(svc.port, f"/ws?token={token(secret=new_secret)}") == 101
+    assert "keeping the one in use" in svc.stderr_text()
