@@ -1811,74 +1811,61 @@ load_parse_url(const char *url)
 }
 
 
+/* The lines of a file, each trimmed of surrounding blanks, empty lines and
+ * '#' comments left out, appended to *lines (*n of them).  0, or -1 (told). */
 static int
-load_read_tokens(const char *path)
+load_read_lines(const char *path, char ***lines, int *n)
 {
     FILE *f = fopen(path, "r");
-    char *line = NULL, **nt;
+    char *line = NULL, **more;
     size_t cap = 0;
-    ssize_t n;
+    ssize_t len;
 
     if (f == NULL) {
         fprintf(stderr, "wsb-load: cannot open %s: %s\n", path, strerror(errno));
         return -1;
     }
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        if (n == 0)
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        char *s = line;
+        while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
+            s[--len] = '\0';
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (*s == '\0' || *s == '#')
             continue;
-        nt = realloc(load_tokens, (size_t)(load_ntokens + 1) * sizeof(*nt));
-        if (nt == NULL || (nt[load_ntokens] = strdup(line)) == NULL) {
+        more = realloc(*lines, (size_t)(*n + 1) * sizeof(*more));
+        if (more == NULL || (more[*n] = strdup(s)) == NULL) {
+            if (more != NULL)
+                *lines = more;
             fclose(f);
             free(line);
             return -1;
         }
-        load_tokens = nt;
-        load_ntokens++;
+        *lines = more;
+        (*n)++;
     }
     free(line);
     fclose(f);
-    return load_ntokens > 0 ? 0 : -1;
+    return 0;
+}
+
+static int
+load_read_tokens(const char *path)
+{
+    return load_read_lines(path, &load_tokens, &load_ntokens) == 0 && load_ntokens > 0 ? 0 : -1;
 }
 
 static int
 load_read_filters(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-
-    if (f == NULL) {
-        fprintf(stderr, "wsb-load: cannot open %s: %s\n", path, strerror(errno));
+    if (load_read_lines(path, &cfg.filters, &cfg.nfilters) != 0)
         return -1;
-    }
-    while ((n = getline(&line, &cap, f)) >= 0) {
-        char *s = line, **nf;
-        while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
-            s[--n] = '\0';
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (*s == '\0' || *s == '#')
-            continue;
-        if (*s != '{') {
-            fprintf(stderr, "wsb-load: %s: not a JSON object: %s\n", path, s);
-            fclose(f);
-            free(line);
+    for (int i = 0; i < cfg.nfilters; i++) {
+        if (cfg.filters[i][0] != '{') {
+            fprintf(stderr, "wsb-load: %s: not a JSON object: %s\n", path, cfg.filters[i]);
             return -1;
         }
-        nf = realloc(cfg.filters, (size_t)(cfg.nfilters + 1) * sizeof(*nf));
-        if (nf == NULL || (nf[cfg.nfilters] = strdup(s)) == NULL) {
-            fclose(f);
-            free(line);
-            return -1;
-        }
-        cfg.filters = nf;
-        cfg.nfilters++;
     }
-    free(line);
-    fclose(f);
     if (cfg.nfilters == 0) {
         fprintf(stderr, "wsb-load: %s has no filter lines\n", path);
         return -1;
