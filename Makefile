@@ -41,7 +41,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRCS := $(wildcard tests/tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=bin/%)
 
-.PHONY: all build deps run demo test test-unit test-valgrind test-integration asan clean format format-check help check-deps
+.PHONY: all build deps run demo test test-unit test-valgrind test-integration test-js asan clean format format-check help check-deps
 
 all: $(BIN) $(TOOL_BINS)
 
@@ -84,7 +84,7 @@ demo:
 	@$(MAKE) --no-print-directory all
 	@DEMO=1 sh tests/tools/run.sh
 
-test: test-unit test-integration
+test: test-unit test-integration test-js
 
 test-unit: $(UNIT_BINS)
 	@sh tests/unit/run.sh $(UNIT_BINS)
@@ -95,6 +95,11 @@ test-valgrind: $(UNIT_BINS)
 
 test-integration: all
 	WSB_BIN=$(BIN) $(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+# The JavaScript client (clients/js) against the real binary, and the demo
+# page in headless Chromium.
+test-js: all
+	@WSB_BIN=$(BIN) sh tests/tools/test-js.sh
 
 asan:
 	$(MAKE) SAN=1 test
@@ -113,8 +118,8 @@ help:
 	@echo "make deps           install missing Debian packages"
 	@echo "make run            build, start Redis if needed, run the service"
 	@echo "make demo           run, plus a demo feed of changing NBA odds"
-	@echo "make test           unit + integration tests (SAN=1: with ASan+UBSan)"
-	@echo "make test-unit | test-integration | asan | format | clean"
+	@echo "make test           unit, integration and JS client tests (SAN=1: with ASan+UBSan)"
+	@echo "make test-unit | test-integration | test-js | asan | format | clean"
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 

@@ -10,7 +10,12 @@ set -eu
 
 PACKAGES="build-essential pkg-config libhiredis-dev libwebsockets-dev libev-dev libmsgpack-dev
 libcjson-dev libsystemd-dev libjwt-dev redis-server redis-tools python3 python3-pytest
-python3-websockets python3-redis python3-jwt python3-cryptography openssl curl"
+python3-websockets python3-redis python3-jwt python3-cryptography openssl curl chromium"
+
+# The JavaScript client's tests need Node.js and npm.  A Node.js installed
+# from elsewhere (its own npm inside) is kept: Debian's npm would replace it.
+command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs"
+command -v npm >/dev/null 2>&1 || PACKAGES="$PACKAGES npm"
 
 check_only=0
 case "${1:-}" in
