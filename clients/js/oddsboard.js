@@ -513,7 +513,10 @@ export class OddsBoard {
       return;
     this._attempt++;
     this.stats.reconnects++;
-    const delay = minDelay + backoffDelay(this._attempt, this._backoff, this._random);
+    const hinted = this._reconnectAfter;
+    this._reconnectAfter = undefined;
+    const delay = hinted !== undefined
+      ? hinted : minDelay + backoffDelay(this._attempt, this._backoff, this._random);
     const extra = { attempt: this._attempt, delay };
     if (code !== undefined) {
       extra.code = code;
@@ -581,6 +584,12 @@ export class OddsBoard {
         this._subscribeRefused();
       this._error(typeof payload?.code === 'string' ? payload.code : 'error',
                   typeof payload?.message === 'string' ? payload.message : '');
+      break;
+    case 'reconnect':
+      // The service is draining: it says when to come back, spread over a
+      // window so that its clients do not all return in one second.
+      if (Number.isFinite(payload?.after_ms) && payload.after_ms >= 0)
+        this._reconnectAfter = Math.min(payload.after_ms, this._backoff.cap);
       break;
     case 'heartbeat':
     case 'unsubscribed':
