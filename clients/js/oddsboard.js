@@ -183,6 +183,7 @@ export class OddsBoard {
     this._resumable = false;
     this._everComplete = false;
     this._snapshot = null; // the parts of a snapshot being received
+    this._awaitingAck = false;
     this._snapshotReason = undefined;
     this._awaitingResync = false;
 
@@ -306,6 +307,7 @@ export class OddsBoard {
     if (prev === undefined)
       return;
     this._filterBefore = undefined;
+    this._awaitingAck = false;
     this._filter = prev.filter;
     this._resumable = prev.resumable;
     this._snapshotReason = undefined;
@@ -426,7 +428,9 @@ export class OddsBoard {
     if (this._resuming)
       payload.resume = { epoch: this._epoch, positions: { ...this._positions } };
     this._snapshot = null;
-    this._send({ type: 'subscribe', payload });
+    // Parts still on their way from the previous subscribe are not this
+    // board's: snapshot parts count only after the acknowledgement.
+    this._awaitingAck = this._send({ type: 'subscribe', payload });
   }
 
   _send(message) {
@@ -611,6 +615,7 @@ export class OddsBoard {
       return;
     }
     this._authRetried = false;
+    this._awaitingAck = false;
     this._filterBefore = undefined;
     this._scheduleRefresh();
     if (this._resuming && payload.resumed === true) {
@@ -636,6 +641,8 @@ export class OddsBoard {
       this._malformed('a snapshot part without epoch, positions or items');
       return;
     }
+    if (this._awaitingAck)
+      return;
     if (this._snapshot === null) {
       this._snapshot = {
         epoch: payload.epoch,
