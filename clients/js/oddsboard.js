@@ -304,10 +304,10 @@ export class OddsBoard {
   // filter in force on the server: so it is here, with its board.
   _subscribeRefused() {
     const prev = this._filterBefore;
+    this._awaitingAck = false;
     if (prev === undefined)
       return;
     this._filterBefore = undefined;
-    this._awaitingAck = false;
     this._filter = prev.filter;
     this._resumable = prev.resumable;
     this._snapshotReason = undefined;
