@@ -61,7 +61,9 @@ export interface SnapshotEvent {
 }
 
 export interface UpdateEvent {
-  key: string;
+  /** null for an entry the server keys nothing for (no event_id or outcome_name,
+   *  an arbitrage opportunity with legs, say): reported, but not on the board */
+  key: string | null;
   kind: 'odds' | 'opportunity';
   previous: BoardItem | undefined;
   value: BoardItem;
@@ -143,6 +145,7 @@ export interface OddsBoardEvents {
 }
 
 export declare class OddsBoard {
+  /** throws a TypeError if url is not a URL */
   constructor(url: string, options?: OddsBoardOptions);
   readonly url: string;
   readonly status: Status;

@@ -167,6 +167,7 @@ function cleanFilter(filter) {
 export class OddsBoard {
   constructor(url, options = {}) {
     this.url = String(url);
+    new URL(this.url); // a TypeError now rather than retries forever
     this._options = options;
     this._filter = cleanFilter(options.filter);
     this._backoff = { ...DEFAULT_BACKOFF, ...(options.backoff ?? {}) };
@@ -374,9 +375,15 @@ export class OddsBoard {
     let url;
     let WS;
     try {
+      url = new URL(this.url);
+    } catch {
+      this._error('connect_failed', `not a URL: ${this.url}`, true);
+      this._giveUp({ reason: 'not a URL' });
+      return;
+    }
+    try {
       const token = await this._token_for_connect();
       WS = await webSocketClass(this._options.WebSocket);
-      url = new URL(this.url);
       if (token)
         url.searchParams.set('token', token);
     } catch (err) {
@@ -488,8 +495,9 @@ export class OddsBoard {
     this._openedAt = 0;
 
     if (code === CLOSE_UNAUTHORIZED) {
-      this._error('unauthorized_close', reason || 'token refused', false, code);
-      if (this._authRetried || typeof this._options.getToken !== 'function') {
+      const giveUp = this._authRetried || typeof this._options.getToken !== 'function';
+      this._error('unauthorized_close', reason || 'token refused', giveUp, code);
+      if (giveUp) {
         this._giveUp({ code, reason });
         return;
       }
@@ -628,7 +636,10 @@ export class OddsBoard {
       // resumed: false: the snapshot that follows replaces the board.
       this._snapshotReason = typeof payload.reason === 'string' ? payload.reason : 'resume_refused';
       this._awaitingResync = true;
-    } else if (this._everComplete && this._snapshotReason !== 'resubscribed') {
+    } else if (this._everComplete &&
+               (this._status === 'reconnecting' || this._snapshotReason !== 'resubscribed')) {
+      // back after a drop without a board to resume from (the filter
+      // changed meanwhile, say): the snapshot makes it right again
       this._awaitingResync = true;
     }
     this._resuming = false;
@@ -723,9 +734,8 @@ export class OddsBoard {
       if (pos === undefined || compareIds(item.id, pos) > 0)
         this._positions[item.stream] = item.id;
     }
-    if (key === null)
-      return; // the server keys no such entry: not a board value
-    board.set(key, item);
+    if (key !== null)
+      board.set(key, item);
     if (board !== this._board)
       return;
     this.stats.updates++;
