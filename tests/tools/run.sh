@@ -10,12 +10,14 @@
 #     data and log in a temporary directory) and waits for it.  A remote
 #     Redis that does not answer is reported; the service retries on its own.
 #  3. With DEMO=1, starts tests/tools/demo_feed.py against that Redis
-#     (DEMO_RATE entries/s, default 20).
+#     (DEMO_RATE entries/s, default 20), and, when node is installed, the
+#     web page's server examples/web/serve.mjs (127.0.0.1, port
+#     DEMO_HTTP_PORT, default 8000; 0 = any free port), printing the page's URL.
 #  4. Runs the service in the foreground: $WSB_BIN (default bin/ws-broadcaster)
 #     -c $CONFIG (default etc/ws-broadcaster.conf).
 #
-# Ctrl-C or SIGTERM stops the service, then the demo feed and the Redis this
-# script started; a Redis it did not start is left alone.
+# Ctrl-C or SIGTERM stops the service, then the demo feed, the page server
+# and the Redis this script started; a Redis it did not start is left alone.
 set -u
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -211,6 +213,9 @@ exec_detached() {
 redis_tmp=""
 redis_pid=""
 feed_pid=""
+page_pid=""
+page_tmp=""
+page_url=""
 wsb_pid=""
 
 # shellcheck disable=SC2317 # called from the EXIT trap
@@ -240,6 +245,12 @@ cleanup() {
     if [ -n "$feed_pid" ]; then
         stop_pid "$feed_pid" "demo feed"
         say "demo feed stopped"
+    fi
+    if [ -n "$page_pid" ]; then
+        stop_pid "$page_pid" "page server"
+    fi
+    if [ -n "$page_tmp" ]; then
+        rm -rf "$page_tmp"
     fi
     if [ -n "$redis_pid" ]; then
         stop_pid "$redis_pid" redis-server
@@ -314,6 +325,27 @@ start_redis() {
     say "started redis-server (pid $redis_pid) on $(redis_where), data in $redis_tmp"
 }
 
+# Start examples/web/serve.mjs in the background and wait for the line
+# saying where it listens (the port may be taken, or 0 = any free one).
+start_page_server() {
+    page_tmp=$(mktemp -d "${TMPDIR:-/tmp}/ws-broadcaster-page.XXXXXX") || return 1
+    (exec_detached node examples/web/serve.mjs --ws "ws://$base/ws") \
+        >"$page_tmp/out" 2>&1 </dev/null &
+    page_pid=$!
+    i=0
+    while [ "$i" -lt 50 ]; do
+        page_url=$(sed -n 's/^demo page: //p' "$page_tmp/out")
+        [ -n "$page_url" ] && return 0
+        kill -0 "$page_pid" 2>/dev/null || break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    say "the page server did not start: $(cat "$page_tmp/out")"
+    stop_pid "$page_pid" "page server"
+    page_pid=""
+    return 1
+}
+
 # ---------------------------------------------------------------- main
 
 trap cleanup EXIT
@@ -381,21 +413,33 @@ case $host in
 esac
 base="$host:$port"
 
+serve_cmd="node examples/web/serve.mjs --ws ws://$base/ws"
+if [ "${DEMO:-0}" = 1 ] && command -v node >/dev/null 2>&1; then
+    start_page_server
+fi
+if [ -n "$page_url" ]; then
+    page_line=$page_url
+elif command -v node >/dev/null 2>&1; then
+    page_line="$serve_cmd [PORT], then open the URL it prints"
+else
+    # The page imports the client library, which a browser loads only over HTTP.
+    page_line="needs Node.js to be served (apt-get install nodejs), then: $serve_cmd
+              (or without Node: examples/web/README.md)"
+fi
+
 cat >&2 <<EOF
 
   ws-broadcaster  config $CONFIG, Redis $redis_url
   WebSocket   ws://$base/ws
   Health      http://$base/health
   Metrics     http://$base/metrics
-  Web page    open file://$PWD/examples/web/index.html?ws=ws://$base/ws
-              or: cd examples/web && python3 -m http.server 8000
-                  then http://localhost:8000/?ws=ws://$base/ws
+  Web page    $page_line
   Node client cd examples/node && npm install && node client.js ws://$base/ws
   Stop        Ctrl-C
 
 EOF
 
-if [ -z "$redis_pid" ] && [ -z "$feed_pid" ]; then
+if [ -z "$redis_pid" ] && [ -z "$feed_pid" ] && [ -z "$page_pid" ]; then
     # Nothing of ours to clean up afterwards: let the service take over.
     trap - EXIT INT TERM HUP
     exec "$WSB_BIN" -c "$CONFIG"
