@@ -532,7 +532,13 @@ function start(url) {
   if (board) board.close();
   const filter = formFilter();
   const token = params.get('token') || undefined;
-  const b = new OddsBoard(url, { filter, token, autoConnect: false });
+  let b;
+  try {
+    b = new OddsBoard(url, { filter, token, autoConnect: false });
+  } catch (e) {
+    $('message').textContent = `cannot connect to ${url}: ${e.message}`;
+    return;
+  }
   board = b;
   // exposed for the browser's console
   window.oddsBoard = b;
@@ -566,9 +572,11 @@ function start(url) {
     arrivals.push(Date.now());
     noteLatency(ev.value);
     if (ev.kind === 'opportunity') {
-      addOpportunity(ev.key, ev.value, true);
+      // An arbitrage with legs has no board key: each is its own entry.
+      addOpportunity(ev.key ?? `${ev.value.stream}/${ev.value.id}`, ev.value, true);
       return;
     }
+    if (ev.key === null) return; // no outcome: nowhere on the board to show it
     if (!cellByKey.has(ev.key)) layoutDirty = true;
     pending.set(ev.key, flashKind(ev.previous, ev.value));
     scheduleRender();
