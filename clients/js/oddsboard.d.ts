@@ -124,6 +124,9 @@ export interface OddsBoardOptions {
   /** the server's PING_INTERVAL in ms (default 30000): after that much silence the
    *  client sends a heartbeat, after twice that it reconnects */
   pingInterval?: number;
+  /** ms an upgrade may take before the attempt is abandoned and retried
+   *  (default: 10000, or twice pingInterval if that is shorter) */
+  connectTimeout?: number;
   backoff?: BackoffOptions;
   /** WebSocket constructor (default: globalThis.WebSocket, else the `ws` package) */
   WebSocket?: unknown;

@@ -21,6 +21,7 @@ const MAX_TIMER_MS = 2147483647;
 const DEFAULT_BACKOFF = { base: 250, cap: 30000, resetAfter: 30000 };
 const DEFAULT_PING_INTERVAL = 30000;
 const DEFAULT_REFRESH_MARGIN = 30000;
+const DEFAULT_CONNECT_TIMEOUT = 10000;
 // After a policy close (1008: too slow, over a rate) the next attempt waits at
 // least this long, and after this many in a row without a complete board in
 // between the client gives up: retrying at once would only repeat it.
@@ -172,6 +173,7 @@ export class OddsBoard {
     this._filter = cleanFilter(options.filter);
     this._backoff = { ...DEFAULT_BACKOFF, ...(options.backoff ?? {}) };
     this._pingInterval = options.pingInterval ?? DEFAULT_PING_INTERVAL;
+    this._connectTimeout = options.connectTimeout ?? Math.min(DEFAULT_CONNECT_TIMEOUT, 2 * this._pingInterval);
     this._random = options.random ?? Math.random;
     this._clock = options.clock ?? systemClock;
     this._listeners = new Map();
@@ -348,7 +350,10 @@ export class OddsBoard {
     if (ws === null)
       return;
     this._ws = null;
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    // `ws` reports closing a socket that is still connecting as an error,
+    // which must have a listener or it takes the process down.
+    ws.onerror = () => {};
     if (code === undefined)
       return;
     try {
@@ -406,6 +411,15 @@ export class OddsBoard {
     }
     this._ws = ws;
     this._httpStatus = 0;
+    // A peer that takes the TCP connection and never answers the upgrade (a
+    // proxy whose backend is gone) must not hold the board in `connecting`.
+    this._watchdog = this._clock.setTimeout(() => {
+      this._watchdog = null;
+      if (this._ws !== ws || ws.readyState === 1)
+        return;
+      this._dropSocket(CLOSE_CLIENT_GONE, 'no answer to the upgrade');
+      this._lost(1006, 'no answer to the upgrade');
+    }, this._connectTimeout);
     ws.onopen = () => this._opened();
     ws.onmessage = (ev) => this._received(ev.data);
     ws.onerror = (ev) => {
@@ -419,6 +433,8 @@ export class OddsBoard {
   }
 
   _opened() {
+    if (this._watchdog !== null)
+      this._clock.clearTimeout(this._watchdog);
     this._openedAt = this._clock.now();
     this._lastReceived = this._openedAt;
     this._heartbeatSent = false;

@@ -26,6 +26,6 @@ cd clients/js
 # One test file at a time: each starts its own service and Redis, and two
 # cores shared by several would only make the waits longer.
 if node --help | grep -q -- --test-concurrency; then
-    exec node --test --test-concurrency=1 test/
+    exec node --test --test-concurrency=1 test/*.test.mjs
 fi
-exec node --test test/
+exec node --test test/*.test.mjs
