@@ -177,3 +177,39 @@ test('an upgrade that is never answered is given up and retried', { timeout: 200
   await waitUntil(() => sockets.length >= 2, { timeout: 5000, message: 'a second attempt' });
   assert.ok(reconnecting(board).length >= 1, `statuses: ${board.statuses.join(' ')}`);
 }));
+
+test('a browser back online, or back in the foreground, tries at once instead of sleeping out its backoff', { timeout: 20000 }, scoped(async (t) => {
+  // What a browser's window and document give the board: their events.
+  const win = new EventTarget();
+  const doc = new EventTarget();
+  doc.visibilityState = 'hidden';
+  globalThis.addEventListener = win.addEventListener.bind(win);
+  globalThis.removeEventListener = win.removeEventListener.bind(win);
+  globalThis.document = doc;
+  t.after(() => {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+    delete globalThis.document;
+  });
+  const port = await freePort();
+  const clock = new FakeClock();
+  const board = openBoard(`ws://127.0.0.1:${port}/ws`, { clock, random: ALMOST_ONE, backoff: { base: 60000, cap: 120000 } });
+  await waitUntil(() => reconnecting(board).length >= 1, { timeout: 5000, message: 'attempt 1 scheduled' });
+  assert.ok(reconnecting(board)[0].delay > 50000, 'a long wait is scheduled');
+
+  win.dispatchEvent(new Event('online'));
+  await waitUntil(() => reconnecting(board).length >= 2, { timeout: 5000, message: 'an attempt at once on online' });
+
+  // Hidden → visible is a reason too; a page still hidden is not.
+  doc.dispatchEvent(new Event('visibilitychange'));
+  await sleep(300);
+  assert.equal(reconnecting(board).length, 2, 'still hidden: no attempt');
+  doc.visibilityState = 'visible';
+  doc.dispatchEvent(new Event('visibilitychange'));
+  await waitUntil(() => reconnecting(board).length >= 3, { timeout: 5000, message: 'an attempt at once on visible' });
+
+  board.close();
+  win.dispatchEvent(new Event('online'));
+  await sleep(200);
+  assert.equal(reconnecting(board).length, 3, 'a closed board ignores the events');
+}));
