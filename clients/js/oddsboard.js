@@ -51,15 +51,18 @@ export function boardKey(item) {
   if (item === null || typeof item !== 'object' || item.event_id === undefined ||
       item.event_id === null || typeof item.outcome_name !== 'string')
     return null;
-  const key = [item.event_id, item.market_key, item.book_key, item.outcome_name].map(keyPart).join('|');
+  const key = keyPart(item.event_id) + '|' + keyPart(item.market_key) + '|' +
+    keyPart(item.book_key) + '|' + item.outcome_name;
   return isOddsStream(item.stream) ? key : 'opportunity|' + key;
 }
 
-// Decimal digit strings without leading zeros compare by length, then text:
-// ids are 64-bit numbers, beyond what a Number holds exactly.
+// Decimal digit strings compare by length, then text, once leading zeros
+// are gone: ids are 64-bit numbers, beyond what a Number holds exactly.
 function compareDigits(a, b) {
-  a = a.replace(/^0+(?=\d)/, '');
-  b = b.replace(/^0+(?=\d)/, '');
+  if (a.length > 1 && a[0] === '0')
+    a = a.replace(/^0+(?=\d)/, '');
+  if (b.length > 1 && b[0] === '0')
+    b = b.replace(/^0+(?=\d)/, '');
   if (a.length !== b.length)
     return a.length < b.length ? -1 : 1;
   return a < b ? -1 : a > b ? 1 : 0;
@@ -67,10 +70,10 @@ function compareDigits(a, b) {
 
 /** Compares two Redis stream ids ("<ms>-<seq>"): negative, 0 or positive. */
 export function compareIds(a, b) {
-  const x = ID_RE.exec(a), y = ID_RE.exec(b);
-  if (x === null || y === null)
-    throw new TypeError(`not a stream id: ${x === null ? a : b}`);
-  return compareDigits(x[1], y[1]) || compareDigits(x[2], y[2]);
+  if (!isId(a) || !isId(b))
+    throw new TypeError(`not a stream id: ${isId(a) ? b : a}`);
+  const i = a.indexOf('-'), j = b.indexOf('-');
+  return compareDigits(a.slice(0, i), b.slice(0, j)) || compareDigits(a.slice(i + 1), b.slice(j + 1));
 }
 
 function isId(v) {
@@ -731,7 +734,11 @@ export class OddsBoard {
       this._malformed(`${msg.type} without a payload, stream or id`);
       return;
     }
-    const item = { ...value, stream: msg.stream, id: msg.id };
+    // The parsed payload is ours: it becomes the board's value, with the
+    // message's stream and id in it (as in a snapshot item).
+    const item = value;
+    item.stream = msg.stream;
+    item.id = msg.id;
     const conflated = msg.conflated === true;
     const key = boardKey(item);
     // An update while a snapshot is arriving belongs after it.
