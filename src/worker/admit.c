@@ -41,6 +41,12 @@ admit_origin_listed(const char *list, const char *origin)
 }
 
 static int
+admit_draining(struct wsp_vhost *vh)
+{
+    return vh->stopping || shm_draining(vh->shm, NULL, NULL);
+}
+
+static int
 admit_path_is_ws(struct lws *wsi)
 {
     char uri[64];
@@ -341,7 +347,9 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
     struct addrtab_key key;
     int fresh;
 
-    if (vh->stopping)
+    /* The shared flag as well as the worker's own: the supervisor sets it
+     * before its SIGTERM reaches this worker. */
+    if (admit_draining(vh))
         return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "shutting down");
     if (!admit_path_is_ws(wsi))
         return admit_refuse(vh, wsi, NULL, 404, "Not Found", "the WebSocket endpoint is /ws");
@@ -378,7 +386,7 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
 int
 admit_filter(struct wsp_vhost *vh, struct lws *wsi)
 {
-    return vh->stopping || !admit_path_is_ws(wsi);
+    return admit_draining(vh) || !admit_path_is_ws(wsi);
 }
 
 void

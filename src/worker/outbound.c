@@ -333,6 +333,33 @@ outbound_send_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *
 }
 
 void
+outbound_send_last(struct wsp_vhost *vh, struct wsp_session *ss, const char *type, cJSON *payload)
+{
+    size_t len = 0;
+    char *buf;
+    struct outq_msg *m;
+
+    if (ss->close_code != 0) {
+        cJSON_Delete(payload);
+        return;
+    }
+    buf = encode_message(type, payload, time_now_ms(), OUTQ_HEADROOM, &len);
+    if (buf == NULL || (m = outq_msg_adopt(buf, len)) == NULL)
+        return;
+    /* No limit: it is the last message (the close frame follows it the
+     * same way), so the queue cannot grow by more than it. */
+    if (outq_push(&ss->q, m, UINT32_MAX) == 0) {
+        ss->messages_queued++;
+        if (ss->q.len == 1 && !lws_partial_buffered(ss->wsi))
+            ss->progress_ms = time_mono_ms();
+        lws_callback_on_writable(ss->wsi);
+    } else {
+        WSP_STAT_ADD(vh, dropped_messages, 1); /* out of memory */
+    }
+    outq_msg_unref(m);
+}
+
+void
 outbound_send_error(struct wsp_vhost *vh, struct wsp_session *ss, const char *code,
                     const char *message)
 {
