@@ -111,7 +111,8 @@ admit_table_add(struct wsp_vhost *vh, const struct addrtab_key *key, enum addrta
     if (log_ratelimit_allow(&admit_full_rl)) {
         char who[ADDRTAB_KEY_STRLEN];
         addrtab_key_format(key, vh->conf->ipv6_prefix, who, sizeof(who));
-        LOG_WARN("address table full (%u entries, MAX_CONNECTIONS): refusing %s", t.nslots, who);
+        LOG_WARN_KV(LOG_FIELDS(LOG_STR("client_ip", who)),
+                    "address table full (%u entries, MAX_CONNECTIONS): refusing %s", t.nslots, who);
     }
     return -1;
 }
@@ -262,7 +263,8 @@ admit_refuse(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *ke
         char who[ADDRTAB_KEY_STRLEN] = "?";
         if (key != NULL)
             addrtab_key_format(key, vh->conf->ipv6_prefix, who, sizeof(who));
-        LOG_DEBUG("upgrade from %s refused: %u %s", who, status, why);
+        LOG_DEBUG_KV(LOG_FIELDS(LOG_STR("client_ip", who), LOG_NUM("status", status)),
+                     "upgrade from %s refused: %u %s", who, status, why);
     }
     if (n > 0 && (size_t)n < sizeof(resp) &&
         send(lws_get_socket_fd(wsi), resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)

@@ -1,6 +1,5 @@
 #include "drain.h"
 #include "outbound.h"
-#include "../common/addrtab.h"
 #include "../common/log.h"
 #include "../common/timeutil.h"
 
@@ -72,15 +71,8 @@ drain_close(struct wsp_vhost *vh, struct wsp_session *ss)
     }
     if (payload != NULL)
         outbound_send_last(vh, ss, "reconnect", payload);
-    if (log_get_level() >= LOG_LEVEL_DEBUG) {
-        char who[ADDRTAB_KEY_STRLEN];
-        addrtab_key_format(&ss->addr, vh->conf->ipv6_prefix, who, sizeof(who));
-        LOG_DEBUG_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_STR("client_ip", who),
-                                LOG_NUM("code", LWS_CLOSE_STATUS_GOINGAWAY),
-                                LOG_NUM("after_ms", after)),
-                     "client %s (%s) drained: reconnect after %u ms, close %d", ss->client_id, who,
-                     after, LWS_CLOSE_STATUS_GOINGAWAY);
-    }
+    LOG_DEBUG_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_NUM("after_ms", after)),
+                 "client %s told to reconnect after %u ms", ss->client_id, after);
     wsp_schedule_close(ss, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", 1);
     drain.closed++;
 }

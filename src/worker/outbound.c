@@ -94,13 +94,19 @@ static void
 outbound_cut(struct wsp_vhost *vh, struct wsp_session *ss, _Atomic uint64_t *counter,
              const char *reason)
 {
+    char ip[ADDRTAB_KEY_STRLEN];
+
     WSP_STAT_ADD(vh, slow_disconnects, 1);
     /* What waits is never sent: the close goes first (wsp_schedule_close
      * without flush). */
     WSP_STAT_ADD(vh, dropped_messages, ss->q.len + ss->held.len);
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
-    LOG_INFO("client %s too slow (%u messages, %llu bytes queued): %s; disconnecting",
-             ss->client_id, ss->q.len, (unsigned long long)(ss->q.bytes + ss->held.bytes), reason);
+    wsp_client_ip(ss, ip, sizeof(ip));
+    LOG_INFO_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_STR("client_ip", ip),
+                           LOG_NUM("code", LWS_CLOSE_STATUS_POLICY_VIOLATION)),
+                "client %s (%s) too slow (%u messages, %llu bytes queued): %s; disconnecting",
+                ss->client_id, ip, ss->q.len, (unsigned long long)(ss->q.bytes + ss->held.bytes),
+                reason);
     wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason, 0);
 }
 

@@ -193,7 +193,8 @@ worker_connection_fits(struct worker *w, const struct addrtab_key *key, int per_
     if (log_ratelimit_allow(&w->refused_rl)) {
         char addr[ADDRTAB_KEY_STRLEN];
         addrtab_key_format(key, w->conf.ipv6_prefix, addr, sizeof(addr));
-        LOG_INFO("connection from %s refused: %s reached", addr, limit);
+        LOG_INFO_KV(LOG_FIELDS(LOG_STR("client_ip", addr), LOG_STR("limit", limit)),
+                    "connection from %s refused: %s reached", addr, limit);
     }
     return 0;
 }

@@ -159,6 +159,10 @@ int wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
  */
 void wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flush);
 
+/* ss's client address as the logs show it (its IPv6 prefix for IPv6; the
+ * address behind a trusted proxy), into buf (ADDRTAB_KEY_STRLEN bytes). */
+void wsp_client_ip(const struct wsp_session *ss, char *buf, size_t size);
+
 /* Tear ss's connection down now with a TCP reset (SO_LINGER 0), which frees
  * the kernel's buffers at once: for a peer that is gone or will not read. */
 void wsp_reset(struct wsp_session *ss);
