@@ -179,7 +179,8 @@ struct shm_worker {
      * died, the supervisor folds its counters into shm_retired and zeroes
      * them, active_clients and listening (shm_worker_retire). */
     _Atomic int32_t pid;        /* writer: supervisor (at fork; 0 when dead) */
-    _Atomic uint32_t listening; /* 1 while it accepts and reads the ring */
+    _Atomic uint32_t listening; /* 1 while it takes new clients (0 from its
+                                 * drain on, while it still reads the ring) */
     _Atomic uint64_t active_clients;
     _Atomic uint64_t total_connections;
     _Atomic uint64_t total_messages;   /* messages written to clients */
