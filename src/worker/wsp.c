@@ -175,16 +175,6 @@ wsp_liveness_sweep(struct wsp_vhost *vh, unsigned part, unsigned nparts)
     lws_end_foreach_dll(d);
 }
 
-void
-wsp_close_all(struct wsp_vhost *vh, int code, const char *reason)
-{
-    lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&vh->sessions))
-    {
-        wsp_schedule_close(lws_container_of(d, struct wsp_session, list), code, reason, 1);
-    }
-    lws_end_foreach_dll(d);
-}
-
 static void
 wsp_new_client_id(char *out)
 {

@@ -13,7 +13,7 @@
  *   outbound  what it is sent: queueing, batches, writes, broadcasts
  *   rxguard   the RFC 6455 checks on every byte a client sends
  * This file keeps what ties them together: scheduling a close, pings and
- * the liveness sweep, and shutdown.
+ * the liveness sweep (a stop is drain.c's).
  *
  * Worker role only; single-threaded (the lws service loop).
  */
@@ -177,9 +177,6 @@ void wsp_reset(struct wsp_session *ss);
  * part in turn, nparts times a second, every session is checked about once
  * a second. */
 void wsp_liveness_sweep(struct wsp_vhost *vh, unsigned part, unsigned nparts);
-
-/* Close every session with code and reason (shutdown: 1001). */
-void wsp_close_all(struct wsp_vhost *vh, int code, const char *reason);
 
 /* Called by rxguard for bytes from ss's peer: it is alive (an outstanding
  * ping counts as answered). */

@@ -100,7 +100,7 @@ def test_sigterm_spreads_closes_over_drain_seconds(service):
     assert times[-1] - times[0] >= 0.6 * drain, f"closes span only {times[-1] - times[0]:.2f} s"
     assert times[-1] <= drain + 1.5, f"the last close came {times[-1]:.2f} s after SIGTERM"
     quarters = [sum(1 for t in times if q * drain / 4 <= t < (q + 1) * drain / 4) for q in range(4)]
-    assert all(x >= n // 8 for x in quarters), f"closes per quarter of the window: {quarters}"
+    assert all(x >= n // 10 for x in quarters), f"closes per quarter of the window: {quarters}"
     assert len(set(afters)) > n // 2, f"after_ms not random: {sorted(afters)}"
     assert rc == 0, f"exit status {rc}\n{svc.stderr_text()}"
     assert took <= drain + 3, f"the supervisor exited {took:.2f} s after SIGTERM"
