@@ -145,8 +145,8 @@ def test_upgrades_during_the_drain_get_503(service, r):
     assert live.status == 200 and live.json() == {"status": "alive"}, (live.status, live.body)
     for msgs, code, _ in results:
         check_reconnect_then_close(msgs, code, 5000)
-    late = [(msgs, t) for msgs, _, t in results if t > 1.0]
-    assert late, "every client was closed within a second of SIGTERM"
+    late = [(msgs, t) for msgs, _, t in results if t > 2.0]
+    assert late, "every client was closed within 2 s of SIGTERM"
     for msgs, t in late:
         events = [m["payload"].get("event_id") for m in msgs if m["type"] == "odds_update"]
         assert events == ["during-drain"], f"client closed at {t:.2f} s got {events}"
