@@ -3,6 +3,7 @@
 #include "log.h"
 #include "proxies.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -38,6 +39,9 @@
  */
 static const char *const conf_auth_names[] = {"off", "required", "optional", NULL};
 static const char *const conf_off_on[] = {"off", "on", NULL};
+/* Indexed by enum log_format (log.h): keep in sync. */
+static const char *const conf_log_formats[] = {"text", "json", NULL};
+static_assert(LOG_FORMAT_TEXT == 0 && LOG_FORMAT_JSON == 1, "conf_log_formats follows log.h");
 
 const struct conf_key conf_keys[] = {
     {"SERVER_ADDR", ":8080", 0, "listen address, :PORT (all interfaces) or HOST:PORT",
@@ -54,8 +58,10 @@ const struct conf_key conf_keys[] = {
     {"CONSUMER_GROUP", "ws-broadcaster", 0,
      "consumer group prefix; the group read is <CONSUMER_GROUP>:<CONSUMER_ID>",
      CONF_STRING(consumer_group), .parse = conf_type_parse_name},
-    {"CONSUMER_ID", "broadcaster-1", 0, "this instance's consumer name; unique per instance",
-     CONF_STRING(consumer_id), .parse = conf_type_parse_name},
+    {"CONSUMER_ID", "auto", 0,
+     "this instance's consumer name, unique per instance; auto = <host name>-<port>",
+     CONF_STRING(consumer_id), .parse = conf_type_parse_consumer_id,
+     .format = conf_type_format_consumer_id},
     {"WORKERS", "", 0, "worker processes; empty = number of CPUs", CONF_INT(workers), .min = 1,
      .max = CONF_MAX_WORKERS, .parse = conf_type_parse_workers},
     {"CLIENT_BUFFER", "256", 0, "messages queued per client before it is disconnected",
@@ -157,8 +163,16 @@ const struct conf_key conf_keys[] = {
     {"RESUME_MAX_ENTRIES", "10000", 0,
      "matching entries a resume may replay from Redis; more: a snapshot instead",
      CONF_U32(resume_max_entries, 1, 10000000)},
+    {"DRAIN_SECONDS", "10", 0,
+     "SIGTERM: upgrades get 503 and clients are closed (1001) spread over this many seconds",
+     CONF_U32(drain_seconds, 0, 3600)},
+    {"RECONNECT_JITTER_MS", "5000", 0,
+     "each client closed by a drain is told to reconnect after a random 0..this many ms",
+     CONF_U32(reconnect_jitter_ms, 0, 600000)},
     {"LOG_LEVEL", "info", 1, "error, warn, info or debug", CONF_INT(log_level),
      .parse = conf_type_parse_log_level, .format = conf_type_format_log_level},
+    {"LOG_FORMAT", "text", 0, "text, or json: one JSON object per line",
+     CONF_CHOICE(log_format, conf_log_formats)},
 };
 const size_t conf_nkeys = sizeof(conf_keys) / sizeof(conf_keys[0]);
 
@@ -393,6 +407,34 @@ conf_resolve_auto(struct conf *c)
         c->max_connections_per_ip = c->max_clients_per_ip + 16;
     if (c->conflate_at == 0)
         c->conflate_at = c->client_buffer / 2 > 0 ? c->client_buffer / 2 : 1;
+    if (c->consumer_id[0] == '\0') {
+        char host[CONF_HOST_MAX];
+        /* Without a name the id is still unique per port on this host. */
+        if (gethostname(host, sizeof(host)) != 0)
+            host[0] = '\0';
+        host[sizeof(host) - 1] = '\0';
+        conf_consumer_id(host, c->server_port, c->consumer_id, sizeof(c->consumer_id));
+    }
+}
+
+void
+conf_consumer_id(const char *host, int port, char *buf, size_t size)
+{
+    char suffix[16];
+    size_t n = 0, room;
+
+    snprintf(suffix, sizeof(suffix), "-%d", port);
+    if (host[0] == '\0')
+        host = "localhost";
+    /* ':' is left out too, though names may hold it: the group is
+     * "<CONSUMER_GROUP>:<CONSUMER_ID>", and --groups reads the id back
+     * from after the prefix. */
+    room = size > strlen(suffix) ? size - strlen(suffix) - 1 : 0;
+    for (; host[n] != '\0' && n < room; n++) {
+        unsigned char ch = (unsigned char)host[n];
+        buf[n] = isalnum(ch) || ch == '_' || ch == '-' || ch == '.' ? (char)ch : '-';
+    }
+    snprintf(buf + n, size - n, "%s", suffix);
 }
 
 int

@@ -102,7 +102,13 @@ struct conf {
     uint32_t snapshot_max_keys;  /* keys the snapshot table holds */
     uint32_t opportunity_ttl;    /* seconds an opportunity is in snapshots */
     uint32_t resume_max_entries; /* matching entries replayed from Redis at most */
-    int log_level;               /* enum log_level */
+
+    /* Stopping (README "Operations"). */
+    uint32_t drain_seconds;       /* SIGTERM: clients are closed spread over this many seconds */
+    uint32_t reconnect_jitter_ms; /* ... each told to reconnect after a random 0..this ms */
+
+    int log_level;  /* enum log_level */
+    int log_format; /* enum log_format */
 };
 
 /*
@@ -171,8 +177,19 @@ int conf_check(const struct conf *c, char *err, size_t errlen);
 
 /* Derive the settings left at "auto" (MAX_CONNECTIONS from MAX_CLIENTS,
  * MAX_CONNECTIONS_PER_IP from MAX_CLIENTS_PER_IP, CONFLATE_AT from
- * CLIENT_BUFFER).  conf_load does it. */
+ * CLIENT_BUFFER, CONSUMER_ID from this host's name and SERVER_ADDR's port:
+ * conf_consumer_id).  conf_load does it.  Reads the host name
+ * (gethostname), nothing else. */
 void conf_resolve_auto(struct conf *c);
+
+/* The default CONSUMER_ID for host name `host` and listening port `port`:
+ * "<host>-<port>", each byte of host that a name may not hold (conf's
+ * names: letters, digits, _ - .) replaced by '-', host cut so that the
+ * whole fits CONF_NAME_MAX, "localhost" for an empty host.  Replicas
+ * started from one image or unit get different ids (their host names
+ * differ), so they never share a group by accident.  Into buf (at least
+ * CONF_NAME_MAX bytes).  Pure. */
+void conf_consumer_id(const char *host, int port, char *buf, size_t size);
 
 /* Whether a shared region of region bytes (shm_region_size for c's
  * RING_SIZE, MAX_ENTRY_SIZE and WORKERS) fits in memory of memory bytes,

@@ -465,6 +465,25 @@ conf_type_parse_name(struct conf *c, const struct conf_key *k, const char *value
     return conf_store_string(c, k, value, err, errlen);
 }
 
+/* CONSUMER_ID: a name as above, or "auto" (stored empty, resolved by
+ * conf_resolve_auto from the host name and the port). */
+int
+conf_type_parse_consumer_id(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                            size_t errlen)
+{
+    if (strcmp(value, "auto") == 0)
+        return conf_store_string(c, k, "", err, errlen);
+    return conf_type_parse_name(c, k, value, err, errlen);
+}
+
+int
+conf_type_format_consumer_id(const struct conf *c, const struct conf_key *k, char *buf, size_t size)
+{
+    const char *v = conf_cfield(c, k);
+
+    return snprintf(buf, size, "%s", v[0] != '\0' ? v : "auto") < 0 ? -1 : 0;
+}
+
 /* Text compared with what clients send (Origin): no control characters. */
 int
 conf_type_parse_text(struct conf *c, const struct conf_key *k, const char *value, char *err,

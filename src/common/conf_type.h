@@ -61,6 +61,12 @@ int conf_type_parse_stream(struct conf *c, const struct conf_key *k, const char 
 /* A name as above, not empty. */
 int conf_type_parse_name(struct conf *c, const struct conf_key *k, const char *value, char *err,
                          size_t errlen);
+/* CONSUMER_ID: a name, or "auto" (stored as "" until conf_resolve_auto
+ * derives it; shown as "auto" until then). */
+int conf_type_parse_consumer_id(struct conf *c, const struct conf_key *k, const char *value,
+                                char *err, size_t errlen);
+int conf_type_format_consumer_id(const struct conf *c, const struct conf_key *k, char *buf,
+                                 size_t size);
 /* Text without control characters. */
 int conf_type_parse_text(struct conf *c, const struct conf_key *k, const char *value, char *err,
                          size_t errlen);

@@ -7,6 +7,19 @@
  *
  *   2026-11-25T12:00:00.123Z INFO  worker 2: listening on fd 5
  *
+ * With LOG_FORMAT=json (log_set_format, before the first fork) each line is
+ * one JSON object instead, for log shippers:
+ *
+ *   {"ts":"2026-11-25T12:00:00.123Z","level":"info","role":"worker","worker":2,
+ *    "pid":4242,"msg":"listening on fd 5"}
+ *
+ * plus the key/values the call attached (LOG_INFO_KV and friends: "stream",
+ * "id", "client_ip", "code"...), so a shipper can index them without
+ * parsing the message.  Text lines show the message only: it names the same
+ * things in words.  Every byte of a JSON line is valid UTF-8 (an invalid
+ * byte from untrusted input becomes U+FFFD) and the line is valid JSON even
+ * when cut to size.
+ *
  * Each call formats the whole line into one buffer and issues one write(), so
  * lines from different processes sharing stderr never interleave.  Safe in
  * every role; not async-signal-safe (it calls vsnprintf).
@@ -15,11 +28,18 @@
 #define WSB_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
 enum log_role { LOG_ROLE_SUPERVISOR = 0, LOG_ROLE_INGEST, LOG_ROLE_WORKER, LOG_ROLE_TOOL };
+
+/* LOG_FORMAT's values, in its order (conf.c's names follow this enum). */
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
+
+/* Set once, in the supervisor before the first fork (children inherit it). */
+void log_set_format(enum log_format format);
 
 /* Set the role once after fork; index is the worker number (from 1). */
 void log_set_role(enum log_role role, int index);
@@ -41,6 +61,33 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 
+/*
+ * A key/value attached to one line, for the JSON format: a string (str), or
+ * a number when str is NULL.  Build them with LOG_STR / LOG_NUM and pass
+ * them with LOG_FIELDS, which makes the array and its count:
+ *
+ *   LOG_WARN_KV(LOG_FIELDS(LOG_STR("stream", name), LOG_STR("id", id)),
+ *               "invalid entry %s %s: %s; skipped", name, id, err);
+ *
+ * The pointers are read during the call only.  A NULL string is shown as "".
+ * Keys are the caller's constants, never input (they are not escaped).
+ */
+struct log_field {
+    const char *key;
+    const char *str;
+    long long num;
+};
+#define LOG_STR(k, v) ((struct log_field){(k), (v) != NULL ? (v) : "", 0})
+#define LOG_NUM(k, v) ((struct log_field){(k), NULL, (long long)(v)})
+#define LOG_FIELDS(...)                                                                            \
+    (const struct log_field[]){__VA_ARGS__},                                                       \
+        sizeof((const struct log_field[]){__VA_ARGS__}) / sizeof(struct log_field)
+
+void log_msg_kv(enum log_level level, const struct log_field *fields, size_t nfields,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void log_vmsg_kv(enum log_level level, const struct log_field *fields, size_t nfields,
+                 const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
 /* libwebsockets' log sink, installed with lws_set_log_level(). */
 void log_lws_emit(int lws_level, const char *line);
 
@@ -51,6 +98,15 @@ void log_lws_emit(int lws_level, const char *line);
     do {                                                                                           \
         if (log_get_level() >= LOG_LEVEL_DEBUG)                                                    \
             log_msg(LOG_LEVEL_DEBUG, __VA_ARGS__);                                                 \
+    } while (0)
+/* The same with key/values: the first argument is LOG_FIELDS(...). */
+#define LOG_ERROR_KV(fields, ...) log_msg_kv(LOG_LEVEL_ERROR, fields, __VA_ARGS__)
+#define LOG_WARN_KV(fields, ...)  log_msg_kv(LOG_LEVEL_WARN, fields, __VA_ARGS__)
+#define LOG_INFO_KV(fields, ...)  log_msg_kv(LOG_LEVEL_INFO, fields, __VA_ARGS__)
+#define LOG_DEBUG_KV(fields, ...)                                                                  \
+    do {                                                                                           \
+        if (log_get_level() >= LOG_LEVEL_DEBUG)                                                    \
+            log_msg_kv(LOG_LEVEL_DEBUG, fields, __VA_ARGS__);                                      \
     } while (0)
 
 /*

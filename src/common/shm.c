@@ -23,6 +23,10 @@ static_assert(sizeof(struct shm_header) == RING_CACHELINE, "header is one cache 
 static_assert(sizeof(struct shm_ingest) == RING_CACHELINE, "ingest stats: one line");
 static_assert(sizeof(struct shm_epoch) == RING_CACHELINE, "epoch: one line");
 static_assert(sizeof(struct shm_retired) <= 3 * RING_CACHELINE, "retired totals: three lines");
+static_assert(sizeof(struct shm_drain) == RING_CACHELINE &&
+                  offsetof(struct shm, drain) % RING_CACHELINE == 0,
+              "drain state: a line of its own");
+static_assert(offsetof(struct shm_drain, draining) == 16, "drain: the flag after the times");
 /* Each part on its own page: mprotect() works on pages, and a part that
  * shared a page with another role's could not be made read-only alone. */
 static_assert(offsetof(struct shm, ingest) % SHM_PAGE == 0, "ingest part starts a page");
@@ -294,6 +298,40 @@ uint32_t
 shm_nworkers(const struct shm *s)
 {
     return shm_local(s)->nworkers;
+}
+
+int
+shm_draining(const struct shm *s, uint64_t *started_ms, uint64_t *deadline_mono_ms)
+{
+    struct shm_drain *d = (struct shm_drain *)&s->drain;
+
+    /* acquire: pairs with the release in shm_drain_begin, so the times
+     * stored before the flag are seen with it. */
+    if (!atomic_load_explicit(&d->draining, memory_order_acquire))
+        return 0;
+    if (started_ms != NULL)
+        *started_ms = atomic_load_explicit(&d->started_ms, memory_order_relaxed);
+    if (deadline_mono_ms != NULL)
+        *deadline_mono_ms = atomic_load_explicit(&d->deadline_mono_ms, memory_order_relaxed);
+    return 1;
+}
+
+void
+shm_drain_begin(struct shm *s, uint64_t started_ms, uint64_t deadline_mono_ms)
+{
+    struct shm_drain *d = &s->drain;
+
+    if (atomic_load_explicit(&d->draining, memory_order_relaxed)) {
+        /* A second signal: sooner, never later.  Relaxed: the workers read
+         * it after the SIGTERM that follows. */
+        if (deadline_mono_ms < atomic_load_explicit(&d->deadline_mono_ms, memory_order_relaxed))
+            atomic_store_explicit(&d->deadline_mono_ms, deadline_mono_ms, memory_order_relaxed);
+        return;
+    }
+    atomic_store_explicit(&d->started_ms, started_ms, memory_order_relaxed);
+    atomic_store_explicit(&d->deadline_mono_ms, deadline_mono_ms, memory_order_relaxed);
+    /* release: pairs with the acquire in shm_draining. */
+    atomic_store_explicit(&d->draining, 1, memory_order_release);
 }
 
 static int

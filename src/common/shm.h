@@ -9,6 +9,7 @@
  *
  *   supervisor  struct shm_header      magic, version, sizes (before fork)
  *               struct shm_retired     totals of workers that died
+ *               struct shm_drain       whether the instance is draining (stop)
  *   ingest      struct shm_ingest      ingest stats and state (pid, restarts,
  *                                        streams_since_ms: supervisor)
  *               struct shm_stream[]    stream names and last Redis ids
@@ -47,7 +48,7 @@
 #include <stdint.h>
 
 #define SHM_MAGIC       0x57534252494e4731ULL /* "WSBRING1" */
-#define SHM_VERSION     3
+#define SHM_VERSION     4
 #define SHM_MAX_WORKERS 64
 /* Two whole configurations (CONF_MAX_SPORTS + 1 streams each; checked in
  * shm.c) and as much again: a reload that replaces every stream fits even
@@ -128,6 +129,32 @@ struct shm_retired {
 };
 
 /*
+ * The stop of the instance (README "Operations"): SIGTERM or SIGINT starts
+ * a drain, in which upgrades are refused with 503 and the clients are
+ * closed (1001, after a `reconnect` message) spread until deadline_mono_ms.
+ *
+ * writer: supervisor, when the signal arrives, before it forwards SIGTERM
+ * to the workers; a second signal moves deadline_mono_ms to that moment
+ * (the drain ends early).  Never cleared: a drain ends with the processes.
+ * readers: every worker (its closes are paced to deadline_mono_ms, read
+ * again at each SIGTERM it gets), and anything that must say "not ready"
+ * the moment a stop begins, without waiting for a signal to reach a worker:
+ * /readyz answers 503 once `draining` is 1.
+ *
+ * The times are stored first (relaxed), then draining = 1 with release; a
+ * reader loads draining with acquire and, if it is 1, sees both times.  A
+ * later store to deadline_mono_ms is relaxed and followed by the SIGTERM
+ * that makes the workers read it (the kill() is the ordering).
+ */
+struct shm_drain {
+    _Atomic uint64_t started_ms;       /* epoch ms the drain began (0: none) */
+    _Atomic uint64_t deadline_mono_ms; /* CLOCK_MONOTONIC ms (the same in every process of the
+                                        * host) by which every client is to be closed */
+    _Atomic uint32_t draining;         /* 1 from the first SIGTERM/SIGINT on */
+    uint8_t pad[RING_CACHELINE - 20];
+};
+
+/*
  * One row per stream the ingest reads or has read; a frame names its stream
  * by row index.  writer: ingest.  A row is given to another stream (renamed)
  * only when its stream is no longer configured and no frame naming it is
@@ -152,7 +179,8 @@ struct shm_worker {
      * died, the supervisor folds its counters into shm_retired and zeroes
      * them, active_clients and listening (shm_worker_retire). */
     _Atomic int32_t pid;        /* writer: supervisor (at fork; 0 when dead) */
-    _Atomic uint32_t listening; /* 1 while it accepts and reads the ring */
+    _Atomic uint32_t listening; /* 1 while it takes new clients (0 from its
+                                 * drain on, while it still reads the ring) */
     _Atomic uint64_t active_clients;
     _Atomic uint64_t total_connections;
     _Atomic uint64_t total_messages;   /* messages written to clients */
@@ -211,6 +239,7 @@ struct shm {
     /* supervisor */
     struct shm_header hdr;
     struct shm_retired retired;
+    _Alignas(RING_CACHELINE) struct shm_drain drain;
     _Alignas(RING_CACHELINE) struct shm_addrtabs addrtabs;
     /* ingest */
     _Alignas(SHM_PAGE) struct shm_ingest ingest;
@@ -281,6 +310,16 @@ struct ring *shm_ring(const struct shm *s);
 
 /* Worker slots in use, from this process's copy.  Any role. */
 uint32_t shm_nworkers(const struct shm *s);
+
+/* 1 if a drain has begun (struct shm_drain), with when it began (epoch ms)
+ * and its deadline (monotonic ms) in the pointers (either may be NULL);
+ * else 0, the pointers untouched.  Any role. */
+int shm_draining(const struct shm *s, uint64_t *started_ms, uint64_t *deadline_mono_ms);
+
+/* Supervisor: a drain begins now (epoch ms started_ms), to end by
+ * deadline_mono_ms; called again, only the deadline moves (never later
+ * than it was). */
+void shm_drain_begin(struct shm *s, uint64_t started_ms, uint64_t deadline_mono_ms);
 
 /*
  * Row of stream `name`, giving it one if it has none: a never-used row, or

@@ -101,9 +101,10 @@ ingest_assign_row(struct ingest *in, struct ingest_stream *st)
     st->shm_index = shm_stream_index(in->shm, st->name, names, (size_t)in->nstreams);
     if (st->shm_index < 0) {
         if (log_ratelimit_allow(&in->error_rl))
-            LOG_ERROR("no free row in the stream table (%d rows) for %s; not reading it, "
-                      "retrying in %d s",
-                      SHM_MAX_STREAMS, st->name, INGEST_STREAM_RETRY_MS / 1000);
+            LOG_ERROR_KV(LOG_FIELDS(LOG_STR("stream", st->name)),
+                         "no free row in the stream table (%d rows) for %s; not reading it, "
+                         "retrying in %d s",
+                         SHM_MAX_STREAMS, st->name, INGEST_STREAM_RETRY_MS / 1000);
         st->disabled_until_ms = time_mono_ms() + INGEST_STREAM_RETRY_MS;
         return -1;
     }
@@ -227,13 +228,16 @@ ingest_ensure_group(struct ingest *in, struct ingest_stream *st)
         return -1;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "BUSYGROUP", 9) != 0) {
         if (log_ratelimit_allow(&in->error_rl))
-            LOG_ERROR("XGROUP CREATE %s %s %s failed: %s; not reading %s for %d s", st->name,
-                      in->group, at, r->str, st->name, INGEST_STREAM_RETRY_MS / 1000);
+            LOG_ERROR_KV(LOG_FIELDS(LOG_STR("stream", st->name), LOG_STR("group", in->group)),
+                         "XGROUP CREATE %s %s %s failed: %s; not reading %s for %d s", st->name,
+                         in->group, at, r->str, st->name, INGEST_STREAM_RETRY_MS / 1000);
         st->disabled_until_ms = time_mono_ms() + INGEST_STREAM_RETRY_MS;
         rc = 1;
     } else {
         if (r->type != REDIS_REPLY_ERROR) {
-            LOG_INFO("created consumer group %s on %s at %s", in->group, st->name, at);
+            LOG_INFO_KV(LOG_FIELDS(LOG_STR("stream", st->name), LOG_STR("group", in->group),
+                                   LOG_STR("id", at)),
+                        "created consumer group %s on %s at %s", in->group, st->name, at);
             if (atomic_load_explicit(grouped, memory_order_relaxed))
                 ingest_note_loss(in, st);
         }
@@ -317,8 +321,9 @@ ingest_connect(struct ingest *in)
         if (ingest_load_history(in, &in->streams[i]) != 0)
             return -1;
     }
-    LOG_INFO("connected to redis %s; reading %d streams with group %s", in->redis_shown,
-             in->nstreams, in->group);
+    LOG_INFO_KV(LOG_FIELDS(LOG_STR("group", in->group)),
+                "connected to redis %s; reading %d streams with group %s", in->redis_shown,
+                in->nstreams, in->group);
     return 0;
 }
 
@@ -613,8 +618,9 @@ ingest_load_history(struct ingest *in, struct ingest_stream *st)
             break;
     }
     if (loaded >= INGEST_HISTORY_MAX)
-        LOG_WARN("%s: loaded the table from the first %d entries of its history only", st->name,
-                 INGEST_HISTORY_MAX);
+        LOG_WARN_KV(LOG_FIELDS(LOG_STR("stream", st->name)),
+                    "%s: loaded the table from the first %d entries of its history only", st->name,
+                    INGEST_HISTORY_MAX);
     /* In ring order: the stream's position is the group's start now. */
     meta = (struct ring_frame_meta){(uint32_t)st->shm_index, upto.ms, upto.seq, RING_KIND_HISTORY};
     atomic_store_explicit(&row->last_frame, seq + 1, memory_order_relaxed);
@@ -628,8 +634,9 @@ ingest_load_history(struct ingest *in, struct ingest_stream *st)
         atomic_store_explicit(&row->last_seq, upto.seq, memory_order_relaxed);
     }
     ingest_wake_workers(in);
-    LOG_INFO("%s: %llu entries of history read, %llu keys kept for snapshots", st->name,
-             (unsigned long long)loaded, (unsigned long long)kept);
+    LOG_INFO_KV(LOG_FIELDS(LOG_STR("stream", st->name)),
+                "%s: %llu entries of history read, %llu keys kept for snapshots", st->name,
+                (unsigned long long)loaded, (unsigned long long)kept);
     return 0;
 }
 
@@ -705,7 +712,9 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
     if (streamid_parse(id->str, id->len, &sid) != 0) {
         STAT_ADD(invalid_entries, 1);
         if (log_ratelimit_allow(&in->invalid_rl))
-            LOG_WARN("entry %s with a malformed id %.*s; skipped", st->name, (int)id->len, id->str);
+            LOG_WARN_KV(LOG_FIELDS(LOG_STR("stream", st->name), LOG_STR("id", id->str)),
+                        "entry %s with a malformed id %.*s; skipped", st->name, (int)id->len,
+                        id->str);
         return 0;
     }
     if (pending && streamid_cmp(&sid, &st->last) <= 0) {
@@ -718,7 +727,8 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
                             sizeof(err)) != 0) {
         STAT_ADD(invalid_entries, 1);
         if (log_ratelimit_allow(&in->invalid_rl))
-            LOG_WARN("invalid entry %s %s: %s; skipped", st->name, id->str, err);
+            LOG_WARN_KV(LOG_FIELDS(LOG_STR("stream", st->name), LOG_STR("id", id->str)),
+                        "invalid entry %s %s: %s; skipped", st->name, id->str, err);
         return 0;
     }
     meta.stream = (uint32_t)st->shm_index;

@@ -1,6 +1,8 @@
 /*
  * ws-broadcaster: command line, configuration, then the supervisor.
  */
+#include "groups.h"
+#include "probe.h"
 #include "sup.h"
 #include "../worker/auth.h"
 #include "../common/conf.h"
@@ -18,6 +20,8 @@ usage(FILE *out)
 {
     fprintf(out,
             "Usage: ws-broadcaster [-c PATH] [-t] [--help] [--version]\n"
+            "       ws-broadcaster [-c PATH] --groups | --groups-delete-idle DURATION\n"
+            "       ws-broadcaster --probe URL\n"
             "\n"
             "Streams normalized odds from Redis Streams to WebSocket clients.\n"
             "\n"
@@ -25,15 +29,25 @@ usage(FILE *out)
             "                     used if present); environment variables of the\n"
             "                     same names override it\n"
             "  -t, --test         check the configuration and exit (0 if valid)\n"
+            "  --groups           list this service's consumer groups (CONSUMER_GROUP\n"
+            "                     prefix) on the configured streams: consumers,\n"
+            "                     pending entries, idle time\n"
+            "  --groups-delete-idle DURATION\n"
+            "                     delete those whose consumers have all been idle\n"
+            "                     longer than DURATION (90s, 30m, 1h, 2d), never this\n"
+            "                     configuration's own (CONSUMER_ID)\n"
+            "  --probe URL        GET an http:// URL (within %d ms); exit 0 on a 2xx\n"
+            "                     answer, 1 otherwise (a health check without curl)\n"
             "  -h, --help         show this help\n"
             "  -v, --version      show the version\n"
             "\n"
             "Settings (default):\n",
-            CONF_DEFAULT_PATH);
+            CONF_DEFAULT_PATH, PROBE_TIMEOUT_MS);
     for (size_t i = 0; i < conf_nkeys; i++)
         fprintf(out, "  %-22s %s (%s)\n", conf_keys[i].name, conf_keys[i].help,
                 conf_keys[i].default_value[0] ? conf_keys[i].default_value : "empty");
-    fprintf(out, "\nSignals: SIGHUP reloads SPORTS and LOG_LEVEL; SIGTERM/SIGINT stop.\n");
+    fprintf(out, "\nSignals: SIGHUP reloads SPORTS and LOG_LEVEL; SIGTERM/SIGINT drain and stop\n"
+                 "(a second one ends the drain at once).\n");
 }
 
 /*
@@ -80,7 +94,8 @@ int
 main(int argc, char **argv)
 {
     const char *path = NULL;
-    int test_only = 0;
+    int test_only = 0, groups = 0, groups_delete = 0;
+    uint64_t idle_ms = 0;
     struct conf conf;
     char err[512];
 
@@ -94,6 +109,21 @@ main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "-t") == 0 || strcmp(a, "--test") == 0) {
             test_only = 1;
+        } else if (strcmp(a, "--probe") == 0 && i + 1 < argc) {
+            /* No configuration: a health check must work wherever the
+             * binary does. */
+            return probe_run(argv[i + 1], PROBE_TIMEOUT_MS);
+        } else if (strcmp(a, "--groups") == 0) {
+            groups = 1;
+        } else if (strcmp(a, "--groups-delete-idle") == 0 && i + 1 < argc) {
+            if (groups_parse_duration(argv[++i], &idle_ms) != 0) {
+                fprintf(stderr,
+                        "ws-broadcaster: --groups-delete-idle: '%s' is not a duration above 0 "
+                        "(90s, 30m, 1h, 2d, 1h30m)\n",
+                        argv[i]);
+                return 2;
+            }
+            groups = groups_delete = 1;
         } else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
         } else if (strncmp(a, "--config=", 9) == 0) {
@@ -105,6 +135,14 @@ main(int argc, char **argv)
         }
     }
 
+    if (groups) {
+        /* Only what Redis needs: no memory to map, no keys to read. */
+        if (conf_load(&conf, path, err, sizeof(err)) != 0) {
+            fprintf(stderr, "ws-broadcaster: invalid configuration: %s\n", err);
+            return SUP_EXIT_CONFIG;
+        }
+        return groups_main(&conf, groups_delete, idle_ms);
+    }
     if (conf_load(&conf, path, err, sizeof(err)) != 0 ||
         main_check_memory(&conf, err, sizeof(err)) != 0 ||
         auth_check_config(&conf, err, sizeof(err)) != 0) {

@@ -71,7 +71,8 @@ struct sup {
     int signal_fd;
     int timer_fd;
     int stopping;
-    uint64_t stop_deadline;
+    uint64_t stop_deadline; /* monotonic: SIGKILL for what is left (0: no stop begun) */
+    int ingest_stopped;     /* the ingest has been sent SIGTERM (after the workers left) */
     int exit_status;
     int ready_sent;
 };
@@ -311,6 +312,13 @@ sup_reap(struct sup *sp)
         }
         if (sp->stopping) {
             LOG_INFO("%s (pid %d) exited", role, (int)pid);
+            /* Nobody will accept on its listener again: closed, it leaves the
+             * SO_REUSEPORT group, and the kernel hands new connections to
+             * the workers still draining, which answer them (503). */
+            if (ch->role == SUP_ROLE_WORKER && ch->listen_fd >= 0) {
+                close(ch->listen_fd);
+                ch->listen_fd = -1;
+            }
             continue;
         }
         if (WIFEXITED(status))
@@ -524,15 +532,90 @@ sup_check_ready(struct sup *sp)
 }
 
 static void
-sup_begin_stop(struct sup *sp, const char *why)
+sup_signal_workers(struct sup *sp, int sig)
 {
-    if (sp->stopping && sp->stop_deadline != 0)
+    for (int i = 0; i < sp->nchildren; i++) {
+        struct sup_child *ch = &sp->children[i];
+        if (ch->role == SUP_ROLE_WORKER && ch->pid > 0 && kill(ch->pid, sig) != 0 && errno != ESRCH)
+            LOG_WARN("kill(worker %d, %d) failed: %s", ch->index, sig, strerror(errno));
+    }
+}
+
+static int
+sup_workers_alive(const struct sup *sp)
+{
+    int n = 0;
+
+    for (int i = 0; i < sp->nchildren; i++)
+        n += sp->children[i].role == SUP_ROLE_WORKER && sp->children[i].pid > 0;
+    return n;
+}
+
+/*
+ * Begin the stop, draining for drain_ms (README "Operations"): the drain
+ * flag and deadline go into shared memory first (so /readyz and every
+ * worker's upgrade check see it at once), then the workers get SIGTERM and
+ * close their clients spread until the deadline.  The ingest keeps feeding
+ * them meanwhile: it is stopped once the last worker has gone
+ * (sup_stop_ingest).  What is still running at stop_deadline is killed:
+ * the drain, the CLOSE_TIMEOUT of the clients closed last, and
+ * SUP_STOP_DEADLINE_MS for the processes to exit.
+ *
+ * A second SIGTERM or SIGINT during the drain ends it now: the deadline in
+ * shared memory becomes this moment and the workers, signalled again,
+ * close the clients they have left at once (each still told to
+ * reconnect).  An operator who wants out sooner than DRAIN_SECONDS (a
+ * second Ctrl-C, `systemctl kill`) gets it without losing the orderly
+ * close; SIGKILL remains for a stop that must not wait at all.
+ */
+static void
+sup_begin_stop(struct sup *sp, const char *why, uint64_t drain_ms)
+{
+    uint64_t now = time_mono_ms(), close_ms = (uint64_t)sp->conf.close_timeout * 1000;
+    struct shm_totals t;
+
+    if (sp->stop_deadline != 0) {
+        uint64_t deadline;
+        if (!shm_draining(sp->shm, NULL, &deadline) || deadline <= now || sp->ingest_stopped)
+            return; /* nothing left to shorten */
+        LOG_INFO_KV(LOG_FIELDS(LOG_STR("signal", why)),
+                    "%s during the drain: ending it now; the remaining clients are closed at once",
+                    why);
+        shm_drain_begin(sp->shm, 0, now);
+        if (now + close_ms + SUP_STOP_DEADLINE_MS < sp->stop_deadline)
+            sp->stop_deadline = now + close_ms + SUP_STOP_DEADLINE_MS;
+        sup_signal_workers(sp, SIGTERM);
         return;
-    LOG_INFO("%s: stopping", why);
+    }
     sp->stopping = 1;
-    sp->stop_deadline = time_mono_ms() + SUP_STOP_DEADLINE_MS;
+    shm_drain_begin(sp->shm, time_now_ms(), now + drain_ms);
+    sp->stop_deadline = now + drain_ms + close_ms + SUP_STOP_DEADLINE_MS;
     (void)sd_notify(0, "STOPPING=1");
-    sup_signal_children(sp, SIGTERM);
+    shm_totals(sp->shm, &t);
+    LOG_INFO_KV(LOG_FIELDS(LOG_STR("signal", why), LOG_NUM("clients", t.active_clients),
+                           LOG_NUM("drain_ms", drain_ms)),
+                "%s: stopping: draining %llu clients over %llu ms (upgrades refused with 503)", why,
+                (unsigned long long)t.active_clients, (unsigned long long)drain_ms);
+    sup_signal_workers(sp, SIGTERM);
+}
+
+/* Once no worker is left, the ingest has nobody to feed: stop it. */
+static void
+sup_stop_ingest(struct sup *sp)
+{
+    uint64_t now = time_mono_ms();
+
+    if (sp->ingest_stopped || sup_workers_alive(sp) > 0)
+        return;
+    sp->ingest_stopped = 1;
+    for (int i = 0; i < sp->nchildren; i++) {
+        struct sup_child *ch = &sp->children[i];
+        if (ch->role == SUP_ROLE_INGEST && ch->pid > 0 && kill(ch->pid, SIGTERM) != 0 &&
+            errno != ESRCH)
+            LOG_WARN("kill(ingest, SIGTERM) failed: %s", strerror(errno));
+    }
+    if (now + SUP_STOP_DEADLINE_MS < sp->stop_deadline)
+        sp->stop_deadline = now + SUP_STOP_DEADLINE_MS;
 }
 
 static int
@@ -621,6 +704,7 @@ sup_run(const struct conf *c, const char *conf_path)
     sp->conf = *c;
     sp->conf_path = conf_path;
     log_set_role(LOG_ROLE_SUPERVISOR, 0);
+    log_set_format((enum log_format)c->log_format);
     log_set_level((enum log_level)c->log_level);
     if (prctl(PR_SET_NAME, "wsb-supervisor") != 0)
         LOG_WARN("prctl(PR_SET_NAME) failed: %s", strerror(errno));
@@ -658,7 +742,8 @@ sup_run(const struct conf *c, const char *conf_path)
                 break;
             case SIGTERM:
             case SIGINT:
-                sup_begin_stop(sp, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+                sup_begin_stop(sp, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT",
+                               (uint64_t)sp->conf.drain_seconds * 1000);
                 break;
             default:
                 break;
@@ -666,11 +751,14 @@ sup_run(const struct conf *c, const char *conf_path)
         }
         sup_reap(sp);
         if (sp->stopping && sp->stop_deadline == 0)
-            sup_begin_stop(sp, "a child cannot run");
+            sup_begin_stop(sp, "a child cannot run", 0); /* no drain: it cannot go on */
         now = time_mono_ms();
         if (sp->stopping) {
+            sup_stop_ingest(sp);
             if (now >= sp->stop_deadline && sup_alive(sp) > 0) {
-                LOG_WARN("children still running after %d ms; killing them", SUP_STOP_DEADLINE_MS);
+                LOG_WARN("children still running past the stop deadline (the drain, "
+                         "CLOSE_TIMEOUT and %d ms); killing them",
+                         SUP_STOP_DEADLINE_MS);
                 sup_signal_children(sp, SIGKILL);
                 sp->stop_deadline = now + 1000;
             }

@@ -22,8 +22,15 @@
  * on.
  * Children ignore SIGHUP (one sent to the process group must not kill
  * them).
- * SIGTERM/SIGINT: children get SIGTERM, workers close their clients with
- * 1001, and the supervisor exits 0 once they are gone (SIGKILL after 5 s).
+ * SIGTERM/SIGINT drain (README "Operations"): the drain flag and deadline
+ * go into shared memory (struct shm_drain), then the workers get SIGTERM,
+ * refuse upgrades with 503 and close their clients (a `reconnect` message,
+ * then 1001) spread over DRAIN_SECONDS; the ingest is stopped once the last
+ * worker has gone, and the supervisor exits 0 when it has.  A second
+ * signal ends the drain at once.  Whatever still runs DRAIN_SECONDS +
+ * CLOSE_TIMEOUT + 5 s after the first signal is killed.  A worker that exits
+ * during a stop has its listener closed, so new connections go to the
+ * workers still draining.
  */
 #ifndef WSB_SUP_H
 #define WSB_SUP_H

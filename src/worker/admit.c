@@ -41,6 +41,12 @@ admit_origin_listed(const char *list, const char *origin)
 }
 
 static int
+admit_draining(struct wsp_vhost *vh)
+{
+    return vh->stopping || shm_draining(vh->shm, NULL, NULL);
+}
+
+static int
 admit_path_is_ws(struct lws *wsi)
 {
     char uri[64];
@@ -105,7 +111,8 @@ admit_table_add(struct wsp_vhost *vh, const struct addrtab_key *key, enum addrta
     if (log_ratelimit_allow(&admit_full_rl)) {
         char who[ADDRTAB_KEY_STRLEN];
         addrtab_key_format(key, vh->conf->ipv6_prefix, who, sizeof(who));
-        LOG_WARN("address table full (%u entries, MAX_CONNECTIONS): refusing %s", t.nslots, who);
+        LOG_WARN_KV(LOG_FIELDS(LOG_STR("client_ip", who)),
+                    "address table full (%u entries, MAX_CONNECTIONS): refusing %s", t.nslots, who);
     }
     return -1;
 }
@@ -256,7 +263,8 @@ admit_refuse(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *ke
         char who[ADDRTAB_KEY_STRLEN] = "?";
         if (key != NULL)
             addrtab_key_format(key, vh->conf->ipv6_prefix, who, sizeof(who));
-        LOG_DEBUG("upgrade from %s refused: %u %s", who, status, why);
+        LOG_DEBUG_KV(LOG_FIELDS(LOG_STR("client_ip", who), LOG_NUM("status", status)),
+                     "upgrade from %s refused: %u %s", who, status, why);
     }
     if (n > 0 && (size_t)n < sizeof(resp) &&
         send(lws_get_socket_fd(wsi), resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
@@ -341,7 +349,9 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
     struct addrtab_key key;
     int fresh;
 
-    if (vh->stopping)
+    /* The shared flag as well as the worker's own: the supervisor sets it
+     * before its SIGTERM reaches this worker. */
+    if (admit_draining(vh))
         return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "shutting down");
     if (!admit_path_is_ws(wsi))
         return admit_refuse(vh, wsi, NULL, 404, "Not Found", "the WebSocket endpoint is /ws");
@@ -378,7 +388,7 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
 int
 admit_filter(struct wsp_vhost *vh, struct lws *wsi)
 {
-    return vh->stopping || !admit_path_is_ws(wsi);
+    return admit_draining(vh) || !admit_path_is_ws(wsi);
 }
 
 void

@@ -3,7 +3,8 @@
  * clients that are.
  *
  * An upgrade is refused with a real HTTP status (not a hang-up) when the
- * worker is stopping (503), the path is not /ws (404), the Origin is not in
+ * instance is draining (503: the supervisor's shm drain flag, or this
+ * worker's own stop), the path is not /ws (404), the Origin is not in
  * ALLOWED_ORIGINS (403), the instance has MAX_CLIENTS (503), the client's
  * address has MAX_CLIENTS_PER_IP (429) across all workers, or this worker's
  * address table has no room for a new address (503, counted and logged;
@@ -37,7 +38,7 @@
  * counted), or -1 after writing the refusal (lws then hangs up). */
 int admit_upgrade(struct wsp_vhost *vh, struct lws *wsi);
 
-/* lws's FILTER_PROTOCOL_CONNECTION: non-zero refuses (not /ws, or stopping). */
+/* lws's FILTER_PROTOCOL_CONNECTION: non-zero refuses (not /ws, or draining). */
 int admit_filter(struct wsp_vhost *vh, struct lws *wsi);
 
 /* ESTABLISHED: move wsi's reservation into ss (ss->addr, ss->reserved).

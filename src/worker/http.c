@@ -67,6 +67,11 @@ http_request(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss, cons
         } else {
             rc = metrics_json(vh->shm, &body);
         }
+    } else if (strcmp(path, "/livez") == 0) {
+        /* Liveness only: this process answers.  Whether it should get
+         * traffic (Redis, a drain) is /health's and /readyz's question. */
+        static const char alive[] = "{\"status\":\"alive\"}";
+        return http_respond(wsi, ss, 200, "application/json", alive, sizeof(alive) - 1, NULL);
     } else if (strcmp(path, "/ws") == 0) {
         return http_respond_error(wsi, ss, 426, "WebSocket upgrade required", "websocket");
     } else {

@@ -3,7 +3,9 @@
  *
  * GET /health and GET /metrics (JSON, or Prometheus text when asked for with
  * ?format=prometheus or an Accept header) are answered from shared memory by
- * any worker, for the whole instance; GET /ws without an upgrade gets 426,
+ * any worker, for the whole instance; GET /livez is 200 {"status":"alive"}
+ * whenever a worker answers at all (a container's liveness probe: it says
+ * nothing of Redis or of a drain); GET /ws without an upgrade gets 426,
  * anything else 404, a method other than GET 405.  Every reply is
  * Cache-Control: no-store.  Headers go out at once, the body at the next
  * HTTP_WRITEABLE; the connection then waits for its next request (keep-alive).

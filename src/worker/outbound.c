@@ -94,13 +94,19 @@ static void
 outbound_cut(struct wsp_vhost *vh, struct wsp_session *ss, _Atomic uint64_t *counter,
              const char *reason)
 {
+    char ip[ADDRTAB_KEY_STRLEN];
+
     WSP_STAT_ADD(vh, slow_disconnects, 1);
     /* What waits is never sent: the close goes first (wsp_schedule_close
      * without flush). */
     WSP_STAT_ADD(vh, dropped_messages, ss->q.len + ss->held.len);
     atomic_fetch_add_explicit(counter, 1, memory_order_relaxed);
-    LOG_INFO("client %s too slow (%u messages, %llu bytes queued): %s; disconnecting",
-             ss->client_id, ss->q.len, (unsigned long long)(ss->q.bytes + ss->held.bytes), reason);
+    wsp_client_ip(ss, ip, sizeof(ip));
+    LOG_INFO_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_STR("client_ip", ip),
+                           LOG_NUM("code", LWS_CLOSE_STATUS_POLICY_VIOLATION)),
+                "client %s (%s) too slow (%u messages, %llu bytes queued): %s; disconnecting",
+                ss->client_id, ip, ss->q.len, (unsigned long long)(ss->q.bytes + ss->held.bytes),
+                reason);
     wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, reason, 0);
 }
 
@@ -330,6 +336,33 @@ outbound_send_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *
     char *buf = encode_message(type, payload, time_now_ms(), OUTQ_HEADROOM, &len);
 
     outbound_send_owned(vh, ss, buf, len);
+}
+
+void
+outbound_send_last(struct wsp_vhost *vh, struct wsp_session *ss, const char *type, cJSON *payload)
+{
+    size_t len = 0;
+    char *buf;
+    struct outq_msg *m;
+
+    if (ss->close_code != 0) {
+        cJSON_Delete(payload);
+        return;
+    }
+    buf = encode_message(type, payload, time_now_ms(), OUTQ_HEADROOM, &len);
+    if (buf == NULL || (m = outq_msg_adopt(buf, len)) == NULL)
+        return;
+    /* No limit: it is the last message (the close frame follows it the
+     * same way), so the queue cannot grow by more than it. */
+    if (outq_push(&ss->q, m, UINT32_MAX) == 0) {
+        ss->messages_queued++;
+        if (ss->q.len == 1 && !lws_partial_buffered(ss->wsi))
+            ss->progress_ms = time_mono_ms();
+        lws_callback_on_writable(ss->wsi);
+    } else {
+        WSP_STAT_ADD(vh, dropped_messages, 1); /* out of memory */
+    }
+    outq_msg_unref(m);
 }
 
 void

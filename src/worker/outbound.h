@@ -41,6 +41,14 @@ void outbound_enqueue(struct wsp_vhost *vh, struct wsp_session *ss, struct outq_
 void outbound_send_message(struct wsp_vhost *vh, struct wsp_session *ss, const char *type,
                            cJSON *payload);
 
+/* The last message before a close (a drain's `reconnect`): a "type"
+ * message with payload (consumed; NULL means {}) queued to ss whatever its
+ * queue holds, beyond CLIENT_BUFFER and never conflated away, so that a
+ * client with a full queue is not cut off (1008) for it.  Nothing is queued
+ * if ss is closing already or memory ran out. */
+void outbound_send_last(struct wsp_vhost *vh, struct wsp_session *ss, const char *type,
+                        cJSON *payload);
+
 /* An "error" message {code, message} to ss alone; counted in client_errors. */
 void outbound_send_error(struct wsp_vhost *vh, struct wsp_session *ss, const char *code,
                          const char *message);

@@ -1,6 +1,7 @@
 #include "worker.h"
 #include "admit.h"
 #include "auth.h"
+#include "drain.h"
 #include "feed.h"
 #include "outbound.h"
 #include "replay.h"
@@ -43,7 +44,9 @@
 /* The once-a-second sweep of the sessions, in this many parts spread over
  * the second (wsp_liveness_sweep). */
 #define WORKER_SWEEP_PARTS      10
-#define WORKER_STOP_GRACE_US    (2 * LWS_USEC_PER_SEC)
+/* After the drain's deadline, the clients closed last have CLOSE_TIMEOUT
+ * to finish; this much more and the worker exits whatever is left. */
+#define WORKER_STOP_SLACK_MS    1000
 
 enum worker_fd_kind { WORKER_FD_LISTEN = 1, WORKER_FD_WAKE, WORKER_FD_SIGNAL };
 
@@ -169,7 +172,8 @@ worker_accept_resume(lws_sorted_usec_list_t *sul)
 {
     struct worker *w = lws_container_of(sul, struct worker, accept_retry);
 
-    if (w->listen_wsi != NULL && !w->vh.stopping)
+    /* Also while draining: connections are answered (503) until the end. */
+    if (w->listen_wsi != NULL)
         lws_rx_flow_control(w->listen_wsi, 1);
 }
 
@@ -189,7 +193,8 @@ worker_connection_fits(struct worker *w, const struct addrtab_key *key, int per_
     if (log_ratelimit_allow(&w->refused_rl)) {
         char addr[ADDRTAB_KEY_STRLEN];
         addrtab_key_format(key, w->conf.ipv6_prefix, addr, sizeof(addr));
-        LOG_INFO("connection from %s refused: %s reached", addr, limit);
+        LOG_INFO_KV(LOG_FIELDS(LOG_STR("client_ip", addr), LOG_STR("limit", limit)),
+                    "connection from %s refused: %s reached", addr, limit);
     }
     return 0;
 }
@@ -387,26 +392,43 @@ worker_stop_deadline(lws_sorted_usec_list_t *sul)
     struct worker *w = lws_container_of(sul, struct worker, stop_deadline);
 
     if (w->vh.sessions.count > 0)
-        LOG_WARN("%u clients still open after the grace period; closing", w->vh.sessions.count);
+        LOG_WARN("%u clients still open after the drain and CLOSE_TIMEOUT; closing",
+                 w->vh.sessions.count);
     w->done = 1;
     lws_cancel_service(w->ctx);
 }
 
+/*
+ * SIGTERM or SIGINT: drain (drain.h).  The worker goes on accepting, so
+ * that a connection arriving on its listener during the drain is answered
+ * (an upgrade with 503, /health, /metrics) rather than left in the accept
+ * queue, and goes on reading the ring, so its clients get every update
+ * until their turn to be closed.  It exits once its last client is gone.
+ * A further signal re-reads the supervisor's deadline, which a second
+ * signal to the supervisor brings forward.
+ */
 static void
 worker_begin_stop(struct worker *w)
 {
-    if (w->vh.stopping)
-        return;
-    w->vh.stopping = 1;
-    LOG_INFO("stopping: closing %u clients", w->vh.sessions.count);
-    atomic_store_explicit(&w->vh.stats->listening, 0, memory_order_relaxed);
-    if (w->listen_wsi != NULL) {
-        /* Closes our copy of the listener; the supervisor keeps its own. */
-        lws_set_timeout(w->listen_wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
-        w->listen_wsi = NULL;
+    uint64_t deadline, now = time_mono_ms(), exit_at;
+
+    if (!shm_draining(w->shm, NULL, &deadline)) {
+        /* Signalled directly (kill -TERM -PGID), before the supervisor. */
+        deadline =
+            drain_deadline() != 0 ? drain_deadline() : now + (uint64_t)w->conf.drain_seconds * 1000;
     }
-    wsp_close_all(&w->vh, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-    lws_sul_schedule(w->ctx, 0, &w->stop_deadline, worker_stop_deadline, WORKER_STOP_GRACE_US);
+    if (!w->vh.stopping) {
+        w->vh.stopping = 1;
+        /* Not taking new clients any more (shm.h). */
+        atomic_store_explicit(&w->vh.stats->listening, 0, memory_order_relaxed);
+    } else if (drain_deadline() != 0 && deadline >= drain_deadline()) {
+        return;
+    }
+    drain_start(&w->vh, deadline);
+    exit_at = (deadline > now ? deadline - now : 0) + (uint64_t)w->conf.close_timeout * 1000 +
+              WORKER_STOP_SLACK_MS;
+    lws_sul_schedule(w->ctx, 0, &w->stop_deadline, worker_stop_deadline,
+                     (lws_usec_t)exit_at * LWS_US_PER_MS);
 }
 
 /* Once a second: ping the silent, hang up on the dead, cut off the stuck
@@ -620,6 +642,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
             w->done = 1;
     }
     lws_sul_cancel(&w->stop_deadline);
+    drain_cancel();
     lws_sul_cancel(&w->liveness);
     lws_sul_cancel(&w->accept_retry);
     lws_sul_cancel(&w->vh.hold_timer);

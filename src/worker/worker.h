@@ -6,8 +6,10 @@
  * share a port between processes on its own) and hands each fd to lws.  It
  * wakes on its eventfd when the ingest published frames, reads the ring at
  * its own pace, encodes each matching entry once and queues it to every
- * matching client.  SIGTERM/SIGINT (via a signalfd in the same loop) stop
- * accepting and close every client with 1001 before exiting 0.
+ * matching client.  SIGTERM/SIGINT (via a signalfd in the same loop) start
+ * a drain (drain.h): upgrades are refused with 503, the clients are closed
+ * with 1001 spread until the drain's deadline, and the worker exits 0 once
+ * its last client is gone.
  */
 #ifndef WSB_WORKER_H
 #define WSB_WORKER_H

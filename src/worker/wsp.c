@@ -26,6 +26,12 @@ wsp_bind(struct wsp_vhost *vh)
 }
 
 void
+wsp_client_ip(const struct wsp_session *ss, char *buf, size_t size)
+{
+    addrtab_key_format(&ss->addr, wsp_vh->conf->ipv6_prefix, buf, size);
+}
+
+void
 wsp_reset(struct wsp_session *ss)
 {
     struct linger lg = {1, 0};
@@ -55,6 +61,13 @@ wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flu
     ss->close_code = code;
     ss->close_flush = flush;
     snprintf(ss->close_reason, sizeof(ss->close_reason), "%s", reason);
+    if (log_get_level() >= LOG_LEVEL_DEBUG) {
+        char ip[ADDRTAB_KEY_STRLEN];
+        wsp_client_ip(ss, ip, sizeof(ip));
+        LOG_DEBUG_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_STR("client_ip", ip),
+                                LOG_NUM("code", code)),
+                     "client %s (%s): closing with %d (%s)", ss->client_id, ip, code, reason);
+    }
     /* Not a client any more: it frees its place at once, whatever the peer
      * does with its socket from here on.  (It leaves the filter index when
      * its close frame is queued: this may run inside a match of the index,
@@ -129,10 +142,15 @@ wsp_check_progress(struct wsp_vhost *vh, struct wsp_session *ss, uint64_t now)
         return;
     }
     if (now - ss->progress_ms >= (uint64_t)vh->conf->send_timeout * 1000) {
+        char ip[ADDRTAB_KEY_STRLEN];
+
         WSP_STAT_ADD(vh, slow_disconnects, 1);
         WSP_STAT_ADD(vh, slow_send_timeout, 1);
-        LOG_INFO("client %s took nothing for %u s while data waited; disconnecting", ss->client_id,
-                 vh->conf->send_timeout);
+        wsp_client_ip(ss, ip, sizeof(ip));
+        LOG_INFO_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_STR("client_ip", ip),
+                               LOG_NUM("code", LWS_CLOSE_STATUS_POLICY_VIOLATION)),
+                    "client %s (%s) took nothing for %u s while data waited; disconnecting",
+                    ss->client_id, ip, vh->conf->send_timeout);
         wsp_schedule_close(ss, LWS_CLOSE_STATUS_POLICY_VIOLATION, "client too slow: send timeout",
                            0);
     }
@@ -153,16 +171,6 @@ wsp_liveness_sweep(struct wsp_vhost *vh, unsigned part, unsigned nparts)
             if (ss->close_code == 0 && !outbound_check_lag(vh, ss, now))
                 wsp_check_progress(vh, ss, now);
         }
-    }
-    lws_end_foreach_dll(d);
-}
-
-void
-wsp_close_all(struct wsp_vhost *vh, int code, const char *reason)
-{
-    lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&vh->sessions))
-    {
-        wsp_schedule_close(lws_container_of(d, struct wsp_session, list), code, reason, 1);
     }
     lws_end_foreach_dll(d);
 }
@@ -201,7 +209,12 @@ wsp_established(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss)
     rxguard_established(lws_get_socket_fd(wsi), ss);
     auth_session_start(vh, ss);
     WSP_STAT_ADD(vh, total_connections, 1);
-    LOG_DEBUG("client %s connected", ss->client_id);
+    if (log_get_level() >= LOG_LEVEL_DEBUG) {
+        char ip[ADDRTAB_KEY_STRLEN];
+        wsp_client_ip(ss, ip, sizeof(ip));
+        LOG_DEBUG_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_STR("client_ip", ip)),
+                     "client %s (%s) connected", ss->client_id, ip);
+    }
 }
 
 static void
@@ -219,7 +232,14 @@ wsp_closed(struct wsp_vhost *vh, struct wsp_session *ss)
     lws_dll2_remove(&ss->list);
     ss->is_ws = 0;
     admit_release(vh, ss);
-    LOG_DEBUG("client %s disconnected", ss->client_id);
+    if (log_get_level() >= LOG_LEVEL_DEBUG) {
+        char ip[ADDRTAB_KEY_STRLEN];
+        wsp_client_ip(ss, ip, sizeof(ip));
+        LOG_DEBUG_KV(LOG_FIELDS(LOG_STR("client_id", ss->client_id), LOG_STR("client_ip", ip),
+                                LOG_NUM("code", ss->close_code)),
+                     "client %s (%s) disconnected%s", ss->client_id, ip,
+                     ss->close_code != 0 ? "" : " (closed by the client or the network)");
+    }
 }
 
 int

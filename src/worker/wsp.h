@@ -13,7 +13,7 @@
  *   outbound  what it is sent: queueing, batches, writes, broadcasts
  *   rxguard   the RFC 6455 checks on every byte a client sends
  * This file keeps what ties them together: scheduling a close, pings and
- * the liveness sweep, and shutdown.
+ * the liveness sweep (a stop is drain.c's).
  *
  * Worker role only; single-threaded (the lws service loop).
  */
@@ -159,6 +159,10 @@ int wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
  */
 void wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flush);
 
+/* ss's client address as the logs show it (its IPv6 prefix for IPv6; the
+ * address behind a trusted proxy), into buf (ADDRTAB_KEY_STRLEN bytes). */
+void wsp_client_ip(const struct wsp_session *ss, char *buf, size_t size);
+
 /* Tear ss's connection down now with a TCP reset (SO_LINGER 0), which frees
  * the kernel's buffers at once: for a peer that is gone or will not read. */
 void wsp_reset(struct wsp_session *ss);
@@ -173,9 +177,6 @@ void wsp_reset(struct wsp_session *ss);
  * part in turn, nparts times a second, every session is checked about once
  * a second. */
 void wsp_liveness_sweep(struct wsp_vhost *vh, unsigned part, unsigned nparts);
-
-/* Close every session with code and reason (shutdown: 1001). */
-void wsp_close_all(struct wsp_vhost *vh, int code, const char *reason);
 
 /* Called by rxguard for bytes from ss's peer: it is alive (an outstanding
  * ping counts as answered). */

@@ -694,12 +694,12 @@ class Service:
     @property
     def group(self):
         g = self.settings.get("CONSUMER_GROUP") or "ws-broadcaster"
-        c = self.settings.get("CONSUMER_ID") or "broadcaster-1"
-        return f"{g}:{c}"
+        return f"{g}:{self.consumer}"
 
     @property
     def consumer(self):
-        return self.settings.get("CONSUMER_ID") or "broadcaster-1"
+        c = self.settings.get("CONSUMER_ID")
+        return default_consumer_id(self.port) if c in (None, "auto") else c
 
 
 def default_settings(redis_url):
@@ -712,7 +712,19 @@ def default_settings(redis_url):
         "CONSUMER_ID": f"c{t}",
         "WORKERS": "2",
         "LOG_LEVEL": "info",
+        # A stop with clients connected drains them over DRAIN_SECONDS
+        # (default 10): one second keeps every test's stop (and teardown)
+        # within the 5 s they allow.  test_drain.py sets its own.
+        "DRAIN_SECONDS": "1",
     }
+
+
+def default_consumer_id(port):
+    """CONSUMER_ID=auto as the service derives it: the host name (bytes a
+    name may not hold replaced by '-') and the port."""
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
+    suffix = f"-{port}"
+    return host[: 63 - len(suffix)] + suffix
 
 
 class ServiceFactory:

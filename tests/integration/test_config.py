@@ -14,7 +14,7 @@ Contract lines -> tests:
 * defaults SPORTS=basketball_nba,
   OPPORTUNITIES_STREAM=opportunities,
   CONSUMER_GROUP=ws-broadcaster,
-  CONSUMER_ID=broadcaster-1                         -> test_stream_and_group_defaults
+  CONSUMER_ID=auto: <host name>-<port>              -> test_stream_and_group_defaults
 * OPPORTUNITIES_STREAM empty disables               -> test_empty_opportunities_stream_disables_it
 * WORKERS (default: number of CPUs)                 -> test_workers_default_is_cpu_count
 * CLIENT_BUFFER default 256                         -> test_protocol.py::test_heartbeat_reply_fields
@@ -25,12 +25,14 @@ Contract lines -> tests:
 
 import datetime as dt
 import os
+import re
 import socket
 
 import pytest
 
 from conftest import (
     LOG_LINE_RE,
+    default_consumer_id,
     deliver_one,
     free_port,
     listening_addresses,
@@ -143,11 +145,15 @@ def test_stream_and_group_defaults(service, redis_factory):
     svc = service(REDIS_URL=srv.url, SPORTS=None, OPPORTUNITIES_STREAM=None, CONSUMER_ID=None,
                   CONSUMER_GROUP=None)
     r = srv.client()
-    assert r.xinfo_groups("odds.normalized.basketball_nba")[0]["name"] == "ws-broadcaster:broadcaster-1"
-    assert r.xinfo_groups("opportunities")[0]["name"] == "ws-broadcaster:broadcaster-1"
+    consumer = default_consumer_id(svc.port)
+    assert consumer.endswith(f"-{svc.port}") and re.fullmatch(r"[A-Za-z0-9_.-]+", consumer), consumer
+    group = f"ws-broadcaster:{consumer}"
+    assert svc.group == group
+    assert r.xinfo_groups("odds.normalized.basketball_nba")[0]["name"] == group
+    assert r.xinfo_groups("opportunities")[0]["name"] == group
     deliver_one(svc, r, f"e{uid()}")
-    consumers = r.xinfo_consumers("odds.normalized.basketball_nba", "ws-broadcaster:broadcaster-1")
-    assert [c["name"] for c in consumers] == ["broadcaster-1"]
+    consumers = r.xinfo_consumers("odds.normalized.basketball_nba", group)
+    assert [c["name"] for c in consumers] == [consumer]
 
 
 def test_empty_opportunities_stream_disables_it(service, redis_factory):

@@ -58,8 +58,10 @@ Reload and stop
 * an invalid file is rejected with a log line; the running configuration
   stays (same pids, SPORTS change in the bad file not applied)
                                           -> test_sighup_invalid_config_is_rejected
-* SIGINT: workers stop accepting, clients get close 1001, the supervisor
-  exits 0 within 5 s, no child left (SIGTERM: test_processes.py)
+* SIGINT: a new connection is not served (503 while the drain lasts, then
+  refused), clients get close 1001, the supervisor exits 0 within 5 s
+  (DRAIN_SECONDS=1), no child left (SIGTERM: test_processes.py; the drain:
+  test_drain.py)
                                           -> test_sigint_closes_clients_1001_and_exits_0
 
 systemd

@@ -7,8 +7,9 @@ Contract lines -> tests:
 * WORKERS=2: both workers accept on the same port; every client gets every
   matching entry; active_clients returns to the true value after
   disconnects                             -> test_workers_share_the_port
-* SIGTERM: clients get close code 1001, the supervisor exits 0 within 5 s,
-  no child left                           -> test_sigterm_closes_clients_1001_and_exits_0
+* SIGTERM: clients get close code 1001, the supervisor exits 0 within 5 s
+  (the drain of DRAIN_SECONDS=1 these tests run with; the drain itself:
+  test_drain.py), no child left          -> test_sigterm_closes_clients_1001_and_exits_0
   (and every test's teardown: exit 0 after SIGTERM, no child left)
 * SIGPIPE ignored: clients vanishing mid-stream do not kill a worker
                                           -> test_sigpipe_ignored_when_clients_vanish

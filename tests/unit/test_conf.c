@@ -85,7 +85,7 @@ test_defaults(void)
     CHECK_STR(stream, "odds.normalized.basketball_nba");
     CHECK_STR(c.opportunities_stream, "opportunities");
     CHECK_STR(c.consumer_group, "ws-broadcaster");
-    CHECK_STR(c.consumer_id, "broadcaster-1");
+    CHECK_STR(c.consumer_id, ""); /* auto: conf_resolve_auto derives it */
     CHECK_INT(c.workers, ncpus());
     CHECK_INT(c.client_buffer, 256);
     CHECK_INT(c.ring_size, 65536);
@@ -95,6 +95,9 @@ test_defaults(void)
     CHECK_INT(c.max_filter_value_len, 256);
     CHECK_INT(c.read_count, 512);
     CHECK_INT(c.log_level, LOG_LEVEL_INFO);
+    CHECK_INT(c.log_format, LOG_FORMAT_TEXT);
+    CHECK_INT(c.drain_seconds, 10);
+    CHECK_INT(c.reconnect_jitter_ms, 5000);
 }
 
 static void
@@ -375,8 +378,7 @@ test_names(void)
         CHECK_INT(set_one(&c, keys[k], "grp-1.a:b_c", err, sizeof(err)), 0);
         CHECK_STR(k == 0 ? c.consumer_group : c.consumer_id, "grp-1.a:b_c");
         /* Setting one must not touch the other. */
-        CHECK_STR(k == 0 ? c.consumer_id : c.consumer_group,
-                  k == 0 ? "broadcaster-1" : "ws-broadcaster");
+        CHECK_STR(k == 0 ? c.consumer_id : c.consumer_group, k == 0 ? "" : "ws-broadcaster");
         CHECK_INT(set_one(&c, keys[k], "", err, sizeof(err)), -1);
         CHECK(starts_with(err, keys[k]));
         CHECK_INT(set_one(&c, keys[k], "a b", err, sizeof(err)), -1);
@@ -902,6 +904,83 @@ test_check(void)
     CHECK_INT(conf_check(&c, err, sizeof(err)), 0);
 }
 
+/* CONSUMER_ID=auto: "<host>-<port>", the host made a valid name and cut to
+ * fit; an explicit id is kept; `-t` shows the derived one. */
+static void
+test_consumer_id_auto(void)
+{
+    struct conf c;
+    char buf[CONF_NAME_MAX], err[512], host[256], want[CONF_NAME_MAX + 16], shown[128];
+    char longhost[200];
+
+    conf_consumer_id("myhost", 8080, buf, sizeof(buf));
+    CHECK_STR(buf, "myhost-8080");
+    conf_consumer_id("web-1.example.org", 80, buf, sizeof(buf));
+    CHECK_STR(buf, "web-1.example.org-80");
+    /* Bytes a name may not hold, ':' included (the group's separator). */
+    conf_consumer_id("a b:c/d\xc3\xa9", 9, buf, sizeof(buf));
+    CHECK_STR(buf, "a-b-c-d---9");
+    conf_consumer_id("", 8080, buf, sizeof(buf));
+    CHECK_STR(buf, "localhost-8080");
+    /* Cut to fit, the port whole: a valid name of at most 63 bytes. */
+    memset(longhost, 'h', sizeof(longhost) - 1);
+    longhost[sizeof(longhost) - 1] = '\0';
+    conf_consumer_id(longhost, 65535, buf, sizeof(buf));
+    CHECK_INT(strlen(buf), CONF_NAME_MAX - 1);
+    CHECK(strcmp(buf + strlen(buf) - 6, "-65535") == 0);
+    conf_defaults(&c);
+    CHECK_INT(conf_set(&c, "CONSUMER_ID", buf, err, sizeof(err)), 0);
+
+    /* Resolved from this host and SERVER_ADDR's port. */
+    conf_defaults(&c);
+    CHECK_INT(conf_get(&c, "CONSUMER_ID", shown, sizeof(shown)), 0);
+    CHECK_STR(shown, "auto");
+    CHECK_INT(conf_set(&c, "SERVER_ADDR", "127.0.0.1:9123", err, sizeof(err)), 0);
+    conf_resolve_auto(&c);
+    CHECK_INT(gethostname(host, sizeof(host)), 0);
+    host[sizeof(host) - 1] = '\0';
+    conf_consumer_id(host, 9123, want, sizeof(want));
+    CHECK_STR(c.consumer_id, want);
+    CHECK_INT(conf_get(&c, "CONSUMER_ID", shown, sizeof(shown)), 0);
+    CHECK_STR(shown, want);
+    CHECK_INT(conf_set(&c, "CONSUMER_ID", c.consumer_id, err, sizeof(err)), 0);
+
+    /* "auto" explicitly is the default; a given id stays as given. */
+    conf_defaults(&c);
+    CHECK_INT(conf_set(&c, "CONSUMER_ID", "fixed-1", err, sizeof(err)), 0);
+    conf_resolve_auto(&c);
+    CHECK_STR(c.consumer_id, "fixed-1");
+    CHECK_INT(conf_set(&c, "CONSUMER_ID", "auto", err, sizeof(err)), 0);
+    CHECK_STR(c.consumer_id, "");
+}
+
+/* The stop and log settings: their ranges and names. */
+static void
+test_drain_and_log_format(void)
+{
+    struct conf c;
+    char err[512], shown[32];
+
+    conf_defaults(&c);
+    CHECK_INT(conf_set(&c, "DRAIN_SECONDS", "0", err, sizeof(err)), 0);
+    CHECK_INT(c.drain_seconds, 0);
+    CHECK_INT(conf_set(&c, "DRAIN_SECONDS", "3600", err, sizeof(err)), 0);
+    CHECK_INT(conf_set(&c, "DRAIN_SECONDS", "3601", err, sizeof(err)), -1);
+    CHECK(starts_with(err, "DRAIN_SECONDS:"));
+    CHECK_INT(conf_set(&c, "DRAIN_SECONDS", "-1", err, sizeof(err)), -1);
+    CHECK_INT(conf_set(&c, "RECONNECT_JITTER_MS", "0", err, sizeof(err)), 0);
+    CHECK_INT(c.reconnect_jitter_ms, 0);
+    CHECK_INT(conf_set(&c, "RECONNECT_JITTER_MS", "600001", err, sizeof(err)), -1);
+    CHECK(starts_with(err, "RECONNECT_JITTER_MS:"));
+    CHECK_INT(conf_set(&c, "LOG_FORMAT", "json", err, sizeof(err)), 0);
+    CHECK_INT(c.log_format, LOG_FORMAT_JSON);
+    CHECK_INT(conf_get(&c, "LOG_FORMAT", shown, sizeof(shown)), 0);
+    CHECK_STR(shown, "json");
+    CHECK_INT(conf_set(&c, "LOG_FORMAT", "logfmt", err, sizeof(err)), -1);
+    CHECK(starts_with(err, "LOG_FORMAT:"));
+    CHECK(strstr(err, "text or json") != NULL);
+}
+
 static void
 test_load_file(void)
 {
@@ -946,7 +1025,7 @@ test_load_file(void)
     /* The last line has no newline and still counts. */
     CHECK_INT(c.read_count, 100);
     /* Untouched keys keep their defaults. */
-    CHECK_STR(c.consumer_id, "broadcaster-1");
+    CHECK_STR(c.consumer_id, "");
     CHECK_INT(c.ring_size, 65536);
 }
 
@@ -1307,7 +1386,8 @@ TEST_MAIN(TEST(test_defaults), TEST(test_defaults_table), TEST(test_unknown_key)
           TEST(test_allowed_origins), TEST(test_get_round_trip),
           TEST(test_redis_url_password_hidden), TEST(test_check_memory),
           TEST(test_restart_keys_changed), TEST(test_restart_keys_each_number),
-          TEST(test_sport_stream), TEST(test_check), TEST(test_load_file),
-          TEST(test_load_file_quotes), TEST(test_load_file_errors), TEST(test_load_file_long_line),
-          TEST(test_load_file_missing), TEST(test_load_file_empty), TEST(test_apply_env),
-          TEST(test_env_password_wins), TEST(test_load), TEST(test_docs_list_every_setting))
+          TEST(test_sport_stream), TEST(test_check), TEST(test_consumer_id_auto),
+          TEST(test_drain_and_log_format), TEST(test_load_file), TEST(test_load_file_quotes),
+          TEST(test_load_file_errors), TEST(test_load_file_long_line), TEST(test_load_file_missing),
+          TEST(test_load_file_empty), TEST(test_apply_env), TEST(test_env_password_wins),
+          TEST(test_load), TEST(test_docs_list_every_setting))

@@ -8,10 +8,18 @@
  * window_start_ms (a field of the public struct), so no case waits for the
  * clock but one that shows the real clock opens a window too.  stderr is
  * captured into a temporary file to see the summary lines.
+ *
+ * The JSON format (LOG_FORMAT=json): every line is one object that cJSON
+ * parses, with ts, level, role (and worker), pid, msg and the fields the
+ * call attached; quotes, control bytes and invalid UTF-8 in a message are
+ * escaped; a message too long for a line is cut and the line stays valid
+ * JSON with its fields; the text format is unchanged by fields.
  */
 #include "common/log.h"
 #include "common/timeutil.h"
 
+#include <cjson/cJSON.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -251,7 +259,142 @@ test_summary_follows_log_level(void)
     CHECK_INT(rl.suppressed, 0);
 }
 
+/* ---- the JSON format --------------------------------------------------------- */
+
+/* The one line in buf, parsed (NULL if buf is not exactly one valid JSON
+ * object and a newline). */
+static cJSON *
+one_json_line(const char *buf)
+{
+    size_t len = strlen(buf);
+
+    if (len == 0 || buf[len - 1] != '\n' || memchr(buf, '\n', len - 1) != NULL)
+        return NULL;
+    return cJSON_ParseWithLength(buf, len - 1);
+}
+
+static const char *
+str_of(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsString(v) ? v->valuestring : "(missing)";
+}
+
+static double
+num_of(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static void
+test_json_line_and_fields(void)
+{
+    char out[8192];
+    cJSON *o;
+
+    log_set_format(LOG_FORMAT_JSON);
+    log_set_role(LOG_ROLE_WORKER, 3);
+    capture_begin();
+    LOG_WARN_KV(LOG_FIELDS(LOG_STR("stream", "odds.normalized.nba"), LOG_STR("id", "1-0"),
+                           LOG_NUM("code", 1001), LOG_STR("client_ip", NULL)),
+                "invalid entry %s: %s", "1-0", "bad \"number\"");
+    capture_end(out, sizeof(out));
+    log_set_format(LOG_FORMAT_TEXT);
+    log_set_role(LOG_ROLE_SUPERVISOR, 0);
+    o = one_json_line(out);
+    CHECK(o != NULL);
+    if (o == NULL) {
+        printf("# %s", out);
+        return;
+    }
+    CHECK(strlen(str_of(o, "ts")) == 24 && str_of(o, "ts")[23] == 'Z');
+    CHECK_STR(str_of(o, "level"), "warn");
+    CHECK_STR(str_of(o, "role"), "worker");
+    CHECK(num_of(o, "worker") == 3);
+    CHECK(num_of(o, "pid") == (double)getpid());
+    CHECK_STR(str_of(o, "msg"), "invalid entry 1-0: bad \"number\"");
+    CHECK_STR(str_of(o, "stream"), "odds.normalized.nba");
+    CHECK_STR(str_of(o, "id"), "1-0");
+    CHECK(num_of(o, "code") == 1001);
+    CHECK_STR(str_of(o, "client_ip"), "");
+    cJSON_Delete(o);
+}
+
+/* Bytes from untrusted input: control characters escaped (one line), a
+ * byte that is not UTF-8 replaced, valid UTF-8 kept. */
+static void
+test_json_escapes(void)
+{
+    char out[8192];
+    cJSON *o;
+
+    log_set_format(LOG_FORMAT_JSON);
+    capture_begin();
+    LOG_INFO_KV(LOG_FIELDS(LOG_STR("id", "a\nb\xff")),
+                "x\ny\tz\\ \xc3\xa9 \xc3 \xed\xa0\x80 \x7f end");
+    capture_end(out, sizeof(out));
+    log_set_format(LOG_FORMAT_TEXT);
+    o = one_json_line(out);
+    CHECK(o != NULL);
+    if (o == NULL) {
+        printf("# %s", out);
+        return;
+    }
+    CHECK_STR(str_of(o, "role"), "supervisor");
+    CHECK(cJSON_GetObjectItemCaseSensitive(o, "worker") == NULL);
+    CHECK_STR(str_of(o, "msg"),
+              "x\ny\tz\\ \xc3\xa9 \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd \x7f end");
+    CHECK_STR(str_of(o, "id"), "a\nb\xef\xbf\xbd");
+    cJSON_Delete(o);
+}
+
+/* A message longer than a line: cut, with the fields kept and the line
+ * valid JSON of at most PIPE_BUF bytes (one atomic write). */
+static void
+test_json_long_message(void)
+{
+    static char big[6000];
+    char out[16384];
+    cJSON *o;
+
+    memset(big, '"', sizeof(big) - 1); /* each takes two bytes escaped */
+    log_set_format(LOG_FORMAT_JSON);
+    capture_begin();
+    LOG_ERROR_KV(LOG_FIELDS(LOG_STR("stream", "s1"), LOG_NUM("code", 1009)), "%s", big);
+    capture_end(out, sizeof(out));
+    log_set_format(LOG_FORMAT_TEXT);
+    CHECK(strlen(out) <= 4096);
+    o = one_json_line(out);
+    CHECK(o != NULL);
+    if (o == NULL)
+        return;
+    CHECK_STR(str_of(o, "stream"), "s1");
+    CHECK(num_of(o, "code") == 1009);
+    CHECK(strlen(str_of(o, "msg")) > 1000);
+    CHECK(strspn(str_of(o, "msg"), "\"") == strlen(str_of(o, "msg")));
+    cJSON_Delete(o);
+}
+
+/* The text format shows the message only, as before fields existed. */
+static void
+test_text_ignores_fields(void)
+{
+    char out[4096];
+
+    capture_begin();
+    LOG_INFO_KV(LOG_FIELDS(LOG_STR("stream", "s9")), "plain %d", 7);
+    capture_end(out, sizeof(out));
+    CHECK(strstr(out, " INFO  supervisor: plain 7\n") != NULL);
+    CHECK(strstr(out, "s9") == NULL);
+    CHECK(out[0] != '{');
+}
+
 TEST_MAIN(TEST(test_burst_then_suppressed), TEST(test_new_window_summary),
           TEST(test_no_summary_when_nothing_suppressed), TEST(test_summary_once_per_window),
           TEST(test_real_clock), TEST(test_clock_stepped_back), TEST(test_zero_burst),
-          TEST(test_limiters_independent), TEST(test_summary_follows_log_level))
+          TEST(test_limiters_independent), TEST(test_summary_follows_log_level),
+          TEST(test_json_line_and_fields), TEST(test_json_escapes), TEST(test_json_long_message),
+          TEST(test_text_ignores_fields))

@@ -803,6 +803,7 @@ test_attach_checks_the_configuration(void)
 enum probe_target {
     PROBE_HEADER,
     PROBE_RETIRED,
+    PROBE_DRAIN,
     PROBE_INGEST,
     PROBE_STREAMS,
     PROBE_OWN_SLOT,
@@ -861,6 +862,9 @@ probe_child(void *arg)
     case PROBE_RETIRED:
         atomic_store(&s->retired.total_messages, 1);
         break;
+    case PROBE_DRAIN:
+        atomic_store(&s->drain.draining, 1);
+        break;
     case PROBE_INGEST:
         atomic_store(&s->ingest.entries_read, 1);
         break;
@@ -901,6 +905,7 @@ test_protect_each_role_writes_its_own_parts(void)
         int faults;
     } cases[] = {
         {SHM_ROLE_WORKER, PROBE_HEADER, 1},        {SHM_ROLE_WORKER, PROBE_RETIRED, 1},
+        {SHM_ROLE_WORKER, PROBE_DRAIN, 1},         {SHM_ROLE_INGEST, PROBE_DRAIN, 1},
         {SHM_ROLE_WORKER, PROBE_INGEST, 1},        {SHM_ROLE_WORKER, PROBE_STREAMS, 1},
         {SHM_ROLE_WORKER, PROBE_OWN_SLOT, 0},      {SHM_ROLE_WORKER, PROBE_OTHER_SLOT, 1},
         {SHM_ROLE_WORKER, PROBE_OWN_IPTABLE, 0},   {SHM_ROLE_WORKER, PROBE_OTHER_IPTABLE, 1},
@@ -933,6 +938,35 @@ test_protect_each_role_writes_its_own_parts(void)
     CHECK_INT(shm_protect(s, SHM_ROLE_WORKER, 3, err, sizeof(err)), -1);
     CHECK(strstr(err, "worker slot 3 of 3") != NULL);
     atomic_store(&s->retired.total_messages, 2);
+    shm_destroy(s);
+}
+
+/* The drain (struct shm_drain): none at first; begun with its times; a
+ * later call moves the deadline forward only, never the start. */
+static void
+test_drain_flag(void)
+{
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
+    uint64_t started = 7, deadline = 7;
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    CHECK_INT(shm_draining(s, &started, &deadline), 0);
+    CHECK_INT(started, 7); /* untouched */
+    shm_drain_begin(s, 1700000000000ULL, 5000);
+    CHECK_INT(shm_draining(s, &started, &deadline), 1);
+    CHECK_INT(started, 1700000000000ULL);
+    CHECK_INT(deadline, 5000);
+    CHECK_INT(shm_draining(s, NULL, NULL), 1);
+    shm_drain_begin(s, 1800000000000ULL, 9000); /* later: ignored */
+    CHECK_INT(shm_draining(s, &started, &deadline), 1);
+    CHECK_INT(started, 1700000000000ULL);
+    CHECK_INT(deadline, 5000);
+    shm_drain_begin(s, 0, 3000); /* a second signal: sooner */
+    CHECK_INT(shm_draining(s, &started, &deadline), 1);
+    CHECK_INT(started, 1700000000000ULL);
+    CHECK_INT(deadline, 3000);
     shm_destroy(s);
 }
 
@@ -1056,4 +1090,4 @@ TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_cre
           TEST(test_stream_table_random_reloads), TEST(test_totals_sum),
           TEST(test_totals_broadcast_usage), TEST(test_worker_retire),
           TEST(test_address_tables_layout), TEST(test_address_counts_across_workers),
-          TEST(test_region_size))
+          TEST(test_region_size), TEST(test_drain_flag))
