@@ -612,6 +612,10 @@ export async function defaultSettings(redisUrl) {
     CONSUMER_ID: `c${t}`,
     WORKERS: '2',
     LOG_LEVEL: 'info',
+    // A stop drains its clients over DRAIN_SECONDS, and they are told to
+    // come back within RECONNECT_JITTER_MS: short, so tests stay short.
+    DRAIN_SECONDS: '1',
+    RECONNECT_JITTER_MS: '500',
   };
 }
 

@@ -117,3 +117,26 @@ test('a snapshot the server sends on its own (lapped) replaces the board', { tim
   assert.equal(snap.size, 1);
   assert.equal(board.status, 'resynced');
 }));
+
+test("a draining service's reconnect hint is the next attempt's delay, and the board resumes", { timeout: 15000 }, scoped(async () => {
+  const { fake, conn, board } = await fakeBoard();
+  fake.send(conn, 'reconnect', { after_ms: 700 });
+  conn.ws.close(1001, 'server shutting down');
+  await waitUntil(() => board.status === 'reconnecting', { timeout: 5000, message: 'reconnecting' });
+  const ev = eventsOf(board, 'status').find((e) => e.status === 'reconnecting');
+  assert.equal(ev.code, 1001);
+  assert.equal(ev.delay, 700, 'the delay the service asked for, not the backoff');
+
+  const again = await fake.next();
+  const sub = await fake.acceptSubscribe(again, { resumed: true });
+  assert.deepEqual(sub.payload.resume, { epoch: 'e1', positions: board.positions });
+  await waitUntil(() => board.status === 'resumed', { timeout: 5000, message: 'resumed' });
+
+  // The hint was for that one close: the next drop is back to the backoff.
+  again.ws.close(1001, 'again'); // without a hint this time
+  await waitUntil(() => eventsOf(board, 'status').filter((e) => e.status === 'reconnecting').length === 2,
+                  { timeout: 5000, message: 'second reconnecting' });
+  const second = eventsOf(board, 'status').filter((e) => e.status === 'reconnecting')[1];
+  assert.equal(second.attempt, 2);
+  assert.ok(second.delay < 500, `the backoff's bound for attempt 2, got ${second.delay}`);
+}));
