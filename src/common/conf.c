@@ -46,6 +46,16 @@ static_assert(LOG_FORMAT_TEXT == 0 && LOG_FORMAT_JSON == 1, "conf_log_formats fo
 const struct conf_key conf_keys[] = {
     {"SERVER_ADDR", ":8080", 0, "listen address, :PORT (all interfaces) or HOST:PORT",
      CONF_STRING(server_addr), .parse = conf_type_parse_server_addr},
+    {"METRICS_ADDR", "", 0,
+     "a listener of its own for /metrics, /health, /livez, /readyz (e.g. 127.0.0.1:9090); "
+     "empty: none",
+     CONF_STRING(metrics_addr), .parse = conf_type_parse_metrics_addr},
+    {"METRICS_PUBLIC", "on", 0, "off: /metrics is not served on SERVER_ADDR (health endpoints are)",
+     CONF_CHOICE(metrics_public, conf_off_on)},
+    {"READY_MAX_LAG", "10", 0,
+     "/readyz is 503 while a stream's newest entry read is older than this many seconds "
+     "and Redis has newer ones",
+     CONF_U32(ready_max_lag, 1, 86400)},
     {"REDIS_URL", "localhost:6379", 0,
      "host:port, redis://[:password@]host:port[/db], or a unix socket path", CONF_STRING(redis_url),
      .parse = conf_type_parse_redis_url, .format = conf_type_format_redis_url},
@@ -319,6 +329,14 @@ conf_check(const struct conf *c, char *err, size_t errlen)
                      c->opportunities_stream, c->sports[i]);
             return -1;
         }
+    }
+    /* SO_REUSEPORT would let both bind the same port, and the kernel would
+     * deal the connections between the two listeners at random. */
+    if (c->metrics_port != 0 && c->metrics_port == c->server_port &&
+        (c->metrics_host[0] == '\0' || c->server_host[0] == '\0' ||
+         strcmp(c->metrics_host, c->server_host) == 0)) {
+        snprintf(err, errlen, "METRICS_ADDR: '%s' is SERVER_ADDR's port", c->metrics_addr);
+        return -1;
     }
     if (c->auth != CONF_AUTH_OFF &&
         (c->auth_hs256_secret_file[0] != '\0') == (c->auth_public_key_file[0] != '\0')) {

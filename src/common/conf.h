@@ -34,6 +34,15 @@ struct conf {
     char server_host[CONF_HOST_MAX];
     int server_port;
 
+    /* METRICS_ADDR: a listener of its own for /metrics, /health, /livez and
+     * /readyz (metrics_port 0: none), so that metrics need not be public;
+     * METRICS_PUBLIC off: /metrics is not served on SERVER_ADDR. */
+    char metrics_addr[CONF_HOST_MAX + 8];
+    char metrics_host[CONF_HOST_MAX];
+    int metrics_port;
+    int metrics_public;
+    uint32_t ready_max_lag; /* READY_MAX_LAG, seconds */
+
     /* REDIS_URL as given, and what it resolves to.  redis_unix non-empty
      * means a unix socket; else redis_host:redis_port.  REDIS_PASSWORD, when
      * set, wins over a password in the URL. */

@@ -276,6 +276,29 @@ conf_type_parse_server_addr(struct conf *c, const struct conf_key *k, const char
     return 0;
 }
 
+/* METRICS_ADDR: as SERVER_ADDR, or empty for no listener of its own. */
+int
+conf_type_parse_metrics_addr(struct conf *c, const struct conf_key *k, const char *value,
+                             char *err, size_t errlen)
+{
+    char host[CONF_HOST_MAX];
+    int port;
+
+    if (conf_store_string(c, k, value, err, errlen) != 0)
+        return -1;
+    if (value[0] == '\0') {
+        c->metrics_host[0] = '\0';
+        c->metrics_port = 0;
+        return 0;
+    }
+    if (conf_split_hostport(value, host, sizeof(host), &port, -1) != 0)
+        return conf_error(err, errlen, k->name, "expected :PORT, HOST:PORT or nothing, got '%s'",
+                          value);
+    strcpy(c->metrics_host, host);
+    c->metrics_port = port;
+    return 0;
+}
+
 /* A REDIS_URL as it may be shown: `-t`, the logs and error messages all end
  * up in journals and tickets.  The userinfo of a redis:// URL is what
  * conf_type_parse_redis_url reads as such (up to the last '@'); from its

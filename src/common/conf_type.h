@@ -40,6 +40,8 @@ int conf_type_same(const struct conf *a, const struct conf *b, const struct conf
  */
 /* SERVER_ADDR: ":PORT" or "HOST:PORT" ("[V6]:PORT"); fills server_host and
  * server_port. */
+int conf_type_parse_metrics_addr(struct conf *c, const struct conf_key *k, const char *value,
+                                 char *err, size_t errlen);
 int conf_type_parse_server_addr(struct conf *c, const struct conf_key *k, const char *value,
                                 char *err, size_t errlen);
 /* REDIS_URL: host[:port], redis://[[user]:password@]host[:port][/db], or a

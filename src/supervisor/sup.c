@@ -58,6 +58,7 @@ struct sup_child {
     unsigned ndeaths;                 /* deaths since start; the ring's next is % KEPT */
     int restart_requested;            /* we stopped it (a reload): not a crash */
     int listen_fd;                    /* workers */
+    int metrics_fd;                   /* workers, with METRICS_ADDR; else -1 */
     int wake_fd;                      /* workers */
 };
 
@@ -121,21 +122,23 @@ sup_listen_one(const struct sockaddr *sa, socklen_t salen, const char *label)
     return fd;
 }
 
-/* One listener per worker slot, all bound to SERVER_ADDR with SO_REUSEPORT:
- * the kernel spreads connections across them. */
+/* One listener per worker slot, all bound to addr (host:port; host empty:
+ * every interface) with SO_REUSEPORT: the kernel spreads connections across
+ * them, and a restarted worker takes over its slot's.  Stored in each
+ * worker child's listen_fd, or metrics_fd. */
 static int
-sup_create_listeners(struct sup *sp)
+sup_listen_slots(struct sup *sp, const char *addr, const char *host, int port_number, int metrics)
 {
     const struct conf *c = &sp->conf;
     struct addrinfo hints, *res = NULL, *ai;
     char port[8], label[CONF_HOST_MAX + 16];
     int rc;
 
-    snprintf(port, sizeof(port), "%d", c->server_port);
+    snprintf(port, sizeof(port), "%d", port_number);
     memset(&hints, 0, sizeof(hints));
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    if (c->server_host[0] == '\0') {
+    if (host[0] == '\0') {
         hints.ai_family = AF_INET6; /* dual-stack "::" if the host has IPv6 */
         rc = getaddrinfo(NULL, port, &hints, &res);
         if (rc == 0) {
@@ -153,24 +156,41 @@ sup_create_listeners(struct sup *sp)
         }
     } else {
         hints.ai_family = AF_UNSPEC;
-        rc = getaddrinfo(c->server_host, port, &hints, &res);
+        rc = getaddrinfo(host, port, &hints, &res);
     }
     if (rc != 0 || res == NULL) {
-        LOG_ERROR("getaddrinfo(%s) failed: %s", c->server_addr, gai_strerror(rc));
+        LOG_ERROR("getaddrinfo(%s) failed: %s", addr, gai_strerror(rc));
         return -1;
     }
     ai = res;
-    snprintf(label, sizeof(label), "%s", c->server_addr);
+    snprintf(label, sizeof(label), "%s", addr);
     for (int i = 0; i < c->workers; i++) {
         int fd = sup_listen_one(ai->ai_addr, ai->ai_addrlen, label);
         if (fd < 0) {
             freeaddrinfo(res);
             return -1;
         }
-        sp->children[1 + i].listen_fd = fd;
+        if (metrics)
+            sp->children[1 + i].metrics_fd = fd;
+        else
+            sp->children[1 + i].listen_fd = fd;
     }
     freeaddrinfo(res);
-    LOG_INFO("listening on %s with %d SO_REUSEPORT sockets", c->server_addr, c->workers);
+    LOG_INFO("listening on %s with %d SO_REUSEPORT sockets%s", addr, c->workers,
+             metrics ? " (metrics and health only)" : "");
+    return 0;
+}
+
+static int
+sup_create_listeners(struct sup *sp)
+{
+    const struct conf *c = &sp->conf;
+
+    if (sup_listen_slots(sp, c->server_addr, c->server_host, c->server_port, 0) != 0)
+        return -1;
+    if (c->metrics_port != 0 &&
+        sup_listen_slots(sp, c->metrics_addr, c->metrics_host, c->metrics_port, 1) != 0)
+        return -1;
     return 0;
 }
 
@@ -224,11 +244,13 @@ sup_child_init(struct sup *sp, struct sup_child *ch, pid_t parent)
         if (other == ch)
             continue;
         close(other->listen_fd);
+        if (other->metrics_fd >= 0)
+            close(other->metrics_fd);
         if (ch->role == SUP_ROLE_WORKER)
             close(other->wake_fd);
     }
     if (ch->role == SUP_ROLE_INGEST)
-        ch->listen_fd = -1;
+        ch->listen_fd = ch->metrics_fd = -1;
 }
 
 static void
@@ -249,7 +271,8 @@ sup_spawn(struct sup *sp, struct sup_child *ch)
         if (ch->role == SUP_ROLE_INGEST)
             rc = ingest_main(sp->shm, &sp->conf, sp->wake_fds, sp->conf.workers);
         else
-            rc = worker_main(sp->shm, &sp->conf, ch->index, ch->listen_fd, ch->wake_fd);
+            rc = worker_main(sp->shm, &sp->conf, ch->index, ch->listen_fd, ch->metrics_fd,
+                             ch->wake_fd);
         _exit(rc);
     }
     ch->pid = pid;
@@ -318,6 +341,10 @@ sup_reap(struct sup *sp)
             if (ch->role == SUP_ROLE_WORKER && ch->listen_fd >= 0) {
                 close(ch->listen_fd);
                 ch->listen_fd = -1;
+            }
+            if (ch->role == SUP_ROLE_WORKER && ch->metrics_fd >= 0) {
+                close(ch->metrics_fd);
+                ch->metrics_fd = -1;
             }
             continue;
         }
@@ -661,11 +688,13 @@ sup_setup(struct sup *sp)
     sp->nchildren = 1 + sp->conf.workers;
     sp->children[0].role = SUP_ROLE_INGEST;
     sp->children[0].listen_fd = -1;
+    sp->children[0].metrics_fd = -1;
     sp->children[0].wake_fd = -1;
     for (int i = 0; i < sp->conf.workers; i++) {
         struct sup_child *ch = &sp->children[1 + i];
         ch->role = SUP_ROLE_WORKER;
         ch->index = i + 1;
+        ch->metrics_fd = -1;
         ch->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (ch->wake_fd < 0) {
             LOG_ERROR("eventfd() failed: %s", strerror(errno));

@@ -46,6 +46,13 @@ admit_draining(struct wsp_vhost *vh)
     return vh->stopping || shm_draining(vh->shm, NULL, NULL);
 }
 
+/* A connection of METRICS_ADDR's listener: metrics and health, no clients. */
+static int
+admit_on_metrics(struct wsp_vhost *vh, struct lws *wsi)
+{
+    return wsp_on_metrics(vh, wsi);
+}
+
 static int
 admit_path_is_ws(struct lws *wsi)
 {
@@ -349,6 +356,8 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
     struct addrtab_key key;
     int fresh;
 
+    if (admit_on_metrics(vh, wsi))
+        return admit_refuse(vh, wsi, NULL, 404, "Not Found", "no WebSocket on METRICS_ADDR");
     /* The shared flag as well as the worker's own: the supervisor sets it
      * before its SIGTERM reaches this worker. */
     if (admit_draining(vh))
@@ -388,7 +397,7 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
 int
 admit_filter(struct wsp_vhost *vh, struct lws *wsi)
 {
-    return admit_draining(vh) || !admit_path_is_ws(wsi);
+    return admit_on_metrics(vh, wsi) || admit_draining(vh) || !admit_path_is_ws(wsi);
 }
 
 void

@@ -1,5 +1,6 @@
 #include "http.h"
 #include "metrics.h"
+#include "ready.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,8 @@ http_request(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss, cons
     char accept[256] = "", format[64] = "";
     const char *type = "application/json";
     int status = 200, rc;
+    /* METRICS_ADDR's listener: the metrics and health endpoints only. */
+    int on_metrics = wsp_on_metrics(vh, wsi);
 
     memset(ss, 0, sizeof(*ss));
     if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
@@ -60,7 +63,10 @@ http_request(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss, cons
     if (strcmp(path, "/health") == 0) {
         status = metrics_health(vh->shm, &body);
         rc = status < 0 ? -1 : 0;
-    } else if (strcmp(path, "/metrics") == 0) {
+    } else if (strcmp(path, "/readyz") == 0) {
+        status = ready_readyz(vh->shm, vh->conf, &body);
+        rc = status < 0 ? -1 : 0;
+    } else if (strcmp(path, "/metrics") == 0 && (on_metrics || vh->conf->metrics_public)) {
         if (metrics_wants_prometheus(accept, format)) {
             type = "text/plain; version=0.0.4; charset=utf-8";
             rc = metrics_prometheus(vh->shm, &body);
@@ -72,7 +78,7 @@ http_request(struct wsp_vhost *vh, struct lws *wsi, struct wsp_session *ss, cons
          * traffic (Redis, a drain) is /health's and /readyz's question. */
         static const char alive[] = "{\"status\":\"alive\"}";
         return http_respond(wsi, ss, 200, "application/json", alive, sizeof(alive) - 1, NULL);
-    } else if (strcmp(path, "/ws") == 0) {
+    } else if (strcmp(path, "/ws") == 0 && !on_metrics) {
         return http_respond_error(wsi, ss, 426, "WebSocket upgrade required", "websocket");
     } else {
         return http_respond_error(wsi, ss, 404, "not found", NULL);

@@ -5,8 +5,11 @@
  * ?format=prometheus or an Accept header) are answered from shared memory by
  * any worker, for the whole instance; GET /livez is 200 {"status":"alive"}
  * whenever a worker answers at all (a container's liveness probe: it says
- * nothing of Redis or of a drain); GET /ws without an upgrade gets 426,
- * anything else 404, a method other than GET 405.  Every reply is
+ * nothing of Redis or of a drain); GET /readyz is 200 or 503 (ready.h);
+ * GET /ws without an upgrade gets 426, anything else 404, a method other
+ * than GET 405.  On METRICS_ADDR's listener (wsp_on_metrics) only
+ * /metrics and the health endpoints are served (/ws is 404 there); on
+ * SERVER_ADDR /metrics is 404 with METRICS_PUBLIC off.  Every reply is
  * Cache-Control: no-store.  Headers go out at once, the body at the next
  * HTTP_WRITEABLE; the connection then waits for its next request (keep-alive).
  *

@@ -47,8 +47,11 @@
 /* After the drain's deadline, the clients closed last have CLOSE_TIMEOUT
  * to finish; this much more and the worker exits whatever is left. */
 #define WORKER_STOP_SLACK_MS    1000
+/* Connections a worker holds open on METRICS_ADDR at once: scrapers and
+ * probes, a handful; more are closed at accept. */
+#define WORKER_METRICS_CONNECTIONS 64
 
-enum worker_fd_kind { WORKER_FD_LISTEN = 1, WORKER_FD_WAKE, WORKER_FD_SIGNAL };
+enum worker_fd_kind { WORKER_FD_LISTEN = 1, WORKER_FD_WAKE, WORKER_FD_SIGNAL, WORKER_FD_METRICS };
 
 struct worker {
     int index;
@@ -59,8 +62,8 @@ struct worker {
     struct ev_loop *loop; /* lws runs on it (epoll) */
     struct lws_context *ctx;
     struct lws_vhost *vhost;
-    int listen_fd, wake_fd, signal_fd;
-    struct lws *listen_wsi;
+    int listen_fd, metrics_fd, wake_fd, signal_fd;
+    struct lws *listen_wsi, *metrics_wsi;
     struct ring_reader reader;
     char *frame;
     msgpack_zone zone;
@@ -74,8 +77,13 @@ struct worker {
 };
 
 static struct worker worker;
+/* The opaque user data of METRICS_ADDR's connections (wsp_on_metrics): an
+ * address of its own, unlike the raw descriptors' kinds, whose WSI_DESTROY
+ * lws 4.1 also sends to wsp_callback. */
+static const char worker_metrics_mark;
 
-static int worker_kinds[4] = {0, WORKER_FD_LISTEN, WORKER_FD_WAKE, WORKER_FD_SIGNAL};
+static int worker_kinds[5] = {0, WORKER_FD_LISTEN, WORKER_FD_WAKE, WORKER_FD_SIGNAL,
+                              WORKER_FD_METRICS};
 
 static void
 worker_wake_self(struct worker *w)
@@ -175,6 +183,20 @@ worker_accept_resume(lws_sorted_usec_list_t *sul)
     /* Also while draining: connections are answered (503) until the end. */
     if (w->listen_wsi != NULL)
         lws_rx_flow_control(w->listen_wsi, 1);
+    if (w->metrics_wsi != NULL)
+        lws_rx_flow_control(w->metrics_wsi, 1);
+}
+
+/* Out of descriptors: the listener stays readable, so stop watching both
+ * for a moment instead of spinning. */
+static void
+worker_accept_pause(struct worker *w)
+{
+    if (w->listen_wsi != NULL)
+        lws_rx_flow_control(w->listen_wsi, 0);
+    if (w->metrics_wsi != NULL)
+        lws_rx_flow_control(w->metrics_wsi, 0);
+    lws_sul_schedule(w->ctx, 0, &w->accept_retry, worker_accept_resume, 100 * LWS_US_PER_MS);
 }
 
 /* Whether the connection just accepted from key fits MAX_CONNECTIONS and
@@ -354,13 +376,9 @@ worker_accept(struct worker *w)
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 return;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                /* The listener stays readable: stop watching it for a moment
-                 * instead of spinning. */
                 if (log_ratelimit_allow(&w->rl))
                     LOG_WARN("accept4() failed: %s; pausing accepts for 100 ms", strerror(errno));
-                lws_rx_flow_control(w->listen_wsi, 0);
-                lws_sul_schedule(w->ctx, 0, &w->accept_retry, worker_accept_resume,
-                                 100 * LWS_US_PER_MS);
+                worker_accept_pause(w);
                 return;
             }
             /* ECONNABORTED and friends: that one connection is gone. */
@@ -383,6 +401,43 @@ worker_accept(struct worker *w)
             continue;
         }
         worker_handoff(w, fd, &key, 0);
+    }
+}
+
+/* METRICS_ADDR: operators' scrapers and probes, not clients, so not held
+ * to the clients' limits (MAX_CONNECTIONS...), only to a few at a time. */
+static void
+worker_accept_metrics(struct worker *w)
+{
+    for (int i = 0; i < WORKER_ACCEPTS_PER_WAKE; i++) {
+        int one = 1, fd = accept4(w->metrics_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct lws *wsi;
+
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                worker_accept_pause(w);
+                return;
+            }
+            continue;
+        }
+        if (w->vh.metrics_conns >= WORKER_METRICS_CONNECTIONS) {
+            atomic_fetch_add_explicit(&w->vh.stats->refused_connections, 1,
+                                      memory_order_relaxed);
+            if (log_ratelimit_allow(&w->refused_rl))
+                LOG_INFO("metrics connection refused: %d open", WORKER_METRICS_CONNECTIONS);
+            close(fd);
+            continue;
+        }
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        rxguard_accept(fd, w->conf.max_message_size);
+        /* On failure lws closes fd itself. */
+        wsi = lws_adopt_socket_vhost(w->vhost, fd);
+        if (wsi != NULL) {
+            lws_set_opaque_user_data(wsi, (void *)w->vh.metrics_mark);
+            w->vh.metrics_conns++;
+        }
     }
 }
 
@@ -460,6 +515,8 @@ worker_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             break;
         if (*kind == WORKER_FD_LISTEN) {
             worker_accept(w);
+        } else if (*kind == WORKER_FD_METRICS) {
+            worker_accept_metrics(w);
         } else if (*kind == WORKER_FD_WAKE) {
             uint64_t n;
             if (read(w->wake_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
@@ -478,6 +535,8 @@ worker_raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_RAW_CLOSE_FILE:
         if (kind != NULL && *kind == WORKER_FD_LISTEN)
             w->listen_wsi = NULL;
+        else if (kind != NULL && *kind == WORKER_FD_METRICS)
+            w->metrics_wsi = NULL;
         break;
     default:
         break;
@@ -518,7 +577,8 @@ worker_adopt_fd(struct worker *w, int fd, int *kind)
 }
 
 int
-worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int wake_fd)
+worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int metrics_fd,
+            int wake_fd)
 {
     struct worker *w = &worker;
     struct lws_context_creation_info info;
@@ -531,6 +591,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->ring = shm_ring(s);
     w->conf = *c;
     w->listen_fd = listen_fd;
+    w->metrics_fd = metrics_fd;
     w->wake_fd = wake_fd;
     w->rl = rl;
     w->refused_rl = rl;
@@ -615,6 +676,8 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
         lws_context_destroy(w->ctx);
         return 1;
     }
+    if (metrics_fd >= 0)
+        w->vh.metrics_mark = &worker_metrics_mark;
 
     ring_reader_init(w->ring, &w->reader);
     if (feed_init(&w->vh, &w->reader) != 0) {
@@ -625,7 +688,10 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     atomic_store_explicit(&w->vh.stats->ring_next, w->reader.next, memory_order_relaxed);
     if (worker_adopt_fd(w, wake_fd, &worker_kinds[WORKER_FD_WAKE]) == NULL ||
         worker_adopt_fd(w, w->signal_fd, &worker_kinds[WORKER_FD_SIGNAL]) == NULL ||
-        (w->listen_wsi = worker_adopt_fd(w, listen_fd, &worker_kinds[WORKER_FD_LISTEN])) == NULL) {
+        (w->listen_wsi = worker_adopt_fd(w, listen_fd, &worker_kinds[WORKER_FD_LISTEN])) == NULL ||
+        (metrics_fd >= 0 &&
+         (w->metrics_wsi = worker_adopt_fd(w, metrics_fd, &worker_kinds[WORKER_FD_METRICS])) ==
+             NULL)) {
         lws_context_destroy(w->ctx);
         return 1;
     }

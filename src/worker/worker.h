@@ -18,7 +18,10 @@
 #include "../common/shm.h"
 
 /* Run worker `index` (from 1) until stopped; returns the exit status.
- * listen_fd: this slot's listening socket; wake_fd: this slot's eventfd. */
-int worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int wake_fd);
+ * listen_fd: this slot's listening socket; metrics_fd: its METRICS_ADDR listener
+ * (-1: none), for the metrics and health endpoints only; wake_fd: this
+ * slot's eventfd. */
+int worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int metrics_fd,
+                int wake_fd);
 
 #endif

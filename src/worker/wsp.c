@@ -270,6 +270,10 @@ wsp_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void
         break;
 
     case LWS_CALLBACK_WSI_DESTROY:
+        if (wsp_on_metrics(vh, wsi)) {
+            vh->metrics_conns--;
+            break;
+        }
         admit_abandon(vh, wsi); /* let through, never established */
         break;
 

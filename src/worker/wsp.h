@@ -55,10 +55,24 @@ struct wsp_vhost {
     lws_dll2_owner_t holding;
     lws_sorted_usec_list_t hold_timer;
     struct lws_context *ctx;
+    /* METRICS_ADDR's connections carry metrics_mark as their opaque user
+     * data (NULL: no such listener): only the metrics and health endpoints
+     * there, no WebSocket; metrics_conns counts them.  (Not a vhost of
+     * their own: lws 4.1 picks among vhosts that share a listen port, as
+     * adopted sockets' vhosts all do, by the Host header.) */
+    const void *metrics_mark;
+    uint32_t metrics_conns;
     /* Ask the worker for a turn of feed_service soon (a session not live
      * has room again, or was just subscribed). */
     void (*kick)(struct wsp_vhost *vh);
 };
+
+/* Whether wsi came in on METRICS_ADDR's listener. */
+static inline int
+wsp_on_metrics(const struct wsp_vhost *vh, struct lws *wsi)
+{
+    return vh->metrics_mark != NULL && lws_get_opaque_user_data(wsi) == vh->metrics_mark;
+}
 
 #define WSP_STAT_ADD(vh, field, n)                                                                 \
     atomic_fetch_add_explicit(&(vh)->stats->field, (n), memory_order_relaxed)
