@@ -29,9 +29,8 @@ import time
 
 import jwt
 import pytest
-import websockets
 
-from conftest import odds_fields, publish, run, uid, wait_until, ws_connect
+from conftest import odds_fields, publish, run, uid, upgrade_status, wait_until, ws_connect
 
 SECRET = "s" * 40
 
@@ -53,27 +52,6 @@ def secret_file(tmp_path):
 
 def auth_service(service, secret_file, **kw):
     return service(AUTH=kw.pop("AUTH", "required"), AUTH_HS256_SECRET_FILE=secret_file, **kw)
-
-
-def upgrade_status(port, path="/ws", headers=None):
-    """The HTTP status of an upgrade attempt (101 if it succeeds)."""
-    import socket
-
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    key = base64.b64encode(os.urandom(16)).decode()
-    req = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
-    for k, v in (headers or {}).items():
-        req += f"{k}: {v}\r\n"
-    s.sendall((req + "\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return int(data.split(b" ", 2)[1]) if data else None
 
 
 def none_token():

@@ -26,10 +26,7 @@ Contract lines -> tests:
 """
 
 import asyncio
-import base64
-import os
 import re
-import socket
 
 import pytest
 
@@ -38,6 +35,7 @@ from conftest import (
     free_port,
     odds_fields,
     run,
+    upgrade_status,
     wait_until,
     ws_client,
     ws_connect,
@@ -265,24 +263,6 @@ def test_ws_without_upgrade_is_4xx(service):
     svc = service()
     status = svc.http("/ws").status
     assert 400 <= status <= 499, status
-
-
-def upgrade_status(port, path):
-    """Status code of the reply to a WebSocket upgrade request for path."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                   f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n").encode())
-        data = b""
-        while b"\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    assert m, f"not an HTTP response: {data[:200]!r}"
-    return int(m.group(1))
 
 
 def test_websocket_on_other_path_is_refused(http_svc):
