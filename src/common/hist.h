@@ -51,11 +51,21 @@ struct hist_counts {
  * is at least us (Prometheus buckets are "less than or equal"). */
 unsigned hist_bucket(uint64_t us);
 
+/* Observations are capped here (an hour) before they are added to the sum:
+ * a value from ids that are not times (a stream written with explicit ids
+ * like "1-1") or a clock off by years would otherwise wrap the sum around
+ * within a few thousand entries, and a counter must never go backwards. */
+#define HIST_MAX_US 3600000000ULL
+
 /* Count one observation.  Only the histogram's one writer may call it. */
 static inline void
 hist_observe(struct hist *h, uint64_t us)
 {
-    unsigned b = hist_bucket(us);
+    unsigned b;
+
+    if (us > HIST_MAX_US)
+        us = HIST_MAX_US;
+    b = hist_bucket(us);
 
     /* relaxed: one writer (see above), so load + store is the increment;
      * nothing is ordered by these words. */

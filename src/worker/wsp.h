@@ -55,6 +55,7 @@ struct wsp_vhost {
     lws_dll2_owner_t holding;
     lws_sorted_usec_list_t hold_timer;
     struct lws_context *ctx;
+    struct outq_latency latency; /* delivery latency sampling (outq_write) */
     /* Ask the worker for a turn of feed_service soon (a session not live
      * has room again, or was just subscribed). */
     void (*kick)(struct wsp_vhost *vh);

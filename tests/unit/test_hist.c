@@ -57,6 +57,13 @@ test_observe_and_read(void)
     CHECK_INT(c.cumulative[HIST_NBOUNDS - 1], 3);
     CHECK_INT(hist_count(&c), 4);
     CHECK_INT(c.sum_us, 50 + 100 + 700 + 90000000);
+    /* Beyond the cap: +Inf, and the cap in the sum, so it cannot wrap. */
+    hist_observe(&h, UINT64_MAX);
+    memset(&c, 0, sizeof(c));
+    hist_read_add(&h, &c);
+    CHECK_INT(hist_count(&c), 5);
+    CHECK_INT(c.cumulative[HIST_NBOUNDS - 1], 3);
+    CHECK_INT(c.sum_us, 50 + 100 + 700 + 90000000 + HIST_MAX_US);
     for (unsigned i = 1; i < HIST_NBUCKETS; i++)
         CHECK(c.cumulative[i] >= c.cumulative[i - 1]);
 }
