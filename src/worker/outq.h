@@ -150,8 +150,8 @@ outq_head_made_ms(const struct outq *q)
 /*
  * Delivery latency: from the ring to the write that completes a client's
  * frame, for one delivered update in OUTQ_LATENCY_SAMPLE.  Timing each one
- * costs a bucket search and two stores, 3 to 8 ns per delivery measured on
- * the bench VM, up to 1% of a delivery when writes carry many (0.9 us
+ * costs a bucket search and two stores, 3 to 8 ns per delivery (measured
+ * on a 2-vCPU EPYC VM), up to 1% of a delivery when writes carry many (0.9 us
  * each); one in 8 costs under 1 ns a delivery, and the sample is still
  * thousands a second on a busy worker (percentiles do not change with
  * uniform sampling; counts are 1/8 of the deliveries).  The clock (25 ns)
