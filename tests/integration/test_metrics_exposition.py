@@ -466,6 +466,10 @@ def stream_samples(svc, family):
     return {lb["stream"]: v for n, lb, v in samples if n == family}
 
 
+def of_stream(m, name):
+    return next(s for s in m["streams"] if s["stream"] == name)
+
+
 def redis_major(r):
     return int(r.info("server")["redis_version"].split(".")[0])
 
@@ -479,8 +483,8 @@ def test_stream_freshness_and_lag(service, r):
     assert stream not in stream_samples(svc, "ws_broadcaster_stream_last_entry_age_seconds")
 
     publish(r, stream, **odds_fields(svc.sport))
-    m = svc.wait_metric(lambda m: m["streams"][0]["entries_read"] == 1, message="one entry read")
-    first = next(s for s in m["streams"] if s["stream"] == stream)
+    m = svc.wait_metric(lambda m: of_stream(m, stream)["entries_read"] == 1, message="one entry read")
+    first = of_stream(m, stream)
     entry_ms = int(r.xinfo_stream(stream)["last-generated-id"].split("-")[0])
     assert first["last_entry_timestamp_seconds"] == pytest.approx(entry_ms / 1000, abs=0.001)
     assert 0 <= first["last_entry_age_seconds"] < 2
@@ -509,11 +513,11 @@ def test_stream_freshness_and_lag(service, r):
         pipe.execute()
     finally:
         os.kill(ingest, signal.SIGCONT)
-    seen = wait_until(lambda: [s for s in svc.metrics()["streams"] if s["stream"] == stream and s.get("lag", 0) > 0],
+    seen = wait_until(lambda: of_stream(svc.metrics(), stream).get("lag", 0),
                       timeout=3, interval=0.02, message="a lag > 0 while entries waited")
-    assert 29 <= seen[0]["lag"] <= 30, seen
+    assert 29 <= seen <= 30, seen
     # then all read, and the lag back to 0
-    svc.wait_metric(lambda m: m["streams"][0]["entries_read"] == 31 and m["streams"][0].get("lag") == 0,
+    svc.wait_metric(lambda m: of_stream(m, stream)["entries_read"] == 31 and of_stream(m, stream).get("lag") == 0,
                     message="everything read, lag 0")
 
 
@@ -557,7 +561,8 @@ def test_process_figures_and_restarts(service, r):
         assert 0.5 * rss <= figure("process_resident_memory_bytes", role, worker) <= 2 * rss
         stat = read_proc(pid, "stat").rsplit(")", 1)[1].split()
         cpu = (int(stat[11]) + int(stat[12])) / tck
-        assert cpu - 0.01 <= figure("process_cpu_seconds_total", role, worker) <= cpu + 1
+        # read a moment before cpu, in ticks of 10 ms
+        assert cpu - 0.1 <= figure("process_cpu_seconds_total", role, worker) <= cpu + 0.02
         start = btime + int(stat[19]) / tck
         assert figure("process_start_time_seconds", role, worker) == pytest.approx(start, abs=0.02)
         limit = int(re.search(r"Max open files\s+(\d+)", read_proc(pid, "limits")).group(1))
