@@ -59,7 +59,7 @@ struct worker {
     int listen_fd, wake_fd, signal_fd;
     struct lws *listen_wsi;
     struct ring_reader reader;
-    uint64_t missed_before; /* the slot's ring_missed when this worker started */
+    uint64_t slot_missed_base; /* the slot's ring_missed when this worker started */
     char *frame;
     msgpack_zone zone;
     int done;
@@ -164,7 +164,7 @@ worker_drain_ring(struct worker *w)
                  (unsigned long long)w->reader.missed);
     atomic_store_explicit(&st->ring_next, w->reader.next, memory_order_relaxed);
     /* The slot's count goes on from its previous workers' (shm.h). */
-    atomic_store_explicit(&st->ring_missed, w->missed_before + w->reader.missed,
+    atomic_store_explicit(&st->ring_missed, w->slot_missed_base + w->reader.missed,
                           memory_order_relaxed);
 }
 
@@ -521,7 +521,7 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int w
     w->vh.worker = (uint32_t)(index - 1);
     w->vh.latency.hist = &w->vh.stats->delivery_latency;
     w->vh.latency.countdown = 1;
-    w->missed_before = atomic_load_explicit(&w->vh.stats->ring_missed, memory_order_relaxed);
+    w->slot_missed_base = atomic_load_explicit(&w->vh.stats->ring_missed, memory_order_relaxed);
     w->vh.conf = &w->conf;
     w->vh.limits.max_values = c->max_filter_values;
     w->vh.limits.max_value_len = c->max_filter_value_len;
