@@ -7,8 +7,8 @@
  * degraded otherwise; redis_connected in /metrics says the same.
  *
  * /metrics is JSON, or the Prometheus text exposition format, both rendered
- * from one table of metric families in metrics.c, so a figure cannot be in
- * one format only.  Each family has a Prometheus name that follows its
+ * from the one table of metric families (figures.h), so a figure cannot be
+ * in one format only.  Each family has a Prometheus name that follows its
  * conventions (counters end in _total, units in the name) and a place in
  * the JSON, whose keys are kept from release to release:
  *   - instance figures: one sample, one JSON key;
@@ -26,12 +26,11 @@
  *
  * Worker-side.  Reads shm with relaxed loads (figures from different
  * processes are each current, not a consistent snapshot), and /proc for
- * the process figures (procstat.h).  Not thread-safe (one loop per worker).
+ * the process figures (figures.h).  Not thread-safe (one loop per worker).
  */
 #ifndef WSB_METRICS_H
 #define WSB_METRICS_H
 
-#include "../common/procstat.h"
 #include "../common/shm.h"
 
 #include <stddef.h>
@@ -54,9 +53,5 @@ void metrics_buf_free(struct metrics_buf *b);
 /* 1 if the query string ("a=b&format=prometheus", or NULL) or else the
  * Accept header (or NULL) asks for the Prometheus text format. */
 int metrics_wants_prometheus(const char *accept, const char *query);
-
-/* Where the process figures come from: procstat_read unless a test sets
- * another reader (NULL restores it). */
-void metrics_set_proc_reader(int (*reader)(int pid, struct procstat *out));
 
 #endif

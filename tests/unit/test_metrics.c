@@ -5,7 +5,7 @@
  * ring_publish, and reads the bodies back: JSON through cJSON, Prometheus
  * text line by line.  Every counter gets a distinct value so a field that
  * reads the wrong counter cannot pass.  The process figures come from a
- * fake reader (metrics_set_proc_reader), so they are known exactly.
+ * fake reader (figures_set_proc_reader), so they are known exactly.
  *
  * The Prometheus text is held to the conventions (counters end in _total
  * and nothing else does, one TYPE and HELP per family before its samples,
@@ -13,6 +13,7 @@
  * figure is a sample and the reverse is checked on the running service
  * (tests/integration/test_metrics_exposition.py), and promtool there too.
  */
+#include "worker/figures.h"
 #include "worker/metrics.h"
 #include "common/timeutil.h"
 
@@ -43,7 +44,7 @@ region(uint32_t nworkers)
 {
     struct shm *s = shm_create(nworkers, 1024, 65536, ADDRTAB_MIN_SLOTS);
 
-    metrics_set_proc_reader(fake_proc);
+    figures_set_proc_reader(fake_proc);
     if (s == NULL) {
         printf("# shm_create(%u, 1024, 65536) failed\n", nworkers);
         abort();
@@ -1141,6 +1142,33 @@ test_wants_prometheus(void)
 }
 
 static void
+test_number_text(void)
+{
+    /* Exact decimals, the same in both formats: no binary floating point
+     * between a counter and its text. */
+    static const struct {
+        uint64_t value;
+        unsigned scale;
+        const char *want;
+    } cases[] = {
+        {0, 0, "0"},
+        {12, 1, "12"},
+        {18446744073709551615ULL, 1, "18446744073709551615"},
+        {0, 1000, "0.000"},
+        {1500, 1000, "1.500"},
+        {1700000004242ULL, 1000, "1700000004.242"},
+        {572, 1000000, "0.000572"},
+        {90004000, 1000000, "90.004000"},
+    };
+    char buf[48];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        figures_number(buf, sizeof(buf), cases[i].value, cases[i].scale);
+        CHECK_STR(buf, cases[i].want);
+    }
+}
+
+static void
 test_buf_free_empty(void)
 {
     struct metrics_buf b = {0};
@@ -1159,4 +1187,4 @@ TEST_MAIN(TEST(test_health_healthy), TEST(test_health_degraded), TEST(test_healt
           TEST(test_prometheus_many_workers), TEST(test_prometheus_uptime),
           TEST(test_redis_connected_needs_live_ingest), TEST(test_histograms),
           TEST(test_closes_and_refusals), TEST(test_streams), TEST(test_processes),
-          TEST(test_wants_prometheus), TEST(test_buf_free_empty))
+          TEST(test_wants_prometheus), TEST(test_number_text), TEST(test_buf_free_empty))
