@@ -57,7 +57,7 @@ $(BUILD)/%.o: %.c
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(LIB_OBJS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -DWSB_VERSION='"$(VERSION)"' -Isrc -o $@ $< $(LIB_OBJS) $(LDLIBS)
 
 bin/%: tests/tools/%.c
 	@mkdir -p bin

@@ -126,6 +126,7 @@ ring_publish(struct ring *r, const void *frame, uint32_t len, const struct ring_
     atomic_store_explicit(&slot->id_ms, meta->id_ms, memory_order_relaxed);
     atomic_store_explicit(&slot->id_seq, meta->id_seq, memory_order_relaxed);
     atomic_store_explicit(&slot->kind, meta->kind, memory_order_relaxed);
+    atomic_store_explicit(&slot->published_us, meta->published_us, memory_order_relaxed);
     memcpy(r->data + (pos & mask), frame, len);
 
     atomic_store_explicit(&slot->seq, seq, memory_order_release);
@@ -152,6 +153,7 @@ ring_peek_meta(const struct ring *r, uint64_t seq, struct ring_frame_meta *meta)
     meta->id_ms = atomic_load_explicit(&slot->id_ms, memory_order_relaxed);
     meta->id_seq = atomic_load_explicit(&slot->id_seq, memory_order_relaxed);
     meta->kind = atomic_load_explicit(&slot->kind, memory_order_relaxed);
+    meta->published_us = atomic_load_explicit(&slot->published_us, memory_order_relaxed);
     /* The slot may have been rewritten while we read it. */
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&slot->seq, memory_order_relaxed) != seq)
@@ -199,6 +201,7 @@ ring_read(const struct ring *r, struct ring_reader *rd, void *buf, size_t size, 
         meta->id_ms = atomic_load_explicit(&slot->id_ms, memory_order_relaxed);
         meta->id_seq = atomic_load_explicit(&slot->id_seq, memory_order_relaxed);
         meta->kind = atomic_load_explicit(&slot->kind, memory_order_relaxed);
+        meta->published_us = atomic_load_explicit(&slot->published_us, memory_order_relaxed);
         /* pos and n may come from two different frames if the writer rewrote
          * the slot meanwhile (the re-check below catches that), so bound the
          * copy by themselves before trusting them. */

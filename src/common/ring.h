@@ -39,7 +39,8 @@ struct ring_slot {
     _Atomic uint64_t id_seq;
     _Atomic uint32_t kind; /* enum ring_kind */
     uint32_t reserved0;
-    uint64_t reserved[2]; /* room to grow without a layout break */
+    _Atomic uint64_t published_us; /* CLOCK_MONOTONIC, us, at publication (ring_frame_meta) */
+    uint64_t reserved[1];          /* room to grow without a layout break */
 };
 
 #define RING_SEQ_BUSY UINT64_MAX
@@ -87,6 +88,10 @@ struct ring_frame_meta {
     uint64_t id_ms;
     uint64_t id_seq;
     uint32_t kind; /* enum ring_kind */
+    /* When the writer published the frame (CLOCK_MONOTONIC, us: the same
+     * clock in every process of the host), for the delivery latency; the
+     * writer sets it, 0 if it does not care.  Carried as is. */
+    uint64_t published_us;
 };
 
 /* Bytes the ring needs for nslots frames, data_size bytes of frame data. */

@@ -22,7 +22,6 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 static_assert(sizeof(struct shm_header) == RING_CACHELINE, "header is one cache line");
 static_assert(sizeof(struct shm_ingest) == RING_CACHELINE, "ingest stats: one line");
 static_assert(sizeof(struct shm_epoch) == RING_CACHELINE, "epoch: one line");
-static_assert(sizeof(struct shm_retired) <= 3 * RING_CACHELINE, "retired totals: three lines");
 static_assert(sizeof(struct shm_drain) == RING_CACHELINE &&
                   offsetof(struct shm, drain) % RING_CACHELINE == 0,
               "drain state: a line of its own");
@@ -39,7 +38,10 @@ static_assert(sizeof(struct ring_header) == 2 * RING_CACHELINE,
 static_assert(offsetof(struct ring_header, head) == RING_CACHELINE,
               "writer-owned words on their own line");
 static_assert(sizeof(struct ring_slot) == RING_CACHELINE, "one slot per cache line");
-static_assert(sizeof(struct shm_stream) == SHM_STREAM_NAME + 32, "stream table row");
+static_assert(sizeof(struct shm_stream) == SHM_STREAM_NAME + 72, "stream table row");
+static_assert(sizeof(struct hist) == 20 * 8, "a histogram: 19 buckets and the sum");
+static_assert(offsetof(struct shm, ingest_latency) < offsetof(struct shm, workers),
+              "the ingest's histogram is in the ingest's part");
 static_assert(SHM_STREAM_NAME >= CONF_STREAM_MAX, "every configured stream name fits a row");
 static_assert(SHM_MAX_STREAMS >= 2 * (CONF_MAX_SPORTS + 1),
               "a reload replacing every stream fits while the old rows are in the ring");
@@ -167,6 +169,7 @@ shm_create(uint32_t nworkers, uint32_t nslots, uint32_t max_frame, uint32_t addr
     s->addrtabs.stride = g.addr_stride;
     s->addrtabs.nslots = g.addr_slots;
     s->hdr.started_ms = time_now_ms();
+    s->hdr.supervisor_pid = (int32_t)getpid(); /* shm_create runs in the supervisor */
     /* The copy never changes again: a stray write to it faults at once. */
     if (mprotect(base, SHM_PAGE, PROT_READ) != 0) {
         int e = errno;
@@ -472,6 +475,12 @@ shm_stream_index(struct shm *s, const char *name, const char *const *configured,
     atomic_store_explicit(&st->last_seq, 0, memory_order_relaxed);
     atomic_store_explicit(&st->last_frame, 0, memory_order_relaxed);
     atomic_store_explicit(&st->grouped, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->reading, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->lag_known, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->read_ms, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->entries_read, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->lag, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->lag_at_ms, 0, memory_order_relaxed);
     /* release: a reader that sees used=1 sees the name (pairs with the acquire
      * in shm_row_name_len). */
     atomic_store_explicit(&st->used, 1, memory_order_release);
@@ -584,29 +593,7 @@ shm_totals(struct shm *s, struct shm_totals *t)
     uint64_t head = ring_head(shm_ring(s));
     uint64_t slowest = head;
 
-    t->active_clients = 0;
-    t->total_connections = LOAD(s->retired.total_connections);
-    t->total_messages = LOAD(s->retired.total_messages);
-    t->dropped_messages = LOAD(s->retired.dropped_messages);
-    t->slow_disconnects = LOAD(s->retired.slow_disconnects);
-    t->ring_missed = LOAD(s->retired.ring_missed);
-    t->invalid_frames = LOAD(s->retired.invalid_frames);
-    t->client_errors = LOAD(s->retired.client_errors);
-    t->open_connections = 0;
-    t->refused_connections = LOAD(s->retired.refused_connections);
-    t->snapshots_sent = LOAD(s->retired.snapshots_sent);
-    t->snapshot_items_sent = LOAD(s->retired.snapshot_items_sent);
-    t->resumes_ok = LOAD(s->retired.resumes_ok);
-    t->resumes_epoch_changed = LOAD(s->retired.resumes_epoch_changed);
-    t->resumes_too_old = LOAD(s->retired.resumes_too_old);
-    t->resumes_unknown_stream = LOAD(s->retired.resumes_unknown_stream);
-    t->lapped_snapshots = LOAD(s->retired.lapped_snapshots);
-    t->conflated_clients = 0;
-    t->conflated_updates = LOAD(s->retired.conflated_updates);
-    t->slow_keys = LOAD(s->retired.slow_keys);
-    t->slow_bytes = LOAD(s->retired.slow_bytes);
-    t->slow_lag = LOAD(s->retired.slow_lag);
-    t->slow_send_timeout = LOAD(s->retired.slow_send_timeout);
+    memset(t, 0, sizeof(*t));
     for (uint32_t i = 0; i < shm_nworkers(s); i++) {
         struct shm_worker *w = &s->workers[i];
         uint64_t next;
@@ -647,36 +634,14 @@ shm_totals(struct shm *s, struct shm_totals *t)
         t->broadcast_usage = shm_ring(s)->nslots;
 }
 
-#define FOLD(field)                                                                                \
-    atomic_fetch_add_explicit(&s->retired.field, LOAD(w->field), memory_order_relaxed);            \
-    atomic_store_explicit(&w->field, 0, memory_order_relaxed)
-
 void
 shm_worker_retire(struct shm *s, uint32_t i)
 {
     struct shm_worker *w = &s->workers[i];
     struct addrtab t = shm_addrtab(s, i);
 
-    FOLD(total_connections);
-    FOLD(total_messages);
-    FOLD(dropped_messages);
-    FOLD(slow_disconnects);
-    FOLD(ring_missed);
-    FOLD(invalid_frames);
-    FOLD(client_errors);
-    FOLD(refused_connections);
-    FOLD(snapshots_sent);
-    FOLD(snapshot_items_sent);
-    FOLD(resumes_ok);
-    FOLD(resumes_epoch_changed);
-    FOLD(resumes_too_old);
-    FOLD(resumes_unknown_stream);
-    FOLD(lapped_snapshots);
-    FOLD(conflated_updates);
-    FOLD(slow_keys);
-    FOLD(slow_bytes);
-    FOLD(slow_lag);
-    FOLD(slow_send_timeout);
+    /* What the dead worker held: its clients and connections are gone.
+     * Its counters stay: the slot's next worker adds to them. */
     atomic_store_explicit(&w->conflated_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->active_clients, 0, memory_order_relaxed);
     atomic_store_explicit(&w->open_connections, 0, memory_order_relaxed);
@@ -684,6 +649,28 @@ shm_worker_retire(struct shm *s, uint32_t i)
     addrtab_clear(&t);
     atomic_store_explicit(&w->pid, 0, memory_order_relaxed);
 }
+
+/* The codes wsp_schedule_close is given (README "WebSocket protocol"), then
+ * "other".  Keep the two tables in sync (test_shm checks it). */
+const int shm_close_codes[SHM_CLOSE_SLOTS - 1] = {1000, 1001, 1002, 1003, 1007,
+                                                  1008, 1009, 1011, 4001};
+const char *const shm_close_names[SHM_CLOSE_SLOTS] = {"1000", "1001", "1002", "1003", "1007",
+                                                      "1008", "1009", "1011", "4001", "other"};
+
+unsigned
+shm_close_slot(int code)
+{
+    for (unsigned i = 0; i < SHM_CLOSE_SLOTS - 1; i++) {
+        if (shm_close_codes[i] == code)
+            return i;
+    }
+    return SHM_CLOSE_SLOTS - 1;
+}
+
+/* Keep in sync with enum shm_refusal: these are label values in /metrics. */
+const char *const shm_refusal_names[SHM_REFUSALS] = {
+    "stopping",    "not_found",          "origin",       "address_table",
+    "max_clients", "max_clients_per_ip", "unauthorized", "sub_max_connections"};
 
 struct addrtab
 shm_addrtab(struct shm *s, uint32_t i)

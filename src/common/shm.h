@@ -8,11 +8,11 @@
  * can map what it does not write read-only (shm_protect):
  *
  *   supervisor  struct shm_header      magic, version, sizes (before fork)
- *               struct shm_retired     totals of workers that died
  *               struct shm_drain       whether the instance is draining (stop)
  *   ingest      struct shm_ingest      ingest stats and state (pid, restarts,
  *                                        streams_since_ms: supervisor)
- *               struct shm_stream[]    stream names and last Redis ids
+ *               struct shm_stream[]    stream names, last Redis ids, freshness
+ *               struct hist            Redis entry time -> ring (hist.h)
  *   supervisor  struct shm_addrtabs    where the address tables are (before
  *                                        fork), and a clear in progress
  *   worker i    struct shm_worker      its own page (pid, restarts: supervisor)
@@ -21,9 +21,13 @@
  *   ingest      the ring               struct ring_header, slots, data
  *
  * Every shared field has exactly one writing role, named beside it.  The one
- * kind of exception: after reaping a worker, the supervisor folds and zeroes
- * that worker's slot and clears its address table (shm_worker_retire); the writer is
- * dead then and its successor not yet forked, so two writers never overlap.
+ * kind of exception: after reaping a worker, the supervisor zeroes what that
+ * worker's slot holds of the present (its clients, connections) and clears
+ * its address table (shm_worker_retire); the writer is dead then and its
+ * successor not yet forked, so two writers never overlap.  A slot's counters
+ * are the slot's, not one process's: the successor goes on counting where
+ * its predecessor stopped, so no counter ever goes backwards and the sum
+ * over the slots is the instance's total, restarts included.
  * The supervisor maps everything writable; it writes only the fields named
  * for it.  Stats are relaxed atomics: they are counters, nothing is ordered
  * by them.  The sizes and offsets the other roles depend on are checked at
@@ -41,6 +45,7 @@
 #define WSB_SHM_H
 
 #include "addrtab.h"
+#include "hist.h"
 #include "ring.h"
 
 #include <stdatomic.h>
@@ -54,7 +59,7 @@
  * shm.c) and as much again: a reload that replaces every stream fits even
  * while the replaced streams' rows still have entries in the ring, and so
  * does a second one; a third within the same lap of the ring may be refused
- * (shm_streams_fit).  A row is 160 bytes. */
+ * (shm_streams_fit).  A row is 200 bytes. */
 #define SHM_MAX_STREAMS 128
 #define SHM_STREAM_NAME 128
 /* The parts are laid out for 4 KiB pages; on a host with larger pages the
@@ -69,8 +74,9 @@ struct shm_header {
     uint32_t nworkers; /* worker slots in use (WORKERS at start) */
     uint64_t size;     /* bytes of the whole region */
     uint64_t ring_offset;
-    uint64_t started_ms; /* instance start, epoch ms */
-    uint8_t pad[RING_CACHELINE - 40];
+    uint64_t started_ms;    /* instance start, epoch ms */
+    int32_t supervisor_pid; /* for the process metrics (procstat.h) */
+    uint8_t pad[RING_CACHELINE - 44];
 };
 
 struct shm_ingest {
@@ -100,32 +106,6 @@ struct shm_ingest {
 struct shm_epoch {
     _Atomic uint64_t version;
     char text[SHM_EPOCH_MAX]; /* NUL-terminated when version is even */
-};
-
-/* Cumulative counters of workers that exited, so totals survive a restart and
- * active_clients never counts a dead worker's clients.  Writer: supervisor
- * (shm_worker_retire). */
-struct shm_retired {
-    _Atomic uint64_t total_connections;
-    _Atomic uint64_t total_messages;
-    _Atomic uint64_t dropped_messages;
-    _Atomic uint64_t slow_disconnects;
-    _Atomic uint64_t ring_missed;
-    _Atomic uint64_t invalid_frames;
-    _Atomic uint64_t client_errors;
-    _Atomic uint64_t refused_connections;
-    _Atomic uint64_t snapshots_sent;
-    _Atomic uint64_t snapshot_items_sent;
-    _Atomic uint64_t resumes_ok;
-    _Atomic uint64_t resumes_epoch_changed;
-    _Atomic uint64_t resumes_too_old;
-    _Atomic uint64_t resumes_unknown_stream;
-    _Atomic uint64_t lapped_snapshots;
-    _Atomic uint64_t conflated_updates;
-    _Atomic uint64_t slow_keys;
-    _Atomic uint64_t slow_bytes;
-    _Atomic uint64_t slow_lag;
-    _Atomic uint64_t slow_send_timeout;
 };
 
 /*
@@ -172,12 +152,60 @@ struct shm_stream {
     /* 1 + the ring sequence of the newest frame naming this row, stored
      * before that frame is published (so it is never behind); 0: none. */
     _Atomic uint64_t last_frame;
+    /*
+     * Freshness, for /metrics and for readiness.  A stream is stale when
+     * Redis holds entries for it that the ingest has not read while the
+     * newest one it did read is old:
+     *   reading && lag_known && lag > 0 && lag_at_ms is recent (a few
+     *   seconds: the ingest asks every SHM_LAG_CHECK_MS) &&
+     *   now - read_ms > N   (read_ms == 0: nothing read yet, all waits)
+     * lag_known 0 means Redis did not say (before 7.0, or a lag it cannot
+     * compute after XDEL or trimming past the group): no verdict then.
+     * lag > 0 only says entries wait; a stream with lag 0 and an old
+     * read_ms is quiet, not stale.
+     */
+    _Atomic uint32_t reading;      /* 1 while the running ingest's configuration names it */
+    _Atomic uint32_t lag_known;    /* 1 if lag is Redis's word, as of lag_at_ms */
+    _Atomic uint64_t read_ms;      /* time part of the newest entry id read (valid or not);
+                                    * 0: none yet.  Redis's clock, not ours */
+    _Atomic uint64_t entries_read; /* entries of this stream taken from Redis */
+    _Atomic uint64_t lag;          /* XINFO GROUPS "lag" of our group: entries not yet read */
+    _Atomic uint64_t lag_at_ms;    /* our wall clock at the last XINFO GROUPS answer; 0: never */
 };
+
+/* How often the ingest asks Redis for the lag of its group on each stream
+ * (XINFO GROUPS, between reads, like the epoch). */
+#define SHM_LAG_CHECK_MS 1000
+
+/* The close codes a worker counts its closes by (closes[]), and their
+ * labels in /metrics; the last slot takes any other code ("other"). */
+#define SHM_CLOSE_SLOTS 10
+extern const int shm_close_codes[SHM_CLOSE_SLOTS - 1];
+extern const char *const shm_close_names[SHM_CLOSE_SLOTS];
+
+/* Slot of closes[] for a close code. */
+unsigned shm_close_slot(int code);
+
+/* Why an upgrade was refused (upgrades_refused[]); the labels /metrics
+ * shows are shm_refusal_names, in this order. */
+enum shm_refusal {
+    SHM_REFUSED_STOPPING,            /* 503: the worker is stopping */
+    SHM_REFUSED_NOT_FOUND,           /* 404: not /ws */
+    SHM_REFUSED_ORIGIN,              /* 403: ALLOWED_ORIGINS */
+    SHM_REFUSED_ADDRESS_TABLE,       /* 503: no room for a new address */
+    SHM_REFUSED_MAX_CLIENTS,         /* 503: MAX_CLIENTS */
+    SHM_REFUSED_MAX_CLIENTS_PER_IP,  /* 429: MAX_CLIENTS_PER_IP */
+    SHM_REFUSED_UNAUTHORIZED,        /* 401: a bad token in the upgrade */
+    SHM_REFUSED_SUB_MAX_CONNECTIONS, /* 429: the token's max_connections */
+    SHM_REFUSALS
+};
+extern const char *const shm_refusal_names[SHM_REFUSALS];
 
 struct shm_worker {
     /* writer: the worker itself, where no other is named.  Once it has
-     * died, the supervisor folds its counters into shm_retired and zeroes
-     * them, active_clients and listening (shm_worker_retire). */
+     * died, the supervisor zeroes active_clients, open_connections,
+     * conflated_clients and listening (shm_worker_retire); the counters stay,
+     * and the slot's next worker adds to them (cumulative per slot). */
     _Atomic int32_t pid;        /* writer: supervisor (at fork; 0 when dead) */
     _Atomic uint32_t listening; /* 1 while it takes new clients (0 from its
                                  * drain on, while it still reads the ring) */
@@ -187,7 +215,8 @@ struct shm_worker {
     _Atomic uint64_t dropped_messages; /* not queued: client buffer full, or no memory */
     _Atomic uint64_t slow_disconnects;
     _Atomic uint64_t ring_next;           /* next ring sequence this worker will read */
-    _Atomic uint64_t ring_missed;         /* frames lost to a lap */
+    _Atomic uint64_t ring_missed;         /* frames lost to a lap (stored: the worker adds
+                                           * what it found at start) */
     _Atomic uint64_t invalid_frames;      /* ring frames it could not decode or encode */
     _Atomic uint64_t client_errors;       /* error replies sent, connections closed for a
                                            * protocol violation */
@@ -211,7 +240,16 @@ struct shm_worker {
     _Atomic uint64_t slow_bytes;        /* cut: more than CLIENT_BUFFER_BYTES queued */
     _Atomic uint64_t slow_lag;          /* cut: oldest queued message over CLIENT_MAX_LAG */
     _Atomic uint64_t slow_send_timeout; /* cut: socket took nothing for SEND_TIMEOUT */
-    uint8_t pad[SHM_PAGE - 216];        /* a page each: writable by its worker alone */
+    /* Closing (wsp.h): closes this worker started, by the code it sent
+     * (shm_close_slot); peers dropped for not answering a ping; upgrades
+     * refused with an HTTP status (enum shm_refusal). */
+    _Atomic uint64_t closes[SHM_CLOSE_SLOTS];
+    _Atomic uint64_t ping_timeouts;
+    _Atomic uint64_t upgrades_refused[SHM_REFUSALS];
+    /* Ring publication -> the write that completed the frame to a client,
+     * one delivery in OUTQ_LATENCY_SAMPLE (outq.h). */
+    struct hist delivery_latency;
+    uint8_t pad[SHM_PAGE - 528]; /* a page each: writable by its worker alone */
 };
 
 /*
@@ -238,13 +276,14 @@ struct shm_addrtabs {
 struct shm {
     /* supervisor */
     struct shm_header hdr;
-    struct shm_retired retired;
     _Alignas(RING_CACHELINE) struct shm_drain drain;
     _Alignas(RING_CACHELINE) struct shm_addrtabs addrtabs;
     /* ingest */
     _Alignas(SHM_PAGE) struct shm_ingest ingest;
     struct shm_epoch epoch;
     struct shm_stream streams[SHM_MAX_STREAMS];
+    /* Redis entry time (its id) -> published to the ring, per entry. */
+    _Alignas(RING_CACHELINE) struct hist ingest_latency;
     /* worker i: workers[i], then its address table after the struct */
     _Alignas(SHM_PAGE) struct shm_worker workers[SHM_MAX_WORKERS];
     /* address tables, one per worker on pages of their own (addrtabs), then
@@ -349,8 +388,9 @@ int shm_streams_fit(const struct shm *s, const char *const *running, size_t nrun
  * role. */
 int shm_stream_name(const struct shm *s, uint32_t idx, char *buf, size_t size);
 
-/* Sum of all workers' and retired counters (the shm_nworkers slots).  Any
- * role. */
+/* Sums over the worker slots (the shm_nworkers of them): the limits'
+ * counts (active_clients, open_connections) and what /health and /metrics
+ * show.  Any role. */
 struct shm_totals {
     uint64_t active_clients;
     uint64_t total_connections;
@@ -386,8 +426,10 @@ struct addrtab shm_addrtab(struct shm *s, uint32_t i);
 /* Counter c of address key summed over every worker's table.  Any role. */
 uint64_t shm_addr_count(struct shm *s, const struct addrtab_key *key, enum addrtab_counter c);
 
-/* Supervisor, after reaping worker i: fold its counters into retired and
- * zero its slot (active_clients included) and clear its address table. */
+/* Supervisor, after reaping worker i: zero what its slot says of the
+ * present (clients, connections, conflated clients, listening, pid) and
+ * clear its address table.  The counters stay for the slot's next worker
+ * to add to. */
 void shm_worker_retire(struct shm *s, uint32_t i);
 
 #endif

@@ -14,6 +14,10 @@ uint64_t time_now_ms(void);
 /* Milliseconds on CLOCK_MONOTONIC: for intervals, never for display. */
 uint64_t time_mono_ms(void);
 
+/* The same two clocks in microseconds, for latencies (hist.h). */
+uint64_t time_now_us(void);
+uint64_t time_mono_us(void);
+
 /* "2025-11-07T12:34:56.123Z" (24 chars) into buf; returns the length written,
  * 0 if size is too small.  Always NUL-terminates when size > 0. */
 size_t time_format_iso_ms(uint64_t epoch_ms, char *buf, size_t size);

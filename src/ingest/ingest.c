@@ -1,5 +1,6 @@
 #include "ingest.h"
 #include "../common/decode.h"
+#include "../common/hist.h"
 #include "../common/log.h"
 #include "../common/snaptab.h"
 #include "../common/streamid.h"
@@ -50,6 +51,7 @@ struct ingest {
     int nlost;
     uint64_t next_expire_ms;
     uint64_t next_epoch_ms; /* monotonic: when to look at the stored epoch again */
+    uint64_t next_lag_ms;   /* monotonic: when to ask Redis for the groups' lag again */
     struct log_ratelimit invalid_rl;
     struct log_ratelimit error_rl;
 };
@@ -109,6 +111,7 @@ ingest_assign_row(struct ingest *in, struct ingest_stream *st)
         return -1;
     }
     row = &in->shm->streams[st->shm_index];
+    atomic_store_explicit(&row->reading, 1, memory_order_relaxed);
     st->last.ms = atomic_load_explicit(&row->last_ms, memory_order_relaxed);
     st->last.seq = atomic_load_explicit(&row->last_seq, memory_order_relaxed);
     if (in->have_snap && st->last.ms == 0 && st->last.seq == 0) {
@@ -145,6 +148,13 @@ ingest_setup_streams(struct ingest *in)
     }
     for (int i = 0; i < in->nstreams; i++)
         (void)ingest_assign_row(in, &in->streams[i]); /* logged; retried in ingest_read */
+    /* Rows of streams a previous configuration read stop showing as read. */
+    for (int r = 0; r < SHM_MAX_STREAMS; r++) {
+        int mine = 0;
+        for (int i = 0; i < in->nstreams; i++)
+            mine |= in->streams[i].shm_index == r;
+        atomic_store_explicit(&in->shm->streams[r].reading, (uint32_t)mine, memory_order_relaxed);
+    }
 }
 
 /* The stream table is updated after the ring's head moves, so only the
@@ -419,7 +429,7 @@ static void
 ingest_announce_losses(struct ingest *in)
 {
     for (int i = 0; i < in->nlost; i++) {
-        struct ring_frame_meta meta = {(uint32_t)in->lost[i], 0, 0, RING_KIND_RESET};
+        struct ring_frame_meta meta = {(uint32_t)in->lost[i], 0, 0, RING_KIND_RESET, 0};
         struct shm_stream *row = &in->shm->streams[in->lost[i]];
         uint64_t seq = ring_head(in->ring);
 
@@ -431,6 +441,8 @@ ingest_announce_losses(struct ingest *in)
         WSB_ASSERT(ring_publish(in->ring, in->epoch, (uint32_t)strlen(in->epoch), &meta) >= 0);
         atomic_store_explicit(&row->last_ms, 0, memory_order_relaxed);
         atomic_store_explicit(&row->last_seq, 0, memory_order_relaxed);
+        /* The stream starts over: its freshness is its new entries'. */
+        atomic_store_explicit(&row->read_ms, 0, memory_order_relaxed);
         if (in->have_snap) {
             snaptab_drop_stream(&in->snap, (uint32_t)in->lost[i]);
             snaptab_set_applied(&in->snap, seq + 1);
@@ -622,7 +634,8 @@ ingest_load_history(struct ingest *in, struct ingest_stream *st)
                     "%s: loaded the table from the first %d entries of its history only", st->name,
                     INGEST_HISTORY_MAX);
     /* In ring order: the stream's position is the group's start now. */
-    meta = (struct ring_frame_meta){(uint32_t)st->shm_index, upto.ms, upto.seq, RING_KIND_HISTORY};
+    meta =
+        (struct ring_frame_meta){(uint32_t)st->shm_index, upto.ms, upto.seq, RING_KIND_HISTORY, 0};
     atomic_store_explicit(&row->last_frame, seq + 1, memory_order_relaxed);
     WSB_ASSERT(ring_publish(in->ring, "", 0, &meta) >= 0);
     (void)snaptab_apply(&in->snap, (uint8_t)st->type, NULL, (uint32_t)st->shm_index, &upto, seq,
@@ -703,12 +716,14 @@ static int
 ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entry, int pending)
 {
     const redisReply *id = entry->element[0], *fields = entry->element[1];
+    struct shm_stream *row = &in->shm->streams[st->shm_index];
     struct ring_frame_meta meta;
     struct streamid sid;
     char err[256];
-    uint64_t seq;
+    uint64_t seq, now_us;
 
     STAT_ADD(entries_read, 1);
+    atomic_fetch_add_explicit(&row->entries_read, 1, memory_order_relaxed);
     if (streamid_parse(id->str, id->len, &sid) != 0) {
         STAT_ADD(invalid_entries, 1);
         if (log_ratelimit_allow(&in->invalid_rl))
@@ -717,6 +732,10 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
                         id->str);
         return 0;
     }
+    /* The newest id read, whatever becomes of the entry: how fresh the
+     * stream is (pending entries re-read after a restart are older). */
+    if (sid.ms > atomic_load_explicit(&row->read_ms, memory_order_relaxed))
+        atomic_store_explicit(&row->read_ms, sid.ms, memory_order_relaxed);
     if (pending && streamid_cmp(&sid, &st->last) <= 0) {
         /* Already in the ring: published before a crash, never acked. */
         STAT_ADD(duplicates_skipped, 1);
@@ -738,16 +757,20 @@ ingest_entry(struct ingest *in, struct ingest_stream *st, const redisReply *entr
      * frame naming it can be read (shm_stream_index).  Only this process
      * publishes, so the head is the frame's sequence. */
     meta.kind = RING_KIND_ENTRY;
+    meta.published_us = time_mono_us();
     seq = ring_head(in->ring);
-    atomic_store_explicit(&in->shm->streams[st->shm_index].last_frame, seq + 1,
-                          memory_order_relaxed);
+    atomic_store_explicit(&row->last_frame, seq + 1, memory_order_relaxed);
     WSB_ASSERT(ring_publish(in->ring, in->frame.data, (uint32_t)in->frame.size, &meta) >= 0);
+    /* From the time Redis gave the entry (its id, on Redis's clock) to now,
+     * on ours: a clock behind Redis's counts as no time at all. */
+    now_us = time_now_us();
+    hist_observe(&in->shm->ingest_latency, sid.ms <= now_us / 1000 ? now_us - sid.ms * 1000 : 0);
     /* After the ring: a frame is in the table only once it can be read
      * from the ring (a worker patches a snapshot from the ring). */
     ingest_snapshot_apply(in, st, &sid, seq);
     st->last = sid;
-    atomic_store_explicit(&in->shm->streams[st->shm_index].last_ms, sid.ms, memory_order_relaxed);
-    atomic_store_explicit(&in->shm->streams[st->shm_index].last_seq, sid.seq, memory_order_relaxed);
+    atomic_store_explicit(&row->last_ms, sid.ms, memory_order_relaxed);
+    atomic_store_explicit(&row->last_seq, sid.seq, memory_order_relaxed);
     STAT_ADD(entries_published, 1);
     return 1;
 }
@@ -896,6 +919,88 @@ ingest_read(struct ingest *in, int pending, int *none)
             argv[argc++] = pending ? in->streams[i].next_pending : ">";
     }
     return ingest_command(in, argc, argv);
+}
+
+/* Our group's lag in one XINFO GROUPS reply: 1 with *lag set if Redis
+ * says it (7.0 and later; nil after deletions it cannot see past), else 0. */
+static int
+ingest_group_lag(const struct ingest *in, const redisReply *r, uint64_t *lag)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return 0;
+    for (size_t g = 0; g < r->elements; g++) {
+        const redisReply *grp = r->element[g];
+        const redisReply *lagv = NULL;
+        int ours = 0;
+
+        if (grp->type != REDIS_REPLY_ARRAY)
+            continue;
+        /* Field, value, field, value ... (RESP2's form of a map). */
+        for (size_t f = 0; f + 1 < grp->elements; f += 2) {
+            const redisReply *k = grp->element[f], *v = grp->element[f + 1];
+            if (k->type != REDIS_REPLY_STRING && k->type != REDIS_REPLY_STATUS)
+                continue;
+            if (strcmp(k->str, "name") == 0)
+                ours = v->type == REDIS_REPLY_STRING && strcmp(v->str, in->group) == 0;
+            else if (strcmp(k->str, "lag") == 0)
+                lagv = v;
+        }
+        if (ours) {
+            if (lagv == NULL || lagv->type != REDIS_REPLY_INTEGER || lagv->integer < 0)
+                return 0;
+            *lag = (uint64_t)lagv->integer;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * How far our group is behind on each stream it reads: XINFO GROUPS, whose
+ * "lag" (Redis 7) counts the entries not yet delivered to the group, for
+ * /metrics and readiness (shm.h, struct shm_stream).  Pipelined on the
+ * reading connection between two reads, like the epoch check: one round
+ * trip every SHM_LAG_CHECK_MS, cheap for Redis (it walks the groups, not
+ * the entries), and the read loop waits on nothing else.  0, or -1 if the
+ * connection broke (disconnected).
+ */
+static int
+ingest_check_lag(struct ingest *in)
+{
+    struct ingest_stream *asked[CONF_MAX_SPORTS + 1];
+    uint64_t now = time_mono_ms();
+    int n = 0;
+
+    for (int i = 0; i < in->nstreams; i++) {
+        struct ingest_stream *st = &in->streams[i];
+        const char *argv[] = {"XINFO", "GROUPS", st->name};
+        if (!ingest_stream_readable(st, now))
+            continue;
+        if (redisAppendCommandArgv(in->redis, 3, argv, NULL) != REDIS_OK)
+            break; /* out of memory: ask for the ones appended */
+        asked[n++] = st;
+    }
+    for (int i = 0; i < n; i++) {
+        struct shm_stream *row = &in->shm->streams[asked[i]->shm_index];
+        redisReply *r = NULL;
+        uint64_t lag = 0;
+        int known;
+
+        if (redisGetReply(in->redis, (void **)&r) != REDIS_OK) {
+            if (log_ratelimit_allow(&in->error_rl))
+                LOG_WARN("redis XINFO GROUPS failed: %s", in->redis->errstr);
+            STAT_ADD(redis_errors, 1);
+            ingest_disconnect(in);
+            return -1;
+        }
+        /* An error (the key is not a stream) or no group of ours: unknown. */
+        known = ingest_group_lag(in, r, &lag);
+        freeReplyObject(r);
+        atomic_store_explicit(&row->lag, lag, memory_order_relaxed);
+        atomic_store_explicit(&row->lag_known, (uint32_t)known, memory_order_relaxed);
+        atomic_store_explicit(&row->lag_at_ms, time_now_ms(), memory_order_relaxed);
+    }
+    return 0;
 }
 
 /* A read failed: a stream or group vanished (Redis restarted empty, stream
@@ -1048,6 +1153,10 @@ ingest_main(struct shm *s, const struct conf *c, const int *wake_fds, int nwake)
             in->next_epoch_ms = time_mono_ms() + INGEST_EPOCH_CHECK_MS;
             if (ingest_sync_epoch(in) != 0)
                 ingest_disconnect(in);
+        }
+        if (in->redis != NULL && time_mono_ms() >= in->next_lag_ms) {
+            in->next_lag_ms = time_mono_ms() + SHM_LAG_CHECK_MS;
+            (void)ingest_check_lag(in); /* -1: disconnected, reconnected next round */
         }
     }
     ingest_disconnect(in);

@@ -257,7 +257,7 @@ admit_unreserve(struct wsp_vhost *vh, const struct addrtab_key *key)
  */
 static int
 admit_refuse(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *key,
-             unsigned int status, const char *reason, const char *why)
+             enum shm_refusal counter, unsigned int status, const char *reason, const char *why)
 {
     char resp[512];
     int body_len = (int)strlen(why) + 12;
@@ -265,6 +265,8 @@ admit_refuse(struct wsp_vhost *vh, struct lws *wsi, const struct addrtab_key *ke
                      "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\n"
                      "content-length: %d\r\nconnection: close\r\n\r\n{\"error\":\"%s\"}",
                      status, reason, body_len, why);
+
+    WSP_STAT_ADD(vh, upgrades_refused[counter], 1);
 
     if (log_get_level() >= LOG_LEVEL_DEBUG) {
         char who[ADDRTAB_KEY_STRLEN] = "?";
@@ -336,12 +338,12 @@ admit_token(struct wsp_vhost *vh, struct lws *wsi, struct admit_conn *ac, int fr
     if (ac->claims == NULL) {
         admit_unreserve_conn(vh, wsi, ac, fresh);
         snprintf(body, sizeof(body), "unauthorized: %s", why);
-        return admit_refuse(vh, wsi, key, 401, "Unauthorized", body);
+        return admit_refuse(vh, wsi, key, SHM_REFUSED_UNAUTHORIZED, 401, "Unauthorized", body);
     }
     if (auth_sub_acquire(vh, ac->claims->sub, ac->claims->max_connections) != 0) {
         admit_drop_claims(vh, ac);
         admit_unreserve_conn(vh, wsi, ac, fresh);
-        return admit_refuse(vh, wsi, key, 429, "Too Many Requests",
+        return admit_refuse(vh, wsi, key, SHM_REFUSED_SUB_MAX_CONNECTIONS, 429, "Too Many Requests",
                             "max_connections of this sub reached");
     }
     ac->sub_counted = ac->claims->max_connections >= 0;
@@ -357,15 +359,19 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
     int fresh;
 
     if (admit_on_metrics(vh, wsi))
-        return admit_refuse(vh, wsi, NULL, 404, "Not Found", "no WebSocket on METRICS_ADDR");
+        return admit_refuse(vh, wsi, NULL, SHM_REFUSED_NOT_FOUND, 404, "Not Found",
+                            "no WebSocket on METRICS_ADDR");
     /* The shared flag as well as the worker's own: the supervisor sets it
      * before its SIGTERM reaches this worker. */
     if (admit_draining(vh))
-        return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "shutting down");
+        return admit_refuse(vh, wsi, NULL, SHM_REFUSED_STOPPING, 503, "Service Unavailable",
+                            "shutting down");
     if (!admit_path_is_ws(wsi))
-        return admit_refuse(vh, wsi, NULL, 404, "Not Found", "the WebSocket endpoint is /ws");
+        return admit_refuse(vh, wsi, NULL, SHM_REFUSED_NOT_FOUND, 404, "Not Found",
+                            "the WebSocket endpoint is /ws");
     if (!admit_origin_allowed(vh, wsi))
-        return admit_refuse(vh, wsi, NULL, 403, "Forbidden", "origin not allowed");
+        return admit_refuse(vh, wsi, NULL, SHM_REFUSED_ORIGIN, 403, "Forbidden",
+                            "origin not allowed");
     ac = admit_conn_of(vh, wsi, &fresh);
     if (ac == NULL)
         return -1;  /* logged; the peer is gone or memory is out: just hang up */
@@ -376,7 +382,8 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
     if (admit_reserve(vh, wsi, ac) != 0) {
         if (fresh)
             free(ac);
-        return admit_refuse(vh, wsi, &key, 503, "Service Unavailable", "too many client addresses");
+        return admit_refuse(vh, wsi, &key, SHM_REFUSED_ADDRESS_TABLE, 503, "Service Unavailable",
+                            "too many client addresses");
     }
     /* Counted first, checked after, as for connections (admit_connection):
      * upgrades racing on other workers cannot pass the limits together. */
@@ -384,11 +391,12 @@ admit_upgrade(struct wsp_vhost *vh, struct lws *wsi)
     shm_totals(vh->shm, &totals);
     if (totals.active_clients > vh->conf->max_clients) {
         admit_unreserve_conn(vh, wsi, ac, fresh);
-        return admit_refuse(vh, wsi, NULL, 503, "Service Unavailable", "too many clients");
+        return admit_refuse(vh, wsi, NULL, SHM_REFUSED_MAX_CLIENTS, 503, "Service Unavailable",
+                            "too many clients");
     }
     if (shm_addr_count(vh->shm, &key, ADDRTAB_CLIENTS) > vh->conf->max_clients_per_ip) {
         admit_unreserve_conn(vh, wsi, ac, fresh);
-        return admit_refuse(vh, wsi, &key, 429, "Too Many Requests",
+        return admit_refuse(vh, wsi, &key, SHM_REFUSED_MAX_CLIENTS_PER_IP, 429, "Too Many Requests",
                             "too many connections from this address");
     }
     return admit_token(vh, wsi, ac, fresh, &key);

@@ -1374,6 +1374,7 @@ feed_serve_catchup(struct wsp_vhost *vh, struct wsp_session *ss, uint32_t budget
         e.seq = ss->feed.rd.next - 1;
         e.stream = meta.stream;
         e.id = (struct streamid){meta.id_ms, meta.id_seq};
+        e.published_us = meta.published_us;
         if (e.stream >= SHM_MAX_STREAMS)
             continue;
         if (meta.kind != RING_KIND_ENTRY) {

@@ -84,6 +84,7 @@ struct feed_entry {
     struct streamid id;
     const char *stream_name;
     const char *id_text;
+    uint64_t published_us; /* when the ingest published it (ring_frame_meta) */
 };
 
 /* What a subscribe asks of the feed, parsed before the filter changes. */

@@ -1,15 +1,13 @@
 #include "metrics.h"
 
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "../common/snaptab.h"
-#include "../common/timeutil.h"
-
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#include "figures.h"
 
 static int metrics_printf(struct metrics_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -48,20 +46,11 @@ metrics_buf_free(struct metrics_buf *b)
     memset(b, 0, sizeof(*b));
 }
 
-/* What every reader of "is the ingest up" uses: redis_up is the ingest's
- * own word and a dead ingest cannot clear it, while pid is cleared by the
- * supervisor when it reaps the ingest (shm.h). */
-static int
-metrics_redis_up(struct shm *s)
-{
-    return LOAD(s->ingest.redis_up) && LOAD(s->ingest.pid) != 0;
-}
-
 int
 metrics_health(struct shm *s, struct metrics_buf *out)
 {
     struct shm_totals t;
-    int up = metrics_redis_up(s);
+    int up = figures_redis_up(s);
 
     shm_totals(s, &t);
     if (metrics_printf(out,
@@ -71,408 +60,384 @@ metrics_health(struct shm *s, struct metrics_buf *out)
     return up ? 200 : 503;
 }
 
-/* ---- the one list of figures -------------------------------------------------- */
-
-/* One reading of shm per request, so the figures that derive from the same
- * load (totals, the ring head) agree within a body. */
-struct metrics_view {
-    struct shm *s;
-    struct shm_totals t;
-    struct snaptab_stats snap; /* zero if the instance has no table */
-    uint64_t head;
-    uint64_t now_ms;
-};
-
-enum metrics_type { METRICS_GAUGE, METRICS_COUNTER };
-
-struct metrics_field {
-    const char *name; /* the JSON key; Prometheus: ws_broadcaster_<prefix><name> */
-    enum metrics_type type;
-    int boolean; /* JSON true/false, Prometheus 1/0 */
-    const char *help;
-    /* worker is the slot (from 0) for per-worker figures, unused otherwise */
-    uint64_t (*get)(const struct metrics_view *v, uint32_t worker);
-};
-
-#define METRICS_TOTAL(field)                                                                       \
-    static uint64_t metrics_total_##field(const struct metrics_view *v, uint32_t worker)           \
-    {                                                                                              \
-        (void)worker;                                                                              \
-        return v->t.field;                                                                         \
-    }
-#define METRICS_INGEST(field)                                                                      \
-    static uint64_t metrics_ingest_##field(const struct metrics_view *v, uint32_t worker)          \
-    {                                                                                              \
-        (void)worker;                                                                              \
-        return (uint64_t)LOAD(v->s->ingest.field);                                                 \
-    }
-#define METRICS_WORKER(field)                                                                      \
-    static uint64_t metrics_worker_##field(const struct metrics_view *v, uint32_t worker)          \
-    {                                                                                              \
-        return (uint64_t)LOAD(v->s->workers[worker].field);                                        \
-    }
-
-METRICS_TOTAL(active_clients)
-METRICS_TOTAL(total_connections)
-METRICS_TOTAL(total_messages)
-METRICS_TOTAL(broadcast_usage)
-METRICS_TOTAL(dropped_messages)
-METRICS_TOTAL(slow_disconnects)
-METRICS_TOTAL(ring_missed)
-METRICS_TOTAL(invalid_frames)
-METRICS_TOTAL(client_errors)
-METRICS_TOTAL(open_connections)
-METRICS_TOTAL(refused_connections)
-METRICS_INGEST(invalid_entries)
-METRICS_INGEST(entries_read)
-METRICS_INGEST(entries_published)
-METRICS_INGEST(duplicates_skipped)
-METRICS_INGEST(redis_errors)
-METRICS_INGEST(pid)
-METRICS_INGEST(restarts)
-METRICS_WORKER(pid)
-METRICS_WORKER(active_clients)
-METRICS_WORKER(total_connections)
-METRICS_WORKER(total_messages)
-METRICS_WORKER(dropped_messages)
-METRICS_WORKER(slow_disconnects)
-METRICS_WORKER(ring_missed)
-METRICS_WORKER(restarts)
-METRICS_WORKER(open_connections)
-
-#define METRICS_SNAP(field)                                                                        \
-    static uint64_t metrics_snap_##field(const struct metrics_view *v, uint32_t worker)            \
-    {                                                                                              \
-        (void)worker;                                                                              \
-        return (uint64_t)v->snap.field;                                                            \
-    }
-METRICS_SNAP(keys)
-METRICS_SNAP(bytes)
-METRICS_SNAP(max_keys)
-METRICS_SNAP(capacity_bytes)
-METRICS_SNAP(evicted_ttl)
-METRICS_SNAP(evicted_full)
-METRICS_SNAP(dropped_too_large)
-METRICS_TOTAL(conflated_clients)
-METRICS_TOTAL(conflated_updates)
-METRICS_TOTAL(slow_keys)
-METRICS_TOTAL(slow_bytes)
-METRICS_TOTAL(slow_lag)
-METRICS_TOTAL(slow_send_timeout)
-METRICS_WORKER(conflated_clients)
-METRICS_TOTAL(snapshots_sent)
-METRICS_TOTAL(snapshot_items_sent)
-METRICS_TOTAL(lapped_snapshots)
-METRICS_TOTAL(resumes_ok)
-METRICS_TOTAL(resumes_epoch_changed)
-METRICS_TOTAL(resumes_too_old)
-METRICS_TOTAL(resumes_unknown_stream)
-
-static uint64_t
-metrics_capacity(const struct metrics_view *v, uint32_t worker)
-{
-    (void)worker;
-    return shm_ring(v->s)->nslots;
-}
-
-static uint64_t
-metrics_ring_head(const struct metrics_view *v, uint32_t worker)
-{
-    (void)worker;
-    return v->head;
-}
-
-static uint64_t
-metrics_redis_connected(const struct metrics_view *v, uint32_t worker)
-{
-    (void)worker;
-    return (uint64_t)metrics_redis_up(v->s);
-}
-
-static uint64_t
-metrics_uptime(const struct metrics_view *v, uint32_t worker)
-{
-    (void)worker;
-    /* Wall clock: stepped back below the start time, it reads 0, not an
-     * unsigned wrap-around. */
-    return v->now_ms > v->s->hdr.started_ms ? (v->now_ms - v->s->hdr.started_ms) / 1000 : 0;
-}
-
-static uint64_t
-metrics_worker_ring_lag(const struct metrics_view *v, uint32_t worker)
-{
-    uint64_t next = LOAD(v->s->workers[worker].ring_next);
-
-    /* A cursor past the head (a worker that read up to it while the head
-     * was loaded) is no lag, not a wrap-around. */
-    return v->head > next ? v->head - next : 0;
-}
-
-/*
- * Every figure /metrics shows, in JSON order.  Both renderers walk these
- * tables and nothing else, so a figure cannot be in one format only.  The
- * JSON keys are the interface (clients, tests, the seed's five first): never
- * rename one; add new figures at the end of their table.
- */
-static const struct metrics_field metrics_top_fields[] = {
-    {"active_clients", METRICS_GAUGE, 0, "Connected WebSocket clients.",
-     metrics_total_active_clients},
-    {"total_connections", METRICS_COUNTER, 0, "WebSocket connections accepted since start.",
-     metrics_total_total_connections},
-    {"total_messages", METRICS_COUNTER, 0, "Messages delivered to clients since start.",
-     metrics_total_total_messages},
-    {"broadcast_capacity", METRICS_GAUGE, 0, "Ring capacity in frames.", metrics_capacity},
-    {"broadcast_usage", METRICS_GAUGE, 0, "Frames written but not yet read by the slowest worker.",
-     metrics_total_broadcast_usage},
-    {"dropped_messages", METRICS_COUNTER, 0, "Messages dropped because a client's queue was full.",
-     metrics_total_dropped_messages},
-    {"invalid_entries", METRICS_COUNTER, 0, "Malformed stream entries skipped and acknowledged.",
-     metrics_ingest_invalid_entries},
-    {"slow_disconnects", METRICS_COUNTER, 0,
-     "Clients disconnected as too slow, for any reason (the slow_disconnects_* add up to it).",
-     metrics_total_slow_disconnects},
-    {"ring_missed", METRICS_COUNTER, 0, "Frames workers missed because the ring lapped them.",
-     metrics_total_ring_missed},
-    {"invalid_frames", METRICS_COUNTER, 0, "Ring frames a worker could not decode or encode.",
-     metrics_total_invalid_frames},
-    {"client_errors", METRICS_COUNTER, 0, "Error replies sent to clients.",
-     metrics_total_client_errors},
-    {"ring_head", METRICS_COUNTER, 0, "Sequence of the next ring frame.", metrics_ring_head},
-    {"redis_connected", METRICS_GAUGE, 1, "1 while the ingest reads Redis.",
-     metrics_redis_connected},
-    {"entries_read", METRICS_COUNTER, 0, "Stream entries read from Redis.",
-     metrics_ingest_entries_read},
-    {"entries_published", METRICS_COUNTER, 0, "Frames written to the ring.",
-     metrics_ingest_entries_published},
-    {"duplicates_skipped", METRICS_COUNTER, 0,
-     "Pending entries skipped after an ingest restart because the ring already held them.",
-     metrics_ingest_duplicates_skipped},
-    {"redis_errors", METRICS_COUNTER, 0, "Failed Redis commands and lost connections.",
-     metrics_ingest_redis_errors},
-    {"uptime_seconds", METRICS_GAUGE, 0, "Seconds since the instance started.", metrics_uptime},
-    {"open_connections", METRICS_GAUGE, 0,
-     "TCP connections open, HTTP or WebSocket, upgraded or not.", metrics_total_open_connections},
-    {"refused_connections", METRICS_COUNTER, 0,
-     "Connections closed at accept: MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP.",
-     metrics_total_refused_connections},
-    {"conflated_clients", METRICS_GAUGE, 0,
-     "Clients in conflated mode now: queue past CONFLATE_AT, latest update per key only.",
-     metrics_total_conflated_clients},
-    {"conflated_updates", METRICS_COUNTER, 0,
-     "Updates replaced in a client's queue by a newer one of the same key, never sent.",
-     metrics_total_conflated_updates},
-    {"slow_disconnects_keys", METRICS_COUNTER, 0,
-     "Slow clients cut off: more distinct keys waiting than CLIENT_BUFFER.",
-     metrics_total_slow_keys},
-    {"slow_disconnects_bytes", METRICS_COUNTER, 0,
-     "Slow clients cut off: more than CLIENT_BUFFER_BYTES queued.", metrics_total_slow_bytes},
-    {"slow_disconnects_lag", METRICS_COUNTER, 0,
-     "Slow clients cut off: oldest queued message older than CLIENT_MAX_LAG.",
-     metrics_total_slow_lag},
-    {"slow_disconnects_send_timeout", METRICS_COUNTER, 0,
-     "Slow clients cut off: socket took nothing for SEND_TIMEOUT while data waited.",
-     metrics_total_slow_send_timeout},
-};
-
-static const struct metrics_field metrics_ingest_fields[] = {
-    {"pid", METRICS_GAUGE, 0, "Process id of the ingest (0 while it is restarted).",
-     metrics_ingest_pid},
-    {"restarts", METRICS_COUNTER, 0, "Times the ingest was restarted.", metrics_ingest_restarts},
-};
-
-static const struct metrics_field metrics_worker_fields[] = {
-    {"pid", METRICS_GAUGE, 0, "Process id per worker (0 while it is restarted).",
-     metrics_worker_pid},
-    {"active_clients", METRICS_GAUGE, 0, "Connected WebSocket clients per worker.",
-     metrics_worker_active_clients},
-    {"total_connections", METRICS_COUNTER, 0, "WebSocket connections per worker since it started.",
-     metrics_worker_total_connections},
-    {"total_messages", METRICS_COUNTER, 0, "Messages delivered per worker since it started.",
-     metrics_worker_total_messages},
-    {"dropped_messages", METRICS_COUNTER, 0, "Messages dropped per worker (full client queue).",
-     metrics_worker_dropped_messages},
-    {"slow_disconnects", METRICS_COUNTER, 0, "Slow clients disconnected per worker.",
-     metrics_worker_slow_disconnects},
-    {"ring_lag", METRICS_GAUGE, 0, "Frames published but not yet read by the worker.",
-     metrics_worker_ring_lag},
-    {"ring_missed", METRICS_COUNTER, 0, "Frames the worker missed because the ring lapped it.",
-     metrics_worker_ring_missed},
-    {"restarts", METRICS_COUNTER, 0, "Times the worker slot was restarted.",
-     metrics_worker_restarts},
-    {"open_connections", METRICS_GAUGE, 0, "TCP connections open per worker.",
-     metrics_worker_open_connections},
-    {"conflated_clients", METRICS_GAUGE, 0, "Clients in conflated mode now per worker.",
-     metrics_worker_conflated_clients},
-};
-
-/* The consistent board: the ingest's table and what the workers sent. */
-static const struct metrics_field metrics_snapshot_fields[] = {
-    {"keys", METRICS_GAUGE, 0, "Keys in the snapshot table.", metrics_snap_keys},
-    {"bytes", METRICS_GAUGE, 0, "Bytes of values the snapshot table holds.", metrics_snap_bytes},
-    {"max_keys", METRICS_GAUGE, 0, "Keys the snapshot table may hold (SNAPSHOT_MAX_KEYS).",
-     metrics_snap_max_keys},
-    {"capacity_bytes", METRICS_GAUGE, 0, "Bytes of values the snapshot table may hold.",
-     metrics_snap_capacity_bytes},
-    {"evicted_ttl", METRICS_COUNTER, 0,
-     "Keys that left the table: not updated for SNAPSHOT_TTL (opportunities: OPPORTUNITY_TTL).",
-     metrics_snap_evicted_ttl},
-    {"evicted_full", METRICS_COUNTER, 0, "Oldest keys evicted because the table was full.",
-     metrics_snap_evicted_full},
-    {"dropped_too_large", METRICS_COUNTER, 0, "Entries too large to keep in the table.",
-     metrics_snap_dropped_too_large},
-    {"sent", METRICS_COUNTER, 0, "Snapshots sent to clients in full.",
-     metrics_total_snapshots_sent},
-    {"items_sent", METRICS_COUNTER, 0, "Keys sent in snapshots.",
-     metrics_total_snapshot_items_sent},
-    {"lapped", METRICS_COUNTER, 0,
-     "Fresh snapshots sent because entries were lost before a worker read them.",
-     metrics_total_lapped_snapshots},
-    {"resumes_ok", METRICS_COUNTER, 0, "Resumes that replayed exactly what was missed.",
-     metrics_total_resumes_ok},
-    {"resumes_epoch_changed", METRICS_COUNTER, 0, "Resumes refused: another epoch.",
-     metrics_total_resumes_epoch_changed},
-    {"resumes_too_old", METRICS_COUNTER, 0,
-     "Resumes refused: the missed entries are no longer at hand (or too many).",
-     metrics_total_resumes_too_old},
-    {"resumes_unknown_stream", METRICS_COUNTER, 0,
-     "Resumes refused: a stream the filter reads had no position.",
-     metrics_total_resumes_unknown_stream},
-};
-
-#define METRICS_N(a) (sizeof(a) / sizeof((a)[0]))
-
-enum metrics_shape {
-    METRICS_TOP,        /* plain top-level keys; ws_broadcaster_<name> */
-    METRICS_OBJECT,     /* "key":{...}; ws_broadcaster_<prefix><name> */
-    METRICS_PER_WORKER, /* "key":[{"worker":n,...}]; ws_broadcaster_<prefix><name>{worker="n"} */
-};
-
-static const struct metrics_section {
-    enum metrics_shape shape;
-    const char *key;    /* JSON key of the object or array; NULL at the top */
-    const char *prefix; /* Prometheus name prefix after ws_broadcaster_ */
-    const struct metrics_field *fields;
-    size_t nfields;
-} metrics_sections[] = {
-    {METRICS_TOP, NULL, "", metrics_top_fields, METRICS_N(metrics_top_fields)},
-    {METRICS_OBJECT, "ingest", "ingest_", metrics_ingest_fields, METRICS_N(metrics_ingest_fields)},
-    {METRICS_PER_WORKER, "workers", "worker_", metrics_worker_fields,
-     METRICS_N(metrics_worker_fields)},
-    {METRICS_OBJECT, "snapshot", "snapshot_", metrics_snapshot_fields,
-     METRICS_N(metrics_snapshot_fields)},
-};
-
-static void
-metrics_view_load(struct metrics_view *v, struct shm *s)
-{
-    uint32_t max_keys;
-    void *mem = shm_snaptab(s, &max_keys);
-    struct snaptab table;
-
-    v->s = s;
-    shm_totals(s, &v->t);
-    memset(&v->snap, 0, sizeof(v->snap));
-    if (mem != NULL && snaptab_attach_reader(&table, mem, max_keys, SHM_MAX_STREAMS) == 0)
-        snaptab_stats(&table, &v->snap);
-    v->head = ring_head(shm_ring(s));
-    v->now_ms = time_now_ms();
-}
-
 /* ---- JSON ---------------------------------------------------------------- */
 
-/* The fields of one section as "k":v pairs, each after a comma but the
- * first when first is set. */
-static int
-metrics_json_fields(struct metrics_buf *out, const struct metrics_view *v,
-                    const struct metrics_section *sec, uint32_t worker, int first)
+struct metrics_json {
+    const struct figures_view *v;
+    cJSON *root;
+    cJSON **workers; /* v->nworkers objects, attached to root at the end */
+    cJSON **streams;
+    int oom;
+};
+
+/* obj's member `key`, an object, made if missing. */
+static cJSON *
+metrics_json_object(struct metrics_json *j, cJSON *obj, const char *key, size_t len)
 {
-    int rc = 0;
+    char name[64];
+    cJSON *o;
 
-    for (size_t f = 0; rc == 0 && f < sec->nfields; f++) {
-        const struct metrics_field *fd = &sec->fields[f];
-        uint64_t value = fd->get(v, worker);
-        const char *sep = first && f == 0 ? "" : ",";
-
-        if (fd->boolean)
-            rc = metrics_printf(out, "%s\"%s\":%s", sep, fd->name, value ? "true" : "false");
-        else
-            rc = metrics_printf(out, "%s\"%s\":%llu", sep, fd->name, (unsigned long long)value);
+    snprintf(name, sizeof(name), "%.*s", (int)len, key);
+    o = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (o != NULL)
+        return o;
+    o = cJSON_CreateObject();
+    if (o == NULL || !cJSON_AddItemToObject(obj, name, o)) {
+        cJSON_Delete(o);
+        j->oom = 1;
+        return NULL;
     }
-    return rc;
+    return o;
+}
+
+/* item at path ("a" or "a.b") in obj; takes item. */
+static void
+metrics_json_put(struct metrics_json *j, cJSON *obj, const char *path, cJSON *item)
+{
+    const char *dot;
+
+    while (obj != NULL && (dot = strchr(path, '.')) != NULL) {
+        obj = metrics_json_object(j, obj, path, (size_t)(dot - path));
+        path = dot + 1;
+    }
+    if (obj == NULL || item == NULL || !cJSON_AddItemToObject(obj, path, item)) {
+        cJSON_Delete(item);
+        j->oom = 1;
+    }
+}
+
+static cJSON *
+metrics_json_number(uint64_t value, unsigned scale)
+{
+    char text[48];
+
+    figures_number(text, sizeof(text), value, scale);
+    return cJSON_CreateRaw(text);
+}
+
+static cJSON *
+metrics_json_hist(const struct hist_counts *c)
+{
+    cJSON *h = cJSON_CreateObject(), *b = cJSON_CreateObject();
+    int ok = h != NULL && b != NULL && cJSON_AddItemToObject(h, "buckets", b);
+    char le[16];
+
+    if (!ok) {
+        if (h == NULL || cJSON_GetObjectItemCaseSensitive(h, "buckets") == NULL)
+            cJSON_Delete(b);
+        cJSON_Delete(h);
+        return NULL;
+    }
+    for (unsigned i = 0; ok && i < HIST_NBUCKETS; i++) {
+        cJSON *n = metrics_json_number(c->cumulative[i], 1);
+        hist_format_bound(i, le, sizeof(le));
+        ok = n != NULL && cJSON_AddItemToObject(b, le, n);
+        if (!ok)
+            cJSON_Delete(n);
+    }
+    if (ok) {
+        cJSON *sum = metrics_json_number(c->sum_us, 1000000);
+        ok = sum != NULL && cJSON_AddItemToObject(h, "sum", sum);
+        if (!ok)
+            cJSON_Delete(sum);
+    }
+    if (ok) {
+        cJSON *count = metrics_json_number(hist_count(c), 1);
+        ok = count != NULL && cJSON_AddItemToObject(h, "count", count);
+        if (!ok)
+            cJSON_Delete(count);
+    }
+    if (!ok) {
+        cJSON_Delete(h);
+        return NULL;
+    }
+    return h;
+}
+
+static cJSON *
+metrics_json_value(const struct figures_family *f, uint64_t value)
+{
+    if (f->flags & FIGURES_BOOL)
+        return cJSON_CreateBool(value != 0);
+    return metrics_json_number(value, f->scale);
+}
+
+/* Family f's figures at `at` into obj. */
+static void
+metrics_json_family(struct metrics_json *j, cJSON *obj, const struct figures_family *f,
+                    const struct figures_at *at)
+{
+    const struct figures_dim *d = f->dim;
+    struct figures_at a = *at;
+    uint64_t value, sum = 0;
+    int any = 0;
+
+    if (f->flags & FIGURES_INFO) {
+        metrics_json_put(j, obj, f->json, cJSON_CreateString(figures_version));
+        return;
+    }
+    if (f->type == FIGURES_HISTOGRAM) {
+        struct hist_counts c;
+        figures_hist_counts(j->v, f, at, &c);
+        metrics_json_put(j, obj, f->json, metrics_json_hist(&c));
+        return;
+    }
+    if (d == NULL) {
+        if (figures_value(j->v, f, at, &value) == 0)
+            metrics_json_put(j, obj, f->json, metrics_json_value(f, value));
+        return;
+    }
+    if (d->json == NULL) {
+        cJSON *o = cJSON_CreateObject();
+        for (a.value = 0; o != NULL && a.value < d->n; a.value++) {
+            if (figures_value(j->v, f, &a, &value) == 0)
+                metrics_json_put(j, o, d->values[a.value], metrics_json_value(f, value));
+        }
+        metrics_json_put(j, obj, f->json, o);
+        return;
+    }
+    for (a.value = 0; a.value < d->n; a.value++) {
+        if (figures_value(j->v, f, &a, &value) != 0)
+            continue;
+        metrics_json_put(j, obj, d->json[a.value], metrics_json_value(f, value));
+        sum += value;
+        any = 1;
+    }
+    if (f->json != NULL && any)
+        metrics_json_put(j, obj, f->json, metrics_json_value(f, sum));
+}
+
+static cJSON *
+metrics_json_proc_object(struct metrics_json *j, const struct figures_proc *p)
+{
+    switch (p->role) {
+    case FIGURES_ROLE_SUPERVISOR:
+        return metrics_json_object(j, j->root, "supervisor", 10);
+    case FIGURES_ROLE_INGEST:
+        return metrics_json_object(j, j->root, "ingest", 6);
+    case FIGURES_ROLE_WORKER:
+        break;
+    }
+    return j->workers[p->worker];
+}
+
+/* An array of the n objects objs under key in root; takes them. */
+static void
+metrics_json_array(struct metrics_json *j, const char *key, cJSON **objs, uint32_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+
+    for (uint32_t i = 0; i < n; i++) {
+        if (a == NULL || !cJSON_AddItemToArray(a, objs[i])) {
+            cJSON_Delete(objs[i]);
+            j->oom = 1;
+        }
+        objs[i] = NULL;
+    }
+    metrics_json_put(j, j->root, key, a);
 }
 
 int
 metrics_json(struct shm *s, struct metrics_buf *out)
 {
-    struct metrics_view v;
-    int rc = metrics_printf(out, "{");
+    struct figures_view *v = figures_view_new(s);
+    struct metrics_json j = {v, NULL, NULL, NULL, 0};
+    char *text = NULL;
+    int rc = -1;
 
-    metrics_view_load(&v, s);
-    for (size_t i = 0; rc == 0 && i < METRICS_N(metrics_sections); i++) {
-        const struct metrics_section *sec = &metrics_sections[i];
+    if (v == NULL)
+        return -1;
+    j.root = cJSON_CreateObject();
+    j.workers = calloc(v->nworkers + 1, sizeof(cJSON *));
+    j.streams = calloc(v->nstreams + 1, sizeof(cJSON *));
+    if (j.root == NULL || j.workers == NULL || j.streams == NULL)
+        goto done;
+    for (uint32_t w = 0; w < v->nworkers; w++) {
+        /* Workers are numbered from 1, as in the logs and process names. */
+        if ((j.workers[w] = cJSON_CreateObject()) == NULL ||
+            cJSON_AddNumberToObject(j.workers[w], "worker", w + 1) == NULL)
+            goto done;
+    }
+    for (uint32_t k = 0; k < v->nstreams; k++) {
+        if ((j.streams[k] = cJSON_CreateObject()) == NULL ||
+            cJSON_AddStringToObject(j.streams[k], "stream", v->streams[k].name) == NULL)
+            goto done;
+    }
+    for (size_t i = 0; i < figures_nfamilies; i++) {
+        const struct figures_family *f = &figures_families[i];
+        uint32_t n = figures_nseries(v, f);
 
-        switch (sec->shape) {
-        case METRICS_TOP:
-            rc = metrics_json_fields(out, &v, sec, 0, i == 0);
-            break;
-        case METRICS_OBJECT:
-            rc = metrics_printf(out, "%s\"%s\":{", i ? "," : "", sec->key);
-            if (rc == 0)
-                rc = metrics_json_fields(out, &v, sec, 0, 1);
-            if (rc == 0)
-                rc = metrics_printf(out, "}");
-            break;
-        case METRICS_PER_WORKER:
-            rc = metrics_printf(out, "%s\"%s\":[", i ? "," : "", sec->key);
-            for (uint32_t w = 0; rc == 0 && w < shm_nworkers(s); w++) {
-                /* Workers are numbered from 1, as in the logs and process names. */
-                rc = metrics_printf(out, "%s{\"worker\":%u", w ? "," : "", w + 1);
-                if (rc == 0)
-                    rc = metrics_json_fields(out, &v, sec, w, 0);
-                if (rc == 0)
-                    rc = metrics_printf(out, "}");
-            }
-            if (rc == 0)
-                rc = metrics_printf(out, "]");
-            break;
+        if (f->scope == FIGURES_INSTANCE) {
+            struct figures_at at = figures_series_at(f, 0);
+            metrics_json_family(&j, j.root, f, &at);
+            continue;
+        }
+        if (f->scope == FIGURES_WORKER && !(f->flags & FIGURES_NO_SUM)) {
+            struct figures_at all = {1, 0, 0, 0};
+            metrics_json_family(&j, j.root, f, &all);
+        }
+        for (uint32_t k = 0; k < n; k++) {
+            struct figures_at at = figures_series_at(f, k);
+            cJSON *obj = f->scope == FIGURES_WORKER   ? j.workers[k]
+                         : f->scope == FIGURES_STREAM ? j.streams[k]
+                                                      : metrics_json_proc_object(&j, &v->procs[k]);
+            metrics_json_family(&j, obj, f, &at);
         }
     }
-    if (rc == 0)
-        rc = metrics_printf(out, "}");
+    metrics_json_array(&j, "workers", j.workers, v->nworkers);
+    metrics_json_array(&j, "streams", j.streams, v->nstreams);
+    if (!j.oom && (text = cJSON_PrintUnformatted(j.root)) != NULL)
+        rc = metrics_printf(out, "%s", text);
+done:
+    cJSON_free(text);
+    if (j.workers != NULL) {
+        for (uint32_t w = 0; w < v->nworkers; w++)
+            cJSON_Delete(j.workers[w]);
+    }
+    if (j.streams != NULL) {
+        for (uint32_t k = 0; k < v->nstreams; k++)
+            cJSON_Delete(j.streams[k]);
+    }
+    free(j.workers);
+    free(j.streams);
+    cJSON_Delete(j.root);
+    free(v);
     return rc;
 }
 
 /* ---- Prometheus text ------------------------------------------------------- */
 
+/* A label value, escaped as the text format wants (\\, \", \n). */
+static int
+metrics_label_value(struct metrics_buf *out, const char *value)
+{
+    int rc = 0;
+
+    for (const char *p = value; rc == 0 && *p != '\0'; p++) {
+        if (*p == '\\')
+            rc = metrics_printf(out, "\\\\");
+        else if (*p == '"')
+            rc = metrics_printf(out, "\\\"");
+        else if (*p == '\n')
+            rc = metrics_printf(out, "\\n");
+        else
+            rc = metrics_printf(out, "%c", *p);
+    }
+    return rc;
+}
+
+/* name{labels} (no braces without labels): the series k's labels, then
+ * the dim's, then `extra` (le="..."), whichever there are. */
+static int
+metrics_prom_name(struct metrics_buf *out, const struct figures_view *v,
+                  const struct figures_family *f, const char *suffix, uint32_t k,
+                  const struct figures_at *at, const char *extra)
+{
+    const char *sep = "{";
+    int rc = metrics_printf(out, "%s%s", f->name, suffix);
+
+    if (rc == 0 && f->scope == FIGURES_WORKER) {
+        rc = metrics_printf(out, "%sworker=\"%u\"", sep, k + 1);
+        sep = ",";
+    } else if (rc == 0 && f->scope == FIGURES_STREAM) {
+        rc = metrics_printf(out, "%sstream=\"", sep);
+        if (rc == 0)
+            rc = metrics_label_value(out, v->streams[k].name);
+        if (rc == 0)
+            rc = metrics_printf(out, "\"");
+        sep = ",";
+    } else if (rc == 0 && f->scope == FIGURES_PROCESS) {
+        const struct figures_proc *p = &v->procs[k];
+        rc = metrics_printf(out, "%srole=\"%s\"", sep, figures_role_names[p->role]);
+        if (rc == 0 && p->role == FIGURES_ROLE_WORKER)
+            rc = metrics_printf(out, ",worker=\"%u\"", p->worker + 1);
+        sep = ",";
+    }
+    if (rc == 0 && f->dim != NULL) {
+        rc = metrics_printf(out, "%s%s=\"%s\"", sep, f->dim->label, f->dim->values[at->value]);
+        sep = ",";
+    }
+    if (rc == 0 && f->flags & FIGURES_INFO) {
+        rc = metrics_printf(out, "%sversion=\"", sep);
+        if (rc == 0)
+            rc = metrics_label_value(out, figures_version);
+        if (rc == 0)
+            rc = metrics_printf(out, "\"");
+        sep = ",";
+    }
+    if (rc == 0 && extra != NULL) {
+        rc = metrics_printf(out, "%s%s", sep, extra);
+        sep = ",";
+    }
+    if (rc == 0 && sep[0] == ',')
+        rc = metrics_printf(out, "}");
+    return rc;
+}
+
+static int
+metrics_prom_hist(struct metrics_buf *out, const struct figures_view *v,
+                  const struct figures_family *f, uint32_t k, const struct figures_at *at)
+{
+    struct hist_counts c;
+    char le[32], num[48];
+    int rc = 0;
+
+    figures_hist_counts(v, f, at, &c);
+    for (unsigned i = 0; rc == 0 && i < HIST_NBUCKETS; i++) {
+        char extra[40];
+        hist_format_bound(i, le, sizeof(le));
+        snprintf(extra, sizeof(extra), "le=\"%s\"", le);
+        rc = metrics_prom_name(out, v, f, "_bucket", k, at, extra);
+        if (rc == 0)
+            rc = metrics_printf(out, " %llu\n", (unsigned long long)c.cumulative[i]);
+    }
+    figures_number(num, sizeof(num), c.sum_us, 1000000);
+    if (rc == 0)
+        rc = metrics_prom_name(out, v, f, "_sum", k, at, NULL);
+    if (rc == 0)
+        rc = metrics_printf(out, " %s\n", num);
+    if (rc == 0)
+        rc = metrics_prom_name(out, v, f, "_count", k, at, NULL);
+    if (rc == 0)
+        rc = metrics_printf(out, " %llu\n", (unsigned long long)hist_count(&c));
+    return rc;
+}
+
 int
 metrics_prometheus(struct shm *s, struct metrics_buf *out)
 {
-    struct metrics_view v;
+    struct figures_view *v = figures_view_new(s);
     int rc = 0;
 
-    metrics_view_load(&v, s);
-    for (size_t i = 0; rc == 0 && i < METRICS_N(metrics_sections); i++) {
-        const struct metrics_section *sec = &metrics_sections[i];
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; rc == 0 && i < figures_nfamilies; i++) {
+        const struct figures_family *f = &figures_families[i];
+        uint32_t n = figures_nseries(v, f);
 
-        for (size_t f = 0; rc == 0 && f < sec->nfields; f++) {
-            const struct metrics_field *fd = &sec->fields[f];
-            const char *type = fd->type == METRICS_COUNTER ? "counter" : "gauge";
+        rc = metrics_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
+                            figures_type_names[f->type]);
+        for (uint32_t k = 0; rc == 0 && k < n; k++) {
+            struct figures_at at = figures_series_at(f, k);
+            unsigned nvalues = f->dim != NULL ? f->dim->n : 1;
 
-            rc = metrics_printf(out,
-                                "# HELP ws_broadcaster_%s%s %s\n"
-                                "# TYPE ws_broadcaster_%s%s %s\n",
-                                sec->prefix, fd->name, fd->help, sec->prefix, fd->name, type);
-            if (sec->shape != METRICS_PER_WORKER) {
-                if (rc == 0)
-                    rc = metrics_printf(out, "ws_broadcaster_%s%s %llu\n", sec->prefix, fd->name,
-                                        (unsigned long long)fd->get(&v, 0));
+            if (f->type == FIGURES_HISTOGRAM) {
+                rc = metrics_prom_hist(out, v, f, k, &at);
                 continue;
             }
-            for (uint32_t w = 0; rc == 0 && w < shm_nworkers(s); w++)
-                rc = metrics_printf(out, "ws_broadcaster_%s%s{worker=\"%u\"} %llu\n", sec->prefix,
-                                    fd->name, w + 1, (unsigned long long)fd->get(&v, w));
+            for (at.value = 0; rc == 0 && at.value < nvalues; at.value++) {
+                uint64_t value;
+                char num[48];
+                if (figures_value(v, f, &at, &value) != 0)
+                    continue;
+                figures_number(num, sizeof(num), value, f->scale);
+                rc = metrics_prom_name(out, v, f, "", k, &at, NULL);
+                if (rc == 0)
+                    rc = metrics_printf(out, " %s\n", num);
+            }
         }
     }
+    free(v);
     return rc;
 }
 

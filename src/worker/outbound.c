@@ -43,7 +43,7 @@ outbound_write(struct wsp_vhost *vh, struct wsp_session *ss)
     uint32_t delivered;
     size_t bytes;
     int rc = outq_write(&ss->q, lws_get_socket_fd(ss->wsi), OUTBOUND_WRITES_PER_ROUND, &delivered,
-                        &bytes);
+                        &bytes, &vh->latency);
 
     if (rc == 0 && outq_mid_frame(&ss->q)) {
         size_t len;
@@ -423,6 +423,7 @@ outbound_encode_entry(struct wsp_vhost *vh, const struct frame_view *view,
         return NULL;
     }
     m->key = outbound_key(view);
+    m->published_us = e->published_us;
     return m;
 }
 

@@ -48,6 +48,7 @@ outq_msg_frame(char *buf, unsigned opcode, size_t len)
     m->buf = buf;
     m->key = 0;
     m->made_ms = time_mono_ms();
+    m->published_us = 0;
     m->conflated = NULL;
     m->frame_off = (uint32_t)(OUTQ_HEADROOM - n);
     m->frame_len = (uint32_t)(n + len);
@@ -124,6 +125,7 @@ outq_msg_conflated(struct outq_msg *m)
         return NULL;
     m->conflated->key = m->key;
     m->conflated->made_ms = m->made_ms;
+    m->conflated->published_us = m->published_us;
     return m->conflated;
 }
 
@@ -339,9 +341,25 @@ outq_clear(struct outq *q)
     memset(q, 0, sizeof(*q));
 }
 
-int
-outq_write(struct outq *q, int fd, int rounds, uint32_t *delivered, size_t *bytes)
+/* One delivered frame m, written by the write that just returned: time it
+ * if it is the sample's turn.  *now is read once per write, when needed. */
+static void
+outq_time_delivery(struct outq_latency *lat, const struct outq_msg *m, uint64_t *now)
 {
+    if (lat == NULL || m->published_us == 0 || --lat->countdown > 0)
+        return;
+    lat->countdown = OUTQ_LATENCY_SAMPLE;
+    if (*now == 0)
+        *now = time_mono_us();
+    hist_observe(lat->hist, *now > m->published_us ? *now - m->published_us : 0);
+}
+
+int
+outq_write(struct outq *q, int fd, int rounds, uint32_t *delivered, size_t *bytes,
+           struct outq_latency *lat)
+{
+    uint64_t now = 0;
+
     *delivered = 0;
     *bytes = 0;
     for (int round = 0; q->len > 0 && round < rounds; round++) {
@@ -383,6 +401,7 @@ outq_write(struct outq *q, int fd, int rounds, uint32_t *delivered, size_t *byte
             }
             n -= left;
             q->head_off = 0;
+            outq_time_delivery(lat, m, &now);
             outq_pop(q);
             (*delivered)++;
         }

@@ -65,6 +65,7 @@ struct worker {
     int listen_fd, metrics_fd, wake_fd, signal_fd;
     struct lws *listen_wsi, *metrics_wsi;
     struct ring_reader reader;
+    uint64_t slot_missed_base; /* the slot's ring_missed when this worker started */
     char *frame;
     msgpack_zone zone;
     int done;
@@ -133,6 +134,7 @@ worker_drain_ring(struct worker *w)
         e.seq = w->reader.next - 1;
         e.stream = meta.stream;
         e.id = (struct streamid){meta.id_ms, meta.id_seq};
+        e.published_us = meta.published_us;
         feed_frame(&w->vh, meta.kind, &e, w->frame, len);
         if (meta.kind != RING_KIND_ENTRY) {
             feed_note(&w->vh, meta.kind, &e, NULL, NULL);
@@ -172,7 +174,9 @@ worker_drain_ring(struct worker *w)
                  (unsigned long long)(w->reader.missed - missed_before),
                  (unsigned long long)w->reader.missed);
     atomic_store_explicit(&st->ring_next, w->reader.next, memory_order_relaxed);
-    atomic_store_explicit(&st->ring_missed, w->reader.missed, memory_order_relaxed);
+    /* The slot's count goes on from its previous workers' (shm.h). */
+    atomic_store_explicit(&st->ring_missed, w->slot_missed_base + w->reader.missed,
+                          memory_order_relaxed);
 }
 
 static void
@@ -598,6 +602,9 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int m
     w->vh.shm = s;
     w->vh.stats = &s->workers[index - 1];
     w->vh.worker = (uint32_t)(index - 1);
+    w->vh.latency.hist = &w->vh.stats->delivery_latency;
+    w->vh.latency.countdown = 1;
+    w->slot_missed_base = atomic_load_explicit(&w->vh.stats->ring_missed, memory_order_relaxed);
     w->vh.conf = &w->conf;
     w->vh.limits.max_values = c->max_filter_values;
     w->vh.limits.max_value_len = c->max_filter_value_len;

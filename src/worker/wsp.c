@@ -58,6 +58,7 @@ wsp_schedule_close(struct wsp_session *ss, int code, const char *reason, int flu
 {
     if (ss->close_code != 0)
         return;
+    WSP_STAT_ADD(wsp_vh, closes[shm_close_slot(code)], 1);
     ss->close_code = code;
     ss->close_flush = flush;
     snprintf(ss->close_reason, sizeof(ss->close_reason), "%s", reason);
@@ -114,6 +115,7 @@ wsp_check_liveness(struct wsp_session *ss, uint64_t now, uint64_t interval, uint
             }
             /* A dead peer will not read a close frame: just hang up. */
             LOG_DEBUG("client %s did not answer a ping; dropping", ss->client_id);
+            WSP_STAT_ADD(wsp_vh, ping_timeouts, 1);
             wsp_reset(ss);
         }
     } else if (interval > 0 && now - ss->last_rx_ms >= interval) {

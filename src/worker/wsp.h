@@ -62,6 +62,7 @@ struct wsp_vhost {
      * adopted sockets' vhosts all do, by the Host header.) */
     const void *metrics_mark;
     uint32_t metrics_conns;
+    struct outq_latency latency; /* delivery latency sampling (outq_write) */
     /* Ask the worker for a turn of feed_service soon (a session not live
      * has room again, or was just subscribed). */
     void (*kick)(struct wsp_vhost *vh);

@@ -189,7 +189,7 @@ ring_free(struct ring *r)
 static struct ring_frame_meta
 meta_of(uint64_t seq)
 {
-    struct ring_frame_meta m = {(uint32_t)(seq * 3), FUZZ_NOW_MS + seq, seq, 0};
+    struct ring_frame_meta m = {(uint32_t)(seq * 3), FUZZ_NOW_MS + seq, seq, 0, 0};
     return m;
 }
 

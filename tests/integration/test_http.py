@@ -19,7 +19,8 @@ Contract lines -> tests:
 * Prometheus text format: Accept text/plain,
   application/openmetrics-text, ?format=prometheus;
   Content-Type text/plain; ws_broadcaster_ names;
-  # TYPE lines; same figures (per worker too)        -> test_metrics_prometheus_format
+  # TYPE lines; same figures, per worker one family
+  labelled worker="n" whose sum is the JSON's       -> test_metrics_prometheus_format
 * any other path -> 404                             -> test_unknown_paths_are_404
 * /ws without an upgrade -> 4xx                      -> test_ws_without_upgrade_is_4xx
 * WebSocket only on /ws                              -> test_websocket_on_other_path_is_refused
@@ -41,6 +42,17 @@ from conftest import (
     ws_connect,
 )
 
+# JSON key -> Prometheus family (the full mapping is checked in
+# test_metrics_exposition.py)
+PROMETHEUS_NAMES = {
+    "active_clients": "ws_broadcaster_active_clients",
+    "total_connections": "ws_broadcaster_connections_total",
+    "total_messages": "ws_broadcaster_messages_sent_total",
+    "dropped_messages": "ws_broadcaster_messages_dropped_total",
+    "broadcast_capacity": "ws_broadcaster_ring_capacity_frames",
+    "broadcast_usage": "ws_broadcaster_ring_usage_frames",
+    "invalid_entries": "ws_broadcaster_invalid_entries_total",
+}
 TOP_FIGURES = ("active_clients", "total_connections", "total_messages", "broadcast_capacity",
                "broadcast_usage", "dropped_messages", "invalid_entries")
 WORKER_FIGURES = ("active_clients", "total_connections", "total_messages", "dropped_messages")
@@ -229,24 +241,25 @@ def test_metrics_prometheus_format(service, r, how):
     assert resp.status == 200
     assert (resp.header("Content-Type") or "").startswith("text/plain"), resp.headers
     types, samples = parse_prometheus(resp.text)
-    assert all(n.startswith("ws_broadcaster_") for n, _, _ in samples)
+    assert all(n.startswith(("ws_broadcaster_", "process_")) for n, _, _ in samples)
     plain = {n: v for n, labels, v in samples if not labels}
-    for k in TOP_FIGURES:
-        name = f"ws_broadcaster_{k}"
-        value = plain.get(name, plain.get(name + "_total"))
-        assert value is not None, f"no sample {name}"
-        assert name in types or name + "_total" in types, f"no # TYPE line for {name}"
-        assert value == js[k], (k, value, js[k])
-    assert plain["ws_broadcaster_active_clients"] == 1
-    # the per-worker figures are there too, labeled by worker
+    for k in ("broadcast_capacity", "broadcast_usage", "invalid_entries"):
+        name = PROMETHEUS_NAMES[k]
+        assert name in types, f"no # TYPE line for {name}"
+        assert plain.get(name) == js[k], (k, plain.get(name), js[k])
+    # per-worker figures: one family labelled by worker, whose sum is the JSON's
     nworkers = len(js["workers"])
     for k in WORKER_FIGURES:
-        fams = {n for n, labels, _ in samples if labels and k in n}
-        assert fams, f"no per-worker samples for {k}"
-        values = {lv for n, labels, _ in samples if n in fams for lv in labels.values()}
-        assert {str(i) for i in range(1, nworkers + 1)} <= values, (k, values)
-        total = sum(v for n, labels, v in samples if n == sorted(fams)[0])
-        assert total == js[k], (k, total, js[k])
+        name = PROMETHEUS_NAMES[k]
+        assert name in types, f"no # TYPE line for {name}"
+        per = {labels["worker"]: v for n, labels, v in samples if n == name}
+        assert set(per) == {str(i) for i in range(1, nworkers + 1)}, (k, per)
+        assert sum(per.values()) == js[k], (k, per, js[k])
+        for w in js["workers"]:
+            assert per[str(w["worker"])] == w[k], (k, per, w)
+    assert sum(v for n, _, v in samples if n == "ws_broadcaster_active_clients") == 1
+    # no second family of aggregates beside the labelled one
+    assert not [n for n in types if n.startswith("ws_broadcaster_worker_")]
 
 
 @pytest.mark.parametrize("path", ["/", "/nope", "/healthz", "/health/x", "/metricsx", "/wsx", "/index.html"])

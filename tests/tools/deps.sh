@@ -10,7 +10,8 @@ set -eu
 
 PACKAGES="build-essential pkg-config libhiredis-dev libwebsockets-dev libev-dev libmsgpack-dev
 libcjson-dev libsystemd-dev libjwt-dev redis-server redis-tools python3 python3-pytest
-python3-websockets python3-redis python3-jwt python3-cryptography openssl curl chromium"
+python3-websockets python3-redis python3-jwt python3-cryptography openssl curl chromium
+prometheus"
 
 # The JavaScript client's tests need Node.js and npm.  A Node.js installed
 # from elsewhere (its own npm inside) is kept: Debian's npm would replace it.

@@ -6,6 +6,7 @@
  * at a time, the way a slow client does.
  */
 #include "worker/outq.h"
+#include "common/timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,7 +126,7 @@ partial_writes_resume_at_the_right_byte(void)
     for (int spins = 0; q.len > 0 && spins < 100000; spins++) {
         uint32_t delivered;
         size_t bytes;
-        CHECK_INT(outq_write(&q, sv[0], 4, &delivered, &bytes), 0);
+        CHECK_INT(outq_write(&q, sv[0], 4, &delivered, &bytes, NULL), 0);
         delivered_total += delivered;
         bytes_total += bytes;
         got_len = drain(sv[1], got, got_len, sizeof(got), 3000);
@@ -136,6 +137,54 @@ partial_writes_resume_at_the_right_byte(void)
     CHECK_INT(got_len, expect_len);
     CHECK_INT(bytes_total, expect_len);
     CHECK(memcmp(got, expect, expect_len) == 0);
+    outq_clear(&q);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+/*
+ * Delivery latency: one timed delivery in OUTQ_LATENCY_SAMPLE, counting only
+ * messages that came from the ring (published_us set), the first at once;
+ * a delivery is timed when the write that completes its frame returns.
+ */
+static void
+latency_sampled(void)
+{
+    enum { N = 40 };
+    static struct hist h;
+    struct outq_latency lat = {&h, 1};
+    struct hist_counts c = {{0}, 0};
+    struct outq q = {0};
+    unsigned char got[N * 64];
+    uint64_t published = time_mono_us() - 3000; /* 3 ms ago */
+    uint32_t delivered;
+    size_t bytes;
+    int sv[2], timed = 0;
+
+    CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    CHECK_INT(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    for (int i = 0; i < N; i++) {
+        struct outq_msg *m = outq_msg_new("{\"x\":1}", 7);
+        /* Every third one is a reply: not from the ring, never timed. */
+        if (i % 3 != 0) {
+            m->published_us = published;
+            timed++;
+        }
+        CHECK_INT(outq_push(&q, m, N), 0);
+        outq_msg_unref(m);
+    }
+    CHECK_INT(outq_write(&q, sv[0], 4, &delivered, &bytes, &lat), 0);
+    CHECK_INT(delivered, N);
+    (void)drain(sv[1], got, 0, sizeof(got), sizeof(got));
+    hist_read_add(&h, &c);
+    /* timed deliveries 1, 9, 17, 25 of 26 */
+    CHECK_INT(timed, 26);
+    CHECK_INT(hist_count(&c), (timed + OUTQ_LATENCY_SAMPLE - 1) / OUTQ_LATENCY_SAMPLE);
+    CHECK_INT(lat.countdown, OUTQ_LATENCY_SAMPLE - (timed - 1) % OUTQ_LATENCY_SAMPLE);
+    /* Each at least 3 ms, and well under a second. */
+    CHECK_INT(c.cumulative[hist_bucket(2500)], 0); /* none under 2.5 ms */
+    CHECK_INT(c.cumulative[hist_bucket(999999)], hist_count(&c));
+    CHECK(c.sum_us >= 3000 * hist_count(&c));
     outq_clear(&q);
     close(sv[0]);
     close(sv[1]);
@@ -185,7 +234,7 @@ broken_connection_is_reported(void)
     CHECK_INT(outq_push(&q, m, 8), 0);
     size_t bytes;
 
-    CHECK_INT(outq_write(&q, sv[0], 4, &delivered, &bytes), -1);
+    CHECK_INT(outq_write(&q, sv[0], 4, &delivered, &bytes, NULL), -1);
     CHECK_INT(errno, EPIPE);
     CHECK_INT(q.len, 1);
     outq_clear(&q);
@@ -306,4 +355,4 @@ conflation_index_many_keys(void)
 TEST_MAIN(TEST(conflation_replaces_in_place), TEST(conflation_index_many_keys),
           TEST(header_lengths), TEST(msg_frame_in_headroom), TEST(push_limit_and_refs),
           TEST(partial_writes_resume_at_the_right_byte), TEST(close_frame),
-          TEST(broken_connection_is_reported))
+          TEST(broken_connection_is_reported), TEST(latency_sampled))

@@ -63,7 +63,8 @@ tf_check(const void *buf, uint32_t len, uint64_t *seq)
 static struct ring_frame_meta
 tf_meta(uint64_t seq)
 {
-    struct ring_frame_meta m = {(uint32_t)(seq % 61), 1700000000000ULL + seq, seq * 3 + 1, 0};
+    struct ring_frame_meta m = {(uint32_t)(seq % 61), 1700000000000ULL + seq, seq * 3 + 1, 0,
+                                seq * 5 + 2};
     return m;
 }
 
@@ -72,7 +73,8 @@ tf_meta_ok(const struct ring_frame_meta *m, uint64_t seq)
 {
     struct ring_frame_meta want = tf_meta(seq);
 
-    return m->stream == want.stream && m->id_ms == want.id_ms && m->id_seq == want.id_seq;
+    return m->stream == want.stream && m->id_ms == want.id_ms && m->id_seq == want.id_seq &&
+           m->published_us == want.published_us;
 }
 
 /* A deterministic spread of lengths in [TF_MIN, max]. */
@@ -293,8 +295,8 @@ test_round_trip(void)
 {
     struct ring *r = ring_new(16, 4096, 1024);
     struct ring_reader rd;
-    struct ring_frame_meta m1 = {5, 1700000000123ULL, 0, RING_KIND_ENTRY},
-                           m2 = {63, UINT64_MAX, UINT64_MAX, RING_KIND_RESET}, got;
+    struct ring_frame_meta m1 = {5, 1700000000123ULL, 0, RING_KIND_ENTRY, 123456789},
+                           m2 = {63, UINT64_MAX, UINT64_MAX, RING_KIND_RESET, UINT64_MAX}, got;
     char buf[1024];
     uint32_t len;
 
@@ -313,6 +315,8 @@ test_round_trip(void)
     CHECK_INT(got.stream, 5);
     CHECK_INT(got.id_ms, 1700000000123ULL);
     CHECK_INT(got.id_seq, 0);
+    CHECK_INT(got.kind, RING_KIND_ENTRY);
+    CHECK_INT(got.published_us, 123456789);
     CHECK_INT(rd.next, 1);
 
     CHECK_INT(ring_read(r, &rd, buf, sizeof(buf), &len, &got), 1);
@@ -322,6 +326,7 @@ test_round_trip(void)
     /* All 64 bits of both id halves survive. */
     CHECK(got.id_ms == UINT64_MAX);
     CHECK(got.id_seq == UINT64_MAX);
+    CHECK(got.published_us == UINT64_MAX);
 
     CHECK_INT(ring_read(r, &rd, buf, sizeof(buf), &len, &got), 0);
     CHECK_INT(rd.missed, 0);
@@ -358,7 +363,7 @@ test_frame_sizes(void)
 {
     struct ring *r = ring_new(16, 4096, 1024);
     struct ring_reader rd;
-    struct ring_frame_meta m = {0, 0, 0, 0}, got;
+    struct ring_frame_meta m = {0, 0, 0, 0, 0}, got;
     static char big[2048], buf[1024];
     uint32_t len = 99;
 
@@ -938,7 +943,7 @@ torn_writer(void *arg)
 {
     static unsigned char frame[2047];
     struct stress *st = arg;
-    struct ring_frame_meta meta = {0, 0, 0, 0};
+    struct ring_frame_meta meta = {0, 0, 0, 0, 0};
     uint64_t start = time_mono_ms(), seq = 0;
 
     memset(frame, 'w', sizeof(frame));

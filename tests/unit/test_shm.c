@@ -1,7 +1,8 @@
 /*
  * test_shm: the shared region's layout, its stream table and the totals the
  * /metrics endpoint reports.  Totals must survive a worker's death (its
- * counters move to `retired`) and broadcast_usage must follow only the
+ * counters stay in its slot for the next worker to add to) and
+ * broadcast_usage must follow only the
  * workers that are alive and listening, or one dead slot would pin it at
  * the whole ring.  Client addresses are bucketed by the instance's keyed
  * hash: the same in every worker, different under another key.
@@ -86,7 +87,7 @@ test_create_ring_usable(void)
     struct shm *s = shm_create(1, 1024, 2048, ADDRTAB_MIN_SLOTS);
     struct ring *r;
     struct ring_reader rd;
-    struct ring_frame_meta meta = {3, 1700000000000ULL, 7, 0}, got;
+    struct ring_frame_meta meta = {3, 1700000000000ULL, 7, 0, 0}, got;
     char frame[2048], buf[2048];
     uint32_t len;
     int64_t seq;
@@ -153,7 +154,7 @@ row_name(struct shm *s, uint32_t idx)
 static void
 publish_for(struct shm *s, int idx)
 {
-    struct ring_frame_meta meta = {(uint32_t)idx, 1, 0, 0};
+    struct ring_frame_meta meta = {(uint32_t)idx, 1, 0, 0, 0};
     char byte = 'x';
 
     atomic_store(&s->streams[idx].last_frame, ring_head(shm_ring(s)) + 1);
@@ -573,7 +574,7 @@ set_worker(struct shm *s, uint32_t i, uint64_t base)
 static void
 publish_n(struct ring *r, int n)
 {
-    struct ring_frame_meta meta = {0, 1, 0, 0};
+    struct ring_frame_meta meta = {0, 1, 0, 0, 0};
     char byte = 'x';
 
     for (int i = 0; i < n; i++)
@@ -592,25 +593,17 @@ test_totals_sum(void)
     set_worker(s, 0, 100);
     set_worker(s, 1, 2000);
     set_worker(s, 2, 30000);
-    atomic_store(&s->retired.total_connections, 1000000);
-    atomic_store(&s->retired.total_messages, 2000000);
-    atomic_store(&s->retired.dropped_messages, 3000000);
-    atomic_store(&s->retired.slow_disconnects, 4000000);
-    atomic_store(&s->retired.ring_missed, 5000000);
-    atomic_store(&s->retired.invalid_frames, 6000000);
-    atomic_store(&s->retired.client_errors, 7000000);
 
     memset(&t, 0xff, sizeof(t));
     shm_totals(s, &t);
-    /* Retired workers have no clients: active_clients is live workers only. */
     CHECK_INT(t.active_clients, 101 + 2001 + 30001);
-    CHECK_INT(t.total_connections, 1000000 + 102 + 2002 + 30002);
-    CHECK_INT(t.total_messages, 2000000 + 103 + 2003 + 30003);
-    CHECK_INT(t.dropped_messages, 3000000 + 104 + 2004 + 30004);
-    CHECK_INT(t.slow_disconnects, 4000000 + 105 + 2005 + 30005);
-    CHECK_INT(t.ring_missed, 5000000 + 106 + 2006 + 30006);
-    CHECK_INT(t.invalid_frames, 6000000 + 107 + 2007 + 30007);
-    CHECK_INT(t.client_errors, 7000000 + 108 + 2008 + 30008);
+    CHECK_INT(t.total_connections, 102 + 2002 + 30002);
+    CHECK_INT(t.total_messages, 103 + 2003 + 30003);
+    CHECK_INT(t.dropped_messages, 104 + 2004 + 30004);
+    CHECK_INT(t.slow_disconnects, 105 + 2005 + 30005);
+    CHECK_INT(t.ring_missed, 106 + 2006 + 30006);
+    CHECK_INT(t.invalid_frames, 107 + 2007 + 30007);
+    CHECK_INT(t.client_errors, 108 + 2008 + 30008);
     CHECK_INT(t.broadcast_usage, 0);
     shm_destroy(s);
 }
@@ -674,35 +667,38 @@ test_worker_retire(void)
     publish_n(shm_ring(s), 5);
     set_worker(s, 0, 100);
     set_worker(s, 1, 2000);
-    atomic_store(&s->retired.total_messages, 50);
     for (int i = 0; i < 2; i++) {
         atomic_store(&s->workers[i].pid, 500 + i);
         atomic_store(&s->workers[i].listening, 1);
     }
     atomic_store(&s->workers[0].ring_next, 1);
     atomic_store(&s->workers[1].ring_next, 5);
+    atomic_store(&s->workers[0].open_connections, 7);
+    atomic_store(&s->workers[0].conflated_clients, 2);
+    atomic_store(&s->workers[0].closes[shm_close_slot(1008)], 3);
+    hist_observe(&s->workers[0].delivery_latency, 700);
     shm_totals(s, &before);
     CHECK_INT(before.broadcast_usage, 4);
 
     shm_worker_retire(s, 0);
     w = &s->workers[0];
+    /* What it held of the present is gone ... */
     CHECK_INT(atomic_load(&w->pid), 0);
     CHECK_INT(atomic_load(&w->listening), 0);
     CHECK_INT(atomic_load(&w->active_clients), 0);
-    CHECK_INT(atomic_load(&w->total_connections), 0);
-    CHECK_INT(atomic_load(&w->total_messages), 0);
-    CHECK_INT(atomic_load(&w->dropped_messages), 0);
-    CHECK_INT(atomic_load(&w->slow_disconnects), 0);
-    CHECK_INT(atomic_load(&w->ring_missed), 0);
-    CHECK_INT(atomic_load(&w->invalid_frames), 0);
-    CHECK_INT(atomic_load(&w->client_errors), 0);
-    CHECK_INT(atomic_load(&s->retired.total_connections), 102);
-    CHECK_INT(atomic_load(&s->retired.total_messages), 50 + 103);
-    CHECK_INT(atomic_load(&s->retired.dropped_messages), 104);
-    CHECK_INT(atomic_load(&s->retired.slow_disconnects), 105);
-    CHECK_INT(atomic_load(&s->retired.ring_missed), 106);
-    CHECK_INT(atomic_load(&s->retired.invalid_frames), 107);
-    CHECK_INT(atomic_load(&s->retired.client_errors), 108);
+    CHECK_INT(atomic_load(&w->open_connections), 0);
+    CHECK_INT(atomic_load(&w->conflated_clients), 0);
+    /* ... its counters stay in the slot, for the next worker to add to:
+     * per-slot counters never go backwards (Prometheus's worker="n"). */
+    CHECK_INT(atomic_load(&w->total_connections), 102);
+    CHECK_INT(atomic_load(&w->total_messages), 103);
+    CHECK_INT(atomic_load(&w->dropped_messages), 104);
+    CHECK_INT(atomic_load(&w->slow_disconnects), 105);
+    CHECK_INT(atomic_load(&w->ring_missed), 106);
+    CHECK_INT(atomic_load(&w->invalid_frames), 107);
+    CHECK_INT(atomic_load(&w->client_errors), 108);
+    CHECK_INT(atomic_load(&w->closes[shm_close_slot(1008)]), 3);
+    CHECK_INT(atomic_load(&w->delivery_latency.buckets[hist_bucket(700)]), 1);
     /* The other worker is untouched. */
     CHECK_INT(atomic_load(&s->workers[1].pid), 501);
     CHECK_INT(atomic_load(&s->workers[1].total_messages), 2003);
@@ -720,16 +716,81 @@ test_worker_retire(void)
     CHECK_INT(after.active_clients, 2001);
     CHECK_INT(after.broadcast_usage, 0);
 
-    /* Retiring the same slot again (a second reap) adds nothing. */
+    /* Retiring the same slot again (a second reap) changes nothing. */
     shm_worker_retire(s, 0);
     shm_totals(s, &after);
     CHECK_INT(after.total_messages, before.total_messages);
 
-    /* A replacement worker starts from zero and adds on top. */
+    /* A replacement worker adds on top of the slot's counts. */
     atomic_store(&s->workers[0].pid, 600);
-    atomic_store(&s->workers[0].total_messages, 9);
+    atomic_fetch_add(&s->workers[0].total_messages, 9);
     shm_totals(s, &after);
     CHECK_INT(after.total_messages, before.total_messages + 9);
+    shm_destroy(s);
+}
+
+static void
+test_close_slots_and_refusal_names(void)
+{
+    /* Every code the service closes with has its own slot, in table order;
+     * anything else shares the last. */
+    for (unsigned i = 0; i < SHM_CLOSE_SLOTS - 1; i++) {
+        char code[16];
+        CHECK_INT(shm_close_slot(shm_close_codes[i]), i);
+        snprintf(code, sizeof(code), "%d", shm_close_codes[i]);
+        CHECK_STR(shm_close_names[i], code); /* the label is the code */
+    }
+    CHECK_STR(shm_close_names[SHM_CLOSE_SLOTS - 1], "other");
+    CHECK_INT(shm_close_slot(1008), 5);
+    CHECK_INT(shm_close_slot(4001), 8);
+    CHECK_INT(shm_close_slot(0), SHM_CLOSE_SLOTS - 1);
+    CHECK_INT(shm_close_slot(1006), SHM_CLOSE_SLOTS - 1);
+    CHECK_INT(shm_close_slot(4999), SHM_CLOSE_SLOTS - 1);
+    /* Label values: present, distinct, lower-case words. */
+    for (unsigned i = 0; i < SHM_REFUSALS; i++) {
+        CHECK(shm_refusal_names[i] != NULL);
+        if (shm_refusal_names[i] == NULL)
+            continue;
+        CHECK(strspn(shm_refusal_names[i], "abcdefghijklmnopqrstuvwxyz_") ==
+              strlen(shm_refusal_names[i]));
+        for (unsigned j = 0; j < i; j++)
+            CHECK(strcmp(shm_refusal_names[i], shm_refusal_names[j]) != 0);
+    }
+}
+
+static void
+test_stream_row_freshness_reset_on_reuse(void)
+{
+    /* A row given to another stream starts its freshness over: the new
+     * stream must not inherit the old one's lag or newest entry. */
+    struct shm *s = shm_create(1, 1024, 4096, ADDRTAB_MIN_SLOTS);
+    const char *const none[] = {"b"};
+    int r;
+
+    CHECK(s != NULL);
+    if (s == NULL)
+        return;
+    for (int i = 0; i < SHM_MAX_STREAMS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "s%d", i);
+        CHECK_INT(shm_stream_index(s, name, NULL, 0), i);
+    }
+    atomic_store(&s->streams[0].reading, 1);
+    atomic_store(&s->streams[0].lag_known, 1);
+    atomic_store(&s->streams[0].lag, 12);
+    atomic_store(&s->streams[0].lag_at_ms, 1000);
+    atomic_store(&s->streams[0].read_ms, 1700000000000ULL);
+    atomic_store(&s->streams[0].entries_read, 5);
+    /* The table is full and none of its frames is in the ring: "b" takes
+     * the first row. */
+    r = shm_stream_index(s, "b", none, 1);
+    CHECK_INT(r, 0);
+    CHECK_INT(atomic_load(&s->streams[0].reading), 0);
+    CHECK_INT(atomic_load(&s->streams[0].lag_known), 0);
+    CHECK_INT(atomic_load(&s->streams[0].lag), 0);
+    CHECK_INT(atomic_load(&s->streams[0].lag_at_ms), 0);
+    CHECK_INT(atomic_load(&s->streams[0].read_ms), 0);
+    CHECK_INT(atomic_load(&s->streams[0].entries_read), 0);
     shm_destroy(s);
 }
 
@@ -741,7 +802,7 @@ test_geometry_is_the_process_copy(void)
     struct shm *s = shm_create(3, 1024, 4096, ADDRTAB_MIN_SLOTS);
     struct ring *r;
     struct ring_reader rd;
-    struct ring_frame_meta meta = {0, 5, 6, 0}, got;
+    struct ring_frame_meta meta = {0, 5, 6, 0, 0}, got;
     struct shm_totals t;
     char buf[4096];
     uint32_t len;
@@ -802,7 +863,7 @@ test_attach_checks_the_configuration(void)
 /* What a child tries to write after shm_protect. */
 enum probe_target {
     PROBE_HEADER,
-    PROBE_RETIRED,
+    PROBE_SUPERVISOR_PART,
     PROBE_DRAIN,
     PROBE_INGEST,
     PROBE_STREAMS,
@@ -813,6 +874,8 @@ enum probe_target {
     PROBE_RING_HEAD,
     PROBE_RING_DATA_END,
     PROBE_LOCAL_COPY,
+    PROBE_INGEST_HIST,
+    PROBE_OWN_HIST,
 };
 
 struct probe {
@@ -859,8 +922,14 @@ probe_child(void *arg)
     case PROBE_HEADER:
         s->hdr.nworkers = 99;
         break;
-    case PROBE_RETIRED:
-        atomic_store(&s->retired.total_messages, 1);
+    case PROBE_SUPERVISOR_PART:
+        atomic_store(&s->addrtabs.clears[0], 2);
+        break;
+    case PROBE_INGEST_HIST:
+        hist_observe(&s->ingest_latency, 5);
+        break;
+    case PROBE_OWN_HIST:
+        hist_observe(&s->workers[own].delivery_latency, 5);
         break;
     case PROBE_DRAIN:
         atomic_store(&s->drain.draining, 1);
@@ -904,17 +973,19 @@ test_protect_each_role_writes_its_own_parts(void)
         enum probe_target target;
         int faults;
     } cases[] = {
-        {SHM_ROLE_WORKER, PROBE_HEADER, 1},        {SHM_ROLE_WORKER, PROBE_RETIRED, 1},
-        {SHM_ROLE_WORKER, PROBE_DRAIN, 1},         {SHM_ROLE_INGEST, PROBE_DRAIN, 1},
-        {SHM_ROLE_WORKER, PROBE_INGEST, 1},        {SHM_ROLE_WORKER, PROBE_STREAMS, 1},
-        {SHM_ROLE_WORKER, PROBE_OWN_SLOT, 0},      {SHM_ROLE_WORKER, PROBE_OTHER_SLOT, 1},
-        {SHM_ROLE_WORKER, PROBE_OWN_IPTABLE, 0},   {SHM_ROLE_WORKER, PROBE_OTHER_IPTABLE, 1},
-        {SHM_ROLE_WORKER, PROBE_RING_HEAD, 1},     {SHM_ROLE_WORKER, PROBE_RING_DATA_END, 1},
-        {SHM_ROLE_WORKER, PROBE_LOCAL_COPY, 1},    {SHM_ROLE_INGEST, PROBE_HEADER, 1},
-        {SHM_ROLE_INGEST, PROBE_RETIRED, 1},       {SHM_ROLE_INGEST, PROBE_INGEST, 0},
-        {SHM_ROLE_INGEST, PROBE_STREAMS, 0},       {SHM_ROLE_INGEST, PROBE_OWN_SLOT, 1},
-        {SHM_ROLE_INGEST, PROBE_OTHER_IPTABLE, 1}, {SHM_ROLE_INGEST, PROBE_RING_HEAD, 0},
-        {SHM_ROLE_INGEST, PROBE_RING_DATA_END, 0}, {SHM_ROLE_INGEST, PROBE_LOCAL_COPY, 1},
+        {SHM_ROLE_WORKER, PROBE_HEADER, 1},          {SHM_ROLE_WORKER, PROBE_SUPERVISOR_PART, 1},
+        {SHM_ROLE_WORKER, PROBE_INGEST, 1},          {SHM_ROLE_WORKER, PROBE_STREAMS, 1},
+        {SHM_ROLE_WORKER, PROBE_OWN_SLOT, 0},        {SHM_ROLE_WORKER, PROBE_OTHER_SLOT, 1},
+        {SHM_ROLE_WORKER, PROBE_OWN_IPTABLE, 0},     {SHM_ROLE_WORKER, PROBE_OTHER_IPTABLE, 1},
+        {SHM_ROLE_WORKER, PROBE_RING_HEAD, 1},       {SHM_ROLE_WORKER, PROBE_RING_DATA_END, 1},
+        {SHM_ROLE_WORKER, PROBE_LOCAL_COPY, 1},      {SHM_ROLE_INGEST, PROBE_HEADER, 1},
+        {SHM_ROLE_INGEST, PROBE_SUPERVISOR_PART, 1}, {SHM_ROLE_INGEST, PROBE_INGEST, 0},
+        {SHM_ROLE_INGEST, PROBE_STREAMS, 0},         {SHM_ROLE_INGEST, PROBE_OWN_SLOT, 1},
+        {SHM_ROLE_INGEST, PROBE_OTHER_IPTABLE, 1},   {SHM_ROLE_INGEST, PROBE_RING_HEAD, 0},
+        {SHM_ROLE_INGEST, PROBE_RING_DATA_END, 0},   {SHM_ROLE_INGEST, PROBE_LOCAL_COPY, 1},
+        {SHM_ROLE_WORKER, PROBE_INGEST_HIST, 1},     {SHM_ROLE_WORKER, PROBE_OWN_HIST, 0},
+        {SHM_ROLE_INGEST, PROBE_INGEST_HIST, 0},     {SHM_ROLE_INGEST, PROBE_OWN_HIST, 1},
+        {SHM_ROLE_WORKER, PROBE_DRAIN, 1},           {SHM_ROLE_INGEST, PROBE_DRAIN, 1},
     };
     struct shm *s = shm_create(3, 1024, 4096, ADDRTAB_MIN_SLOTS);
     char err[256];
@@ -932,12 +1003,12 @@ test_protect_each_role_writes_its_own_parts(void)
         CHECK_INT(rc, cases[i].faults ? PROBE_FAULTED : 0);
     }
     /* The parent (the supervisor) is untouched: it writes everything. */
-    atomic_store(&s->retired.total_messages, 1);
+    atomic_store(&s->addrtabs.clears[2], 0);
     s->streams[0].name[0] = 'x';
     /* A slot that does not exist is refused, and nothing is protected. */
     CHECK_INT(shm_protect(s, SHM_ROLE_WORKER, 3, err, sizeof(err)), -1);
     CHECK(strstr(err, "worker slot 3 of 3") != NULL);
-    atomic_store(&s->retired.total_messages, 2);
+    atomic_store(&s->addrtabs.clears[2], 0);
     shm_destroy(s);
 }
 
@@ -1089,5 +1160,6 @@ TEST_MAIN(TEST(test_create_layout), TEST(test_create_ring_usable), TEST(test_cre
           TEST(test_streams_fit_counts_running_without_rows),
           TEST(test_stream_table_random_reloads), TEST(test_totals_sum),
           TEST(test_totals_broadcast_usage), TEST(test_worker_retire),
+          TEST(test_close_slots_and_refusal_names), TEST(test_stream_row_freshness_reset_on_reuse),
           TEST(test_address_tables_layout), TEST(test_address_counts_across_workers),
           TEST(test_region_size), TEST(test_drain_flag))

@@ -85,5 +85,17 @@ test_clocks(void)
     CHECK(m2 >= m1);
 }
 
+static void
+test_clocks_us(void)
+{
+    uint64_t ms = time_now_ms(), us = time_now_us();
+    uint64_t mono_ms = time_mono_ms(), mono_us = time_mono_us();
+
+    /* The same clocks, a thousand times finer: within a second of each other. */
+    CHECK(us / 1000 >= ms && us / 1000 - ms < 1000);
+    CHECK(mono_us / 1000 >= mono_ms && mono_us / 1000 - mono_ms < 1000);
+    CHECK(time_mono_us() >= mono_us);
+}
+
 TEST_MAIN(TEST(test_iso_ms_epoch), TEST(test_iso_ms_known), TEST(test_iso_ms_small_buffer),
-          TEST(test_iso_s), TEST(test_clocks))
+          TEST(test_iso_s), TEST(test_clocks), TEST(test_clocks_us))
