@@ -278,8 +278,8 @@ conf_type_parse_server_addr(struct conf *c, const struct conf_key *k, const char
 
 /* METRICS_ADDR: as SERVER_ADDR, or empty for no listener of its own. */
 int
-conf_type_parse_metrics_addr(struct conf *c, const struct conf_key *k, const char *value,
-                             char *err, size_t errlen)
+conf_type_parse_metrics_addr(struct conf *c, const struct conf_key *k, const char *value, char *err,
+                             size_t errlen)
 {
     char host[CONF_HOST_MAX];
     int port;

@@ -37,16 +37,16 @@
  * worker that has fallen behind needs: clients that match few entries get
  * all of theirs in one write instead of one write per short slice.
  */
-#define WORKER_FRAMES_PER_SLICE 1024
+#define WORKER_FRAMES_PER_SLICE    1024
 /* Bytes lws buffers per WebSocket connection for what the client sends. */
-#define WORKER_RX_BUFFER        512
-#define WORKER_ACCEPTS_PER_WAKE 64
+#define WORKER_RX_BUFFER           512
+#define WORKER_ACCEPTS_PER_WAKE    64
 /* The once-a-second sweep of the sessions, in this many parts spread over
  * the second (wsp_liveness_sweep). */
-#define WORKER_SWEEP_PARTS      10
+#define WORKER_SWEEP_PARTS         10
 /* After the drain's deadline, the clients closed last have CLOSE_TIMEOUT
  * to finish; this much more and the worker exits whatever is left. */
-#define WORKER_STOP_SLACK_MS    1000
+#define WORKER_STOP_SLACK_MS       1000
 /* Connections a worker holds open on METRICS_ADDR at once: scrapers and
  * probes, a handful; more are closed at accept. */
 #define WORKER_METRICS_CONNECTIONS 64
@@ -427,8 +427,7 @@ worker_accept_metrics(struct worker *w)
             continue;
         }
         if (w->vh.metrics_conns >= WORKER_METRICS_CONNECTIONS) {
-            atomic_fetch_add_explicit(&w->vh.stats->refused_connections, 1,
-                                      memory_order_relaxed);
+            atomic_fetch_add_explicit(&w->vh.stats->refused_connections, 1, memory_order_relaxed);
             if (log_ratelimit_allow(&w->refused_rl))
                 LOG_INFO("metrics connection refused: %d open", WORKER_METRICS_CONNECTIONS);
             close(fd);
@@ -696,9 +695,8 @@ worker_main(struct shm *s, const struct conf *c, int index, int listen_fd, int m
     if (worker_adopt_fd(w, wake_fd, &worker_kinds[WORKER_FD_WAKE]) == NULL ||
         worker_adopt_fd(w, w->signal_fd, &worker_kinds[WORKER_FD_SIGNAL]) == NULL ||
         (w->listen_wsi = worker_adopt_fd(w, listen_fd, &worker_kinds[WORKER_FD_LISTEN])) == NULL ||
-        (metrics_fd >= 0 &&
-         (w->metrics_wsi = worker_adopt_fd(w, metrics_fd, &worker_kinds[WORKER_FD_METRICS])) ==
-             NULL)) {
+        (metrics_fd >= 0 && (w->metrics_wsi = worker_adopt_fd(
+                                 w, metrics_fd, &worker_kinds[WORKER_FD_METRICS])) == NULL)) {
         lws_context_destroy(w->ctx);
         return 1;
     }
