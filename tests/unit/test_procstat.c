@@ -108,10 +108,12 @@ test_read_self(void)
     CHECK((int64_t)st.start_ms - now_ms < 2000);
     CHECK(now_ms - (int64_t)st.start_ms < 3600 * 1000);
     CHECK_INT(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    /* /proc says the kernel's limit; under valgrind, getrlimit says a few
+     * less (it keeps descriptors of its own above the program's). */
     if (rl.rlim_cur == RLIM_INFINITY)
         CHECK(st.max_fds == UINT64_MAX);
     else
-        CHECK_INT(st.max_fds, rl.rlim_cur);
+        CHECK(st.max_fds >= rl.rlim_cur && st.max_fds <= rl.rlim_cur + 64);
     /* Three more descriptors are three more (the directory walk's own is
      * not counted). */
     before = (int)st.open_fds;
