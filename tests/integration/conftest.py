@@ -359,16 +359,22 @@ def http_get(port, path, headers=None, timeout=5.0, host="127.0.0.1"):
         conn.close()
 
 
-def upgrade_status(port, path="/ws", headers=None, host="127.0.0.1"):
-    """The HTTP status of a WebSocket upgrade request for path (101 if it
-    succeeds), with extra headers (a dict)."""
+def upgrade_request(host, port, path="/ws", headers=None):
+    """The bytes of a WebSocket upgrade request for path, with extra headers
+    (a dict)."""
     key = base64.b64encode(os.urandom(16)).decode()
     req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
     for k, v in (headers or {}).items():
         req += f"{k}: {v}\r\n"
+    return (req + "\r\n").encode()
+
+
+def upgrade_status(port, path="/ws", headers=None, host="127.0.0.1"):
+    """The HTTP status of a WebSocket upgrade request for path (101 if it
+    succeeds), with extra headers (a dict)."""
     with socket.create_connection((host, port), timeout=5) as s:
-        s.sendall((req + "\r\n").encode())
+        s.sendall(upgrade_request(host, port, path, headers))
         data = b""
         while b"\r\n" not in data:
             chunk = s.recv(4096)

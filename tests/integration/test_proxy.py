@@ -10,24 +10,18 @@ Contract lines -> tests:
   without one is closed                          -> test_proxy_protocol_v1_and_v2
 """
 
-import base64
-import os
 import socket
 import struct
 
+from conftest import upgrade_request
 
 
 def upgrade(port, prefix=b"", headers=None, source="127.0.0.1"):
     """From source, send prefix (a PROXY header), then an upgrade; the HTTP
     status, or None if the server closed without one."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
-    key = base64.b64encode(os.urandom(16)).decode()
-    req = (f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
-    for k, v in (headers or {}).items():
-        req += f"{k}: {v}\r\n"
     try:
-        s.sendall(prefix + (req + "\r\n").encode())
+        s.sendall(prefix + upgrade_request("127.0.0.1", port, "/ws", headers))
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = s.recv(4096)
