@@ -6,7 +6,7 @@
  * entry's fields as JSON strings ("bench_ts" included, so wsb-load measures
  * it); the event loop writes that frame to every subscribed client.  No
  * filtering, no per-client JSON, no framework.  What the service reaches next
- * to this, measured in the same session, is the figure that matters.
+ * to this, measured in the same run, is the figure that matters.
  *
  * --mode each:      one write() per frame per client, as a server that issues
  *                   one write per message does.

@@ -1,7 +1,7 @@
 """Shared fixtures and helpers of the ws-broadcaster integration tests.
 
 The tests drive the real binary (``WSB_BIN``, default ``bin/ws-broadcaster``
-relative to the repository root) against a ``redis-server`` this session
+relative to the repository root) against a ``redis-server`` the test run
 starts on a free port (plus a unix socket), with ``--save "" --appendonly no``,
 or the one named by WSB_TEST_REDIS_URL and WSB_TEST_REDIS_SOCKET (as CI
 starts it).
