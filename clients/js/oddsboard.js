@@ -369,7 +369,7 @@ export class OddsBoard {
     }
   }
 
-  async _token_for_connect() {
+  async _tokenForConnect() {
     const { getToken } = this._options;
     const exp = this._token !== null ? tokenExpiry(this._token) : null;
     const expired = exp !== null && exp * 1000 <= this._clock.now();
@@ -390,7 +390,7 @@ export class OddsBoard {
       return;
     }
     try {
-      const token = await this._token_for_connect();
+      const token = await this._tokenForConnect();
       WS = await webSocketClass(this._options.WebSocket);
       if (token)
         url.searchParams.set('token', token);
