@@ -260,20 +260,31 @@ conf_type_same(const struct conf *a, const struct conf *b, const struct conf_key
 
 /* ---- parse and format functions of the rows that need their own ---------- */
 
+/* A listen address, :PORT (every interface, host empty) or HOST:PORT, stored
+ * as k's string and split into host (CONF_HOST_MAX bytes) and *port;
+ * expected says what k takes, for the error. */
+static int
+conf_parse_listen_addr(struct conf *c, const struct conf_key *k, const char *value, char *host,
+                       int *port, const char *expected, char *err, size_t errlen)
+{
+    char h[CONF_HOST_MAX];
+    int p;
+
+    if (conf_store_string(c, k, value, err, errlen) != 0)
+        return -1;
+    if (conf_split_hostport(value, h, sizeof(h), &p, -1) != 0)
+        return conf_error(err, errlen, k->name, "expected %s, got '%s'", expected, value);
+    strcpy(host, h);
+    *port = p;
+    return 0;
+}
+
 int
 conf_type_parse_server_addr(struct conf *c, const struct conf_key *k, const char *value, char *err,
                             size_t errlen)
 {
-    char host[CONF_HOST_MAX];
-    int port;
-
-    if (conf_store_string(c, k, value, err, errlen) != 0)
-        return -1;
-    if (conf_split_hostport(value, host, sizeof(host), &port, -1) != 0)
-        return conf_error(err, errlen, k->name, "expected :PORT or HOST:PORT, got '%s'", value);
-    strcpy(c->server_host, host);
-    c->server_port = port;
-    return 0;
+    return conf_parse_listen_addr(c, k, value, c->server_host, &c->server_port,
+                                  ":PORT or HOST:PORT", err, errlen);
 }
 
 /* METRICS_ADDR: as SERVER_ADDR, or empty for no listener of its own. */
@@ -281,22 +292,15 @@ int
 conf_type_parse_metrics_addr(struct conf *c, const struct conf_key *k, const char *value, char *err,
                              size_t errlen)
 {
-    char host[CONF_HOST_MAX];
-    int port;
-
-    if (conf_store_string(c, k, value, err, errlen) != 0)
-        return -1;
     if (value[0] == '\0') {
+        if (conf_store_string(c, k, value, err, errlen) != 0)
+            return -1;
         c->metrics_host[0] = '\0';
         c->metrics_port = 0;
         return 0;
     }
-    if (conf_split_hostport(value, host, sizeof(host), &port, -1) != 0)
-        return conf_error(err, errlen, k->name, "expected :PORT, HOST:PORT or nothing, got '%s'",
-                          value);
-    strcpy(c->metrics_host, host);
-    c->metrics_port = port;
-    return 0;
+    return conf_parse_listen_addr(c, k, value, c->metrics_host, &c->metrics_port,
+                                  ":PORT, HOST:PORT or nothing", err, errlen);
 }
 
 /* A REDIS_URL as it may be shown: `-t`, the logs and error messages all end
