@@ -707,15 +707,23 @@ for sc in $SCENARIOS; do
     done
 done
 
-# Medians per scenario and target, then the service against the ceilings.
-awk -F'\t' '
-function median(key, col,    n, i, j, t, a) {
-    n = cnt[key]
-    for (i = 1; i <= n; i++) a[i] = val[key, i, col] + 0
+# median_of(arr, n): the median of arr[1..n] (numbers); ms(us), microseconds as milliseconds.  The
+# report programs below all use them.
+AWK_STATS='
+function median_of(arr, n,    i, j, t, a) {
+    for (i = 1; i <= n; i++) a[i] = arr[i] + 0
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 function ms(us) { return sprintf("%.2f", us / 1000) }
+'
+# Medians per scenario and target, then the service against the ceilings.
+awk -F'\t' "$AWK_STATS"'
+function median(key, col,    n, i, a) {
+    n = cnt[key]
+    for (i = 1; i <= n; i++) a[i] = val[key, i, col]
+    return median_of(a, n)
+}
 function ratio(a, b) { return b > 0 ? sprintf("%.2f", a / b) : "-" }
 {
     key = $1 SUBSEP $2
@@ -757,13 +765,7 @@ END {
 # clients' p99 against the runs without a storm.
 if [ -s "$STORM_TSV" ]; then
     echo
-    awk -F'\t' '
-function med(arr, n,    i, j, t, a) {
-    for (i = 1; i <= n; i++) a[i] = arr[i] + 0
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function ms(us) { return sprintf("%.2f", us / 1000) }
+    awk -F'\t' "$AWK_STATS"'
 {
     tg = $2
     if (!(tg in seen)) { seen[tg] = 1; order[++ntg] = tg }
@@ -786,7 +788,7 @@ END {
     for (i = 1; i <= ntg; i++) {
         tg = order[i]; n = ns[tg] + 0; m = nb[tg] + 0
         for (k = 1; k <= m; k++) b[k] = base99[tg, k]
-        bm = m > 0 ? med(b, m) : 0
+        bm = m > 0 ? median_of(b, m) : 0
         if (n == 0) {
             printf "%-13s %4d %11s %11s %6s\n", tg, 0, "-", (m > 0 ? ms(bm) : "-"), "-"
             continue
@@ -797,12 +799,12 @@ END {
             v9[k] = fresh[tg, k]; v10[k] = fail[tg, k]; v11[k] = closed[tg, k]; v12[k] = inc[tg, k]
             v13[k] = storm[tg, k]; v14[k] = late[tg, k]
         }
-        sm = med(v1, n)
+        sm = median_of(v1, n)
         printf "%-13s %4d %11s %11s %6s %8s %8s %8s %8s %8s %7d %7d %6d %6d %6d %6d %6d %8.3f\n",
             tg, n, ms(sm), (m > 0 ? ms(bm) : "-"), (m > 0 && bm > 0 ? sprintf("%.2f", sm / bm) : "-"),
-            ms(med(v2, n)), ms(med(v3, n)), ms(med(v4, n)), ms(med(v5, n)), ms(med(v6, n)),
-            med(v7, n), med(v8, n), med(v9, n), med(v10, n), med(v11, n), med(v12, n), med(v14, n),
-            med(v13, n)
+            ms(median_of(v2, n)), ms(median_of(v3, n)), ms(median_of(v4, n)), ms(median_of(v5, n)), ms(median_of(v6, n)),
+            median_of(v7, n), median_of(v8, n), median_of(v9, n), median_of(v10, n), median_of(v11, n), median_of(v12, n), median_of(v14, n),
+            median_of(v13, n)
     }
     print "steady p99: delivery p99 of the steady clients (ms) in the storm runs; base p99: the same"
     print "in the runs without a storm (reconnect-base); ratio = steady / base (medians).  board50,"
@@ -820,13 +822,7 @@ fi
 # p99 against the runs without (slow-base).
 if [ -s "$SLOW_TSV" ]; then
     echo
-    awk -F'\t' '
-function med(arr, n,    i, j, t, a) {
-    for (i = 1; i <= n; i++) a[i] = arr[i] + 0
-    for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
-    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function ms(us) { return sprintf("%.2f", us / 1000) }
+    awk -F'\t' "$AWK_STATS"'
 {
     tg = $2
     if (!(tg in seen)) { seen[tg] = 1; order[++ntg] = tg }
@@ -847,7 +843,7 @@ END {
     for (i = 1; i <= ntg; i++) {
         tg = order[i]; n = ns[tg] + 0; m = nb[tg] + 0
         for (k = 1; k <= m; k++) b[k] = base99[tg, k]
-        bm = m > 0 ? med(b, m) : 0
+        bm = m > 0 ? median_of(b, m) : 0
         if (n == 0) {
             printf "%-13s %4d %9s %9s\n", tg, 0, "-", (m > 0 ? ms(bm) : "-")
             continue
@@ -855,7 +851,7 @@ END {
         for (c = 4; c <= 29; c++) {
             if (c == 23) continue
             for (k = 1; k <= n; k++) a[k] = v[tg, k, c]
-            md[c] = med(a, n)
+            md[c] = median_of(a, n)
         }
         printf "%-13s %4d %9s %9s %6s %5d %5d %11s %7d %6d %6d %7d %8s %8s %9d %9d %5d %5d %5d %5d %7.2f %6.0f\n",
             tg, n, ms(md[4]), (m > 0 ? ms(bm) : "-"), (m > 0 && bm > 0 ? sprintf("%.2f", md[4] / bm) : "-"),
