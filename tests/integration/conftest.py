@@ -370,17 +370,24 @@ def upgrade_request(host, port, path="/ws", headers=None):
     return (req + "\r\n").encode()
 
 
+def read_response_head(s):
+    """What socket s receives up to the end of an HTTP response's headers,
+    or until the server closes."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def upgrade_status(port, path="/ws", headers=None, host="127.0.0.1"):
     """The HTTP status of a WebSocket upgrade request for path (101 if it
     succeeds), with extra headers (a dict)."""
     with socket.create_connection((host, port), timeout=5) as s:
         s.sendall(upgrade_request(host, port, path, headers))
-        data = b""
-        while b"\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_response_head(s)
     m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
     assert m, f"not an HTTP response: {data[:200]!r}"
     return int(m.group(1))

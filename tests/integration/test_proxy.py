@@ -13,7 +13,7 @@ Contract lines -> tests:
 import socket
 import struct
 
-from conftest import upgrade_request
+from conftest import read_response_head, upgrade_request
 
 
 def upgrade(port, prefix=b"", headers=None, source="127.0.0.1"):
@@ -22,12 +22,7 @@ def upgrade(port, prefix=b"", headers=None, source="127.0.0.1"):
     s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
     try:
         s.sendall(prefix + upgrade_request("127.0.0.1", port, "/ws", headers))
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_response_head(s)
     except (ConnectionResetError, BrokenPipeError):
         data = b""
     status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else None
