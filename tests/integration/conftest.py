@@ -753,6 +753,16 @@ def default_settings(redis_url):
     }
 
 
+def config_file(tmp_path, redis_server, **over):
+    """A config file of default_settings plus over in tmp_path (for runs of
+    the binary that start no service: -t, --groups ...); (path, settings)."""
+    settings = default_settings(redis_server.url)
+    settings.update(over)
+    path = tmp_path / f"conf-{uid()}.conf"
+    write_config(path, settings)
+    return path, settings
+
+
 def default_consumer_id(port):
     """CONSUMER_ID=auto as the service derives it: the host name (bytes a
     name may not hold replaced by '-') and the port."""

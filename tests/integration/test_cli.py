@@ -24,6 +24,7 @@ import pytest
 
 from conftest import (
     EX_CONFIG,
+    config_file,
     default_settings,
     free_port,
     listening_addresses,
@@ -32,14 +33,6 @@ from conftest import (
     uid,
     write_config,
 )
-
-
-def make_conf(tmp_path, redis_server, **over):
-    settings = default_settings(redis_server.url)
-    settings.update(over)
-    path = tmp_path / f"conf-{uid()}.conf"
-    write_config(path, settings)
-    return path, settings
 
 
 def test_help_prints_usage_on_stdout():
@@ -61,7 +54,7 @@ def test_version_prints_name_and_version():
 
 
 def test_check_valid_config_exits_0_and_starts_nothing(tmp_path, redis_server, r):
-    path, settings = make_conf(tmp_path, redis_server)
+    path, settings = config_file(tmp_path, redis_server)
     res = run_binary(["-c", str(path), "-t"])
     assert res.returncode == 0, f"stdout={res.stdout!r} stderr={res.stderr!r}"
     port = int(settings["SERVER_ADDR"].rsplit(":", 1)[1])
@@ -96,7 +89,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("key,value", BAD_VALUES, ids=[f"{k}={v}" for k, v in BAD_VALUES])
 def test_check_invalid_value_names_key(tmp_path, redis_server, key, value):
-    path, _ = make_conf(tmp_path, redis_server, **{key: value})
+    path, _ = config_file(tmp_path, redis_server, **{key: value})
     res = run_binary(["-c", str(path), "-t"])
     assert res.returncode == EX_CONFIG, f"exit {res.returncode}, stderr={res.stderr!r}"
     assert key in res.stderr, f"stderr does not name {key}: {res.stderr!r}"
@@ -125,7 +118,7 @@ GOOD_VALUES = [
 
 @pytest.mark.parametrize("key,value", GOOD_VALUES, ids=[f"{k}={v}" for k, v in GOOD_VALUES])
 def test_check_accepts_valid_values(tmp_path, redis_server, key, value):
-    path, _ = make_conf(tmp_path, redis_server, **{key: value})
+    path, _ = config_file(tmp_path, redis_server, **{key: value})
     res = run_binary(["-c", str(path), "-t"])
     assert res.returncode == 0, f"{key}={value} refused: {res.stderr!r}"
 
@@ -135,7 +128,7 @@ START_BAD = [("RING_SIZE", "1000"), ("WORKERS", "abc"), ("FOO", "1"), ("SERVER_A
 
 @pytest.mark.parametrize("key,value", START_BAD, ids=[f"{k}={v}" for k, v in START_BAD])
 def test_start_with_invalid_value_exits_78_without_starting(tmp_path, redis_server, r, key, value):
-    path, settings = make_conf(tmp_path, redis_server, **{key: value})
+    path, settings = config_file(tmp_path, redis_server, **{key: value})
     res = run_binary(["-c", str(path)], timeout=15)
     assert res.returncode == EX_CONFIG, f"exit {res.returncode}, stderr={res.stderr!r}"
     assert key in res.stderr, f"stderr does not name {key}: {res.stderr!r}"
@@ -223,7 +216,7 @@ def test_environment_overrides_file(tmp_path, redis_server, service):
 
 
 def test_environment_value_is_validated(tmp_path, redis_server):
-    path, _ = make_conf(tmp_path, redis_server, RING_SIZE="1024")
+    path, _ = config_file(tmp_path, redis_server, RING_SIZE="1024")
     res = run_binary(["-c", str(path), "-t"], env={"RING_SIZE": "1000"})
     assert res.returncode == EX_CONFIG, res.stderr
     assert "RING_SIZE" in res.stderr

@@ -31,14 +31,13 @@ import time
 
 from conftest import (
     default_consumer_id,
-    default_settings,
+    config_file,
     free_port,
     odds_fields,
     publish,
     run,
     run_binary,
     uid,
-    write_config,
     ws_client,
     ws_connect,
 )
@@ -97,14 +96,6 @@ def test_json_logs_every_line_parses(service, r):
     assert svc.stdout_text() == ""
 
 
-def cli_config(tmp_path, redis_server, **over):
-    settings = default_settings(redis_server.url)
-    settings.update(over)
-    path = tmp_path / f"cli-{uid()}.conf"
-    write_config(path, settings)
-    return path, settings
-
-
 def make_group(r, stream, group, consumer=None, read=0):
     """A group at 0 on stream; consumer (if given) reads `read` entries and
     leaves them pending."""
@@ -140,7 +131,7 @@ def test_groups_lists_this_services_groups(tmp_path, redis_server, service, r):
     make_group(r, stream, f"ws-broadcaster:gone{t}", consumer="gone", read=2)
     make_group(r, stream, f"ws-broadcaster:empty{t}")
     make_group(r, stream, f"another-service:{t}", consumer="x", read=1)
-    path, _ = cli_config(tmp_path, redis_server, **svc.settings)
+    path, _ = config_file(tmp_path, redis_server, **svc.settings)
 
     res = run_binary(["-c", str(path), "--groups"])
     assert res.returncode == 0, res.stderr
@@ -165,7 +156,7 @@ def test_groups_delete_idle(tmp_path, redis_server, r):
     t = uid()
     sport, opps = f"t{t}_nba", f"t{t}_opps"
     stream = f"odds.normalized.{sport}"
-    path, _ = cli_config(tmp_path, redis_server, SPORTS=sport, OPPORTUNITIES_STREAM=opps,
+    path, _ = config_file(tmp_path, redis_server, SPORTS=sport, OPPORTUNITIES_STREAM=opps,
                          CONSUMER_ID=f"me{t}")
     for i in range(3):
         publish(r, stream, **odds_fields(sport, event=f"e{i}"))
@@ -202,7 +193,7 @@ def test_groups_delete_idle(tmp_path, redis_server, r):
 
 
 def test_groups_redis_unreachable(tmp_path, redis_server):
-    path, _ = cli_config(tmp_path, redis_server, REDIS_URL=f"127.0.0.1:{free_port()}")
+    path, _ = config_file(tmp_path, redis_server, REDIS_URL=f"127.0.0.1:{free_port()}")
     res = run_binary(["-c", str(path), "--groups"])
     assert res.returncode == 1, (res.returncode, res.stdout, res.stderr)
     assert "connect to redis" in res.stderr
@@ -233,7 +224,7 @@ def test_probe_exit_status(service):
 
 def test_check_shows_the_default_consumer_id(tmp_path, redis_server):
     port = free_port()
-    path, _ = cli_config(tmp_path, redis_server, CONSUMER_ID=None, SERVER_ADDR=f"127.0.0.1:{port}")
+    path, _ = config_file(tmp_path, redis_server, CONSUMER_ID=None, SERVER_ADDR=f"127.0.0.1:{port}")
     res = run_binary(["-c", str(path), "-t"])
     assert res.returncode == 0, res.stderr
     assert f"  CONSUMER_ID={default_consumer_id(port)}\n" in res.stderr, res.stderr
