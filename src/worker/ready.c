@@ -1,6 +1,7 @@
 #include "ready.h"
 
 #include "../common/timeutil.h"
+#include "figures.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -76,7 +77,7 @@ ready_readyz(struct shm *s, const struct conf *c, struct metrics_buf *out)
     cJSON *streams = cJSON_CreateArray();
     uint64_t now = time_now_ms();
     uint32_t nworkers = shm_nworkers(s), listening = 0;
-    int redis_up = LOAD(s->ingest.redis_up) && LOAD(s->ingest.pid) != 0;
+    int redis_up = figures_redis_up(s);
     int draining = shm_draining(s, NULL, NULL);
     int failed = 0, ready;
     char *text;
