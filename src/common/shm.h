@@ -176,6 +176,10 @@ struct shm_stream {
 /* How often the ingest asks Redis for the lag of its group on each stream
  * (XINFO GROUPS, between reads, like the epoch). */
 #define SHM_LAG_CHECK_MS 1000
+/* An answer older than this is no longer the lag: the ingest is not going
+ * round its loop (stuck, stopped, or without Redis).  /metrics then leaves
+ * the lag out, and /readyz calls the ingest silent. */
+#define SHM_LAG_FRESH_MS (5 * SHM_LAG_CHECK_MS)
 
 /* The close codes a worker counts its closes by (closes[]), and their
  * labels in /metrics; the last slot takes any other code ("other"). */

@@ -271,17 +271,13 @@ FIGURES_GET(stream_age_ms)
     return 0;
 }
 
-/* An answer older than this is no longer the lag (the ingest is down or
- * cannot reach Redis): left out rather than shown stale. */
-#define FIGURES_LAG_FRESH_MS (5 * SHM_LAG_CHECK_MS)
-
 FIGURES_GET(stream_lag)
 {
     struct shm_stream *row = (struct shm_stream *)figures_row(v, at);
     uint64_t at_ms = LOAD(row->lag_at_ms);
 
     if (!LOAD(row->lag_known) || at_ms == 0 ||
-        (v->now_ms > at_ms && v->now_ms - at_ms > FIGURES_LAG_FRESH_MS))
+        (v->now_ms > at_ms && v->now_ms - at_ms > SHM_LAG_FRESH_MS))
         return -1;
     *out = LOAD(row->lag);
     return 0;

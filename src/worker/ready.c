@@ -10,11 +10,6 @@
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-/* The ingest asks Redis for each stream's lag every SHM_LAG_CHECK_MS, between
- * reads: an answer this much older means the ingest is not going round its
- * loop (stuck, or stopped), whatever its last word on Redis was. */
-#define READY_LAG_SILENCE_MS (5 * SHM_LAG_CHECK_MS)
-
 /* Each reason a short phrase an operator reads in a probe's log. */
 static int
 ready_reason(cJSON *reasons, const char *text)
@@ -43,7 +38,7 @@ ready_stream(const struct shm_stream *row, const struct conf *c, uint64_t now, c
     uint64_t max_ms = (uint64_t)c->ready_max_lag * 1000;
     uint64_t age = read_ms != 0 && now > read_ms ? now - read_ms : 0;
     uint64_t silence = lag_at != 0 && now > lag_at ? now - lag_at : 0;
-    int lag_fresh = LOAD(row->lag_known) && lag_at != 0 && silence <= READY_LAG_SILENCE_MS;
+    int lag_fresh = LOAD(row->lag_known) && lag_at != 0 && silence <= SHM_LAG_FRESH_MS;
     cJSON *o = cJSON_CreateObject();
     char reason[SHM_STREAM_NAME + 128];
     int stale = 0;
@@ -51,7 +46,7 @@ ready_stream(const struct shm_stream *row, const struct conf *c, uint64_t now, c
     if (o == NULL)
         return -1;
     cJSON_AddItemToArray(streams, o);
-    if (silence > READY_LAG_SILENCE_MS && silence > max_ms) {
+    if (silence > SHM_LAG_FRESH_MS && silence > max_ms) {
         snprintf(reason, sizeof(reason), "%s: no word from the ingest for %llu s", row->name,
                  (unsigned long long)(silence / 1000));
         stale = 1;
